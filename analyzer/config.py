@@ -1,0 +1,412 @@
+"""Typed settings: thresholds, prices and field mappings, with defaults that serve the shipped sample.
+
+One `Settings` object carries everything; `load_settings(path)` reads it from TOML. Unknown tables or
+keys and values of the wrong type are a `ConfigError` naming the file and the key, never ignored.
+
+    [gateway]                      # also [ledger] and [events]: how a source is read
+    format = "jsonl"               # force a format instead of detecting it
+    clock_offset = "-2s"           # added to every timestamp of this source
+    log_format = '...'             # an nginx log_format string
+    [gateway.fields]               # canonical name = source field (dotted path into nested JSON)
+    [gateway.units]                # ts: iso|epoch_s|epoch_ms|epoch_us|epoch_ns; latency_ms/ttft_ms: ms|s|us
+    [bursts] [latency] [slo] [gaps] [reconcile] [report]
+    [prices.<model>]               # input_per_million / output_per_million, in USD
+    [weights.<model>]              # prompt / completion: integer weights of the expected charge
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import timedelta
+from decimal import Decimal, InvalidOperation
+from pathlib import Path
+from typing import Any, get_type_hints
+
+from analyzer.errors import ConfigError
+from analyzer.schema import GATEWAY, LEDGER, SCHEMAS
+
+TS_UNITS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
+DURATION_UNITS = ("ms", "s", "us")
+FORMATS = ("jsonl", "csv", "tsv", "parquet", "nginx", "alb")
+
+_DURATION = re.compile(r"^\s*([+-]?)(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
+_DURATION_SCALE = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+def parse_duration(text: str, *, where: str = "duration") -> timedelta:
+    """Parse '-2s', '1m', '250ms', '1.5h' into a timedelta."""
+    m = _DURATION.match(text)
+    if m is None:
+        raise ConfigError(f"'{text}' is not a duration like 30s, 5m, 1h or -2s", field=where)
+    sign = -1.0 if m.group(1) == "-" else 1.0
+    return timedelta(seconds=sign * float(m.group(2)) * _DURATION_SCALE[m.group(3)])
+
+
+def polars_every(td: timedelta) -> str:
+    """A timedelta as a Polars duration string ('60s', '300000000us')."""
+    us = int(td / timedelta(microseconds=1))
+    return f"{us // 1_000_000}s" if us % 1_000_000 == 0 else f"{us}us"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """How one kind of input (gateway, ledger or events) is read."""
+
+    fields: Mapping[str, str] = field(default_factory=dict)  # canonical name -> source field
+    units: Mapping[str, str] = field(default_factory=dict)  # canonical name -> unit
+    clock_offset: timedelta = timedelta(0)
+    format: str | None = None
+    log_format: str | None = None  # nginx log_format string
+
+
+@dataclass(frozen=True)
+class BurstSettings:
+    """When a window of 5xx counts as a burst."""
+
+    window: timedelta = timedelta(minutes=1)
+    statuses: tuple[int, ...] = (500, 502, 503, 504)
+    min_errors: int = 5  # a window needs at least this many errors to open a burst
+    rate_floor: float = 0.02  # ...and an error rate above this absolute floor
+    baseline_multiple: float = 4.0  # ...and above this multiple of the baseline rate
+    z_open: float = 6.0  # robust score that opens a burst
+    z_stay: float = 3.0  # lower score that keeps an open burst open (hysteresis)
+    close_after: int = 3  # windows back to normal before a burst closes
+    merge_gap: int = 2  # bursts this many windows apart or fewer merge
+    slices: tuple[str, ...] = ("model", "region", "upstream", "endpoint")
+    min_slice_requests: int = 20  # a slice window needs this many requests to be scored
+    top_n: int = 5
+
+
+@dataclass(frozen=True)
+class LatencySettings:
+    """When a window's latency counts as a spike."""
+
+    window: timedelta = timedelta(minutes=1)
+    factor: float = 2.0  # request-weighted p95 ratio to baseline that opens a spike
+    factor_stay: float = 1.5  # ...and keeps it open
+    min_requests: int = 20  # successful requests a window needs to be scored
+    close_after: int = 3
+    merge_gap: int = 2
+    approximate_quantiles: bool = False  # approx_quantile streams; exact is the default on small data
+
+
+@dataclass(frozen=True)
+class SloSettings:
+    """Availability SLO and the multi-window burn-rate alerts replayed over the logs."""
+
+    target: float = 0.999
+    # (name, severity, long window, short window, burn-rate factor): the SRE workbook's table.
+    alerts: tuple[tuple[str, str, timedelta, timedelta, float], ...] = (
+        ("page-1h", "page", timedelta(hours=1), timedelta(minutes=5), 14.4),
+        ("page-6h", "page", timedelta(hours=6), timedelta(minutes=30), 6.0),
+        ("ticket-1d", "ticket", timedelta(days=1), timedelta(hours=2), 3.0),
+        ("ticket-3d", "ticket", timedelta(days=3), timedelta(hours=6), 1.0),
+    )
+
+
+@dataclass(frozen=True)
+class GapSettings:
+    """When a stretch with no gateway lines is a log gap."""
+
+    min_gap: timedelta = timedelta(minutes=5)
+    # A gap must also be this many times longer than the typical spacing between lines.
+    spacing_multiple: float = 20.0
+
+
+@dataclass(frozen=True)
+class ReconcileSettings:
+    """Rules of the ledger reconciliation."""
+
+    tolerance_tokens: int = 0
+    refund_orphans: bool = False
+    # Non-2xx statuses whose deductions are refunded in full; empty means every non-2xx.
+    refundable_statuses: tuple[int, ...] = ()
+    # A deduction whose request is missing but within this margin of the gateway span's edges is
+    # `out_of_span`, not `orphan`: the request may sit in a log file that was not given.
+    edge_margin: timedelta = timedelta(minutes=5)
+    pattern_window: timedelta = timedelta(minutes=15)
+    min_pattern_share: float = 0.9
+
+
+@dataclass(frozen=True)
+class ModelWeights:
+    """Integer weights of the expected charge: prompt × prompt_weight + completion × completion_weight."""
+
+    prompt: int = 1
+    completion: int = 1
+
+
+@dataclass(frozen=True)
+class ModelPrice:
+    """USD per million input and output tokens (Decimal: money is never a float)."""
+
+    input_per_million: Decimal = Decimal(0)
+    output_per_million: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class ReportSettings:
+    """What the report shows."""
+
+    top_n: int = 10
+    chart_points: int = 60
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of the analyzer; `Settings()` is the default that serves sample_logs/."""
+
+    gateway: SourceConfig = field(default_factory=SourceConfig)
+    ledger: SourceConfig = field(default_factory=SourceConfig)
+    events: SourceConfig = field(default_factory=SourceConfig)
+    bursts: BurstSettings = field(default_factory=BurstSettings)
+    latency: LatencySettings = field(default_factory=LatencySettings)
+    slo: SloSettings = field(default_factory=SloSettings)
+    gaps: GapSettings = field(default_factory=GapSettings)
+    reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
+    report: ReportSettings = field(default_factory=ReportSettings)
+    weights: Mapping[str, ModelWeights] = field(default_factory=dict)
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+
+    def source(self, kind: str) -> SourceConfig:
+        """The SourceConfig of 'gateway', 'ledger' or 'events'."""
+        return {"gateway": self.gateway, "ledger": self.ledger, "events": self.events}[kind]
+
+    def weights_for(self, model: str) -> ModelWeights:
+        """The charge weights of `model` (default 1 and 1)."""
+        return self.weights.get(model, ModelWeights())
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able values of every effective setting (durations in seconds)."""
+        return _plain(self)
+
+
+def _plain(value: Any) -> Any:
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in sorted(value.items())}
+    if isinstance(value, tuple | list):
+        return [_plain(v) for v in value]
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    if isinstance(value, Decimal):
+        return str(value)
+    return value
+
+
+# --- loading ---------------------------------------------------------------------------------
+
+
+def load_settings(path: str | Path | None) -> Settings:
+    """Read Settings from a TOML file; None gives the defaults."""
+    if path is None:
+        return Settings()
+    p = Path(path)
+    try:
+        raw = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError("config file not found", path=str(p)) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        line = _toml_error_line(str(e))
+        raise ConfigError(f"not valid TOML: {e}", path=str(p), line=line) from None
+    return settings_from_dict(raw, where=str(p))
+
+
+def _toml_error_line(message: str) -> int | None:
+    m = re.search(r"line (\d+)", message)
+    return int(m.group(1)) if m else None
+
+
+def settings_from_dict(raw: Mapping[str, Any], *, where: str = "<config>") -> Settings:
+    """Build Settings from parsed TOML, validating every key."""
+    known = {f.name for f in dataclasses.fields(Settings)}
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"unknown table [{key}] (known: {', '.join(sorted(known))})", path=where)
+    kw: dict[str, Any] = {}
+    for kind in ("gateway", "ledger", "events"):
+        if kind in raw:
+            kw[kind] = _source(kind, _table(raw[kind], kind, where), where)
+    simple: dict[str, type[Any]] = {
+        "bursts": BurstSettings,
+        "latency": LatencySettings,
+        "slo": SloSettings,
+        "gaps": GapSettings,
+        "reconcile": ReconcileSettings,
+        "report": ReportSettings,
+    }
+    for name, cls in simple.items():
+        if name in raw:
+            kw[name] = _dataclass(cls, _table(raw[name], name, where), name, where)
+    if "weights" in raw:
+        kw["weights"] = {
+            model: _dataclass(ModelWeights, _table(t, f"weights.{model}", where), f"weights.{model}", where)
+            for model, t in _table(raw["weights"], "weights", where).items()
+        }
+    if "prices" in raw:
+        kw["prices"] = {
+            model: _dataclass(ModelPrice, _table(t, f"prices.{model}", where), f"prices.{model}", where)
+            for model, t in _table(raw["prices"], "prices", where).items()
+        }
+    settings = Settings(**kw)
+    _validate(settings, where)
+    return settings
+
+
+def _table(value: Any, name: str, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError("must be a table", path=where, field=name)
+    return value
+
+
+def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
+    allowed = {"fields", "units", "clock_offset", "format", "log_format"}
+    for key in t:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key (known: {', '.join(sorted(allowed))})", path=where, field=f"{kind}.{key}"
+            )
+    canonical = set(SCHEMAS[kind])
+    fields = {
+        k: _str(v, f"{kind}.fields.{k}", where)
+        for k, v in _table(t.get("fields", {}), f"{kind}.fields", where).items()
+    }
+    units = {
+        k: _str(v, f"{kind}.units.{k}", where)
+        for k, v in _table(t.get("units", {}), f"{kind}.units", where).items()
+    }
+    for name in (*fields, *units):
+        if name not in canonical:
+            raise ConfigError(
+                f"'{name}' is not a canonical {kind} column", path=where, field=f"{kind}.fields.{name}"
+            )
+    for name, unit in units.items():
+        allowed_units = TS_UNITS if name == "ts" else DURATION_UNITS
+        if name not in ("ts", "latency_ms", "ttft_ms") or unit not in allowed_units:
+            raise ConfigError(
+                f"unit '{unit}' not allowed (ts: {', '.join(TS_UNITS)}; latency_ms, ttft_ms: {', '.join(DURATION_UNITS)})",
+                path=where,
+                field=f"{kind}.units.{name}",
+            )
+    fmt = t.get("format")
+    if fmt is not None and fmt not in FORMATS:
+        raise ConfigError(
+            f"unknown format '{fmt}' (known: {', '.join(FORMATS)})", path=where, field=f"{kind}.format"
+        )
+    try:
+        offset = parse_duration(
+            _str(t.get("clock_offset", "0s"), f"{kind}.clock_offset", where), where=f"{kind}.clock_offset"
+        )
+    except ConfigError as e:
+        raise ConfigError(e.message, path=where, field=e.field) from None
+    log_format = t.get("log_format")
+    return SourceConfig(
+        fields=fields,
+        units=units,
+        clock_offset=offset,
+        format=fmt,
+        log_format=None if log_format is None else _str(log_format, f"{kind}.log_format", where),
+    )
+
+
+def _str(v: Any, name: str, where: str) -> str:
+    if not isinstance(v, str):
+        raise ConfigError(f"must be a string, got {type(v).__name__}", path=where, field=name)
+    return v
+
+
+def _dataclass(cls: type[Any], t: dict[str, Any], name: str, where: str) -> Any:
+    hints = get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    kw: dict[str, Any] = {}
+    for key, value in t.items():
+        if key not in fields:
+            raise ConfigError(
+                f"unknown key (known: {', '.join(sorted(fields))})", path=where, field=f"{name}.{key}"
+            )
+        kw[key] = _coerce(value, hints[key], f"{name}.{key}", where)
+    return cls(**kw)
+
+
+def _coerce(value: Any, hint: Any, name: str, where: str) -> Any:
+    """Turn a TOML value into the field's declared type, or raise naming the key."""
+    text = str(hint)
+    try:
+        if hint is timedelta:
+            return (
+                parse_duration(value, where=name)
+                if isinstance(value, str)
+                else timedelta(seconds=float(value))
+            )
+        if hint is Decimal:
+            if isinstance(value, bool):
+                raise TypeError
+            return Decimal(str(value))
+        if hint is bool:
+            if not isinstance(value, bool):
+                raise TypeError
+            return value
+        if hint is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise TypeError
+            return value
+        if hint is float:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise TypeError
+            return float(value)
+        if text.startswith("tuple[int"):
+            if not isinstance(value, list) or not all(
+                isinstance(v, int) and not isinstance(v, bool) for v in value
+            ):
+                raise TypeError
+            return tuple(value)
+        if text.startswith("tuple[str"):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise TypeError
+            return tuple(value)
+        if text.startswith("tuple[tuple"):  # slo alerts: [[name, severity, long, short, factor], ...]
+            if not isinstance(value, list):
+                raise TypeError
+            return tuple(
+                (
+                    str(a[0]),
+                    str(a[1]),
+                    parse_duration(a[2], where=name),
+                    parse_duration(a[3], where=name),
+                    float(a[4]),
+                )
+                for a in value
+            )
+    except ConfigError as e:
+        raise ConfigError(e.message, path=where, field=name) from None
+    except (TypeError, ValueError, IndexError, InvalidOperation):
+        raise ConfigError(f"bad value {value!r} (expected {text})", path=where, field=name) from None
+    return value
+
+
+def _validate(s: Settings, where: str) -> None:
+    checks: list[tuple[bool, str, str]] = [
+        (0 < s.slo.target < 1, "slo.target", "must be between 0 and 1"),
+        (s.bursts.window > timedelta(0), "bursts.window", "must be positive"),
+        (s.latency.window > timedelta(0), "latency.window", "must be positive"),
+        (s.reconcile.tolerance_tokens >= 0, "reconcile.tolerance_tokens", "must be >= 0"),
+        (0 <= s.bursts.rate_floor <= 1, "bursts.rate_floor", "must be between 0 and 1"),
+    ]
+    for model, w in s.weights.items():
+        checks.append((w.prompt >= 0 and w.completion >= 0, f"weights.{model}", "weights must be >= 0"))
+    for ok, name, msg in checks:
+        if not ok:
+            raise ConfigError(msg, path=where, field=name)
+
+
+# Canonical columns a mapping may name, for the README and `inspect`.
+MAPPABLE: dict[str, tuple[str, ...]] = {
+    "gateway": tuple(GATEWAY),
+    "ledger": tuple(LEDGER),
+    "events": ("ts", "kind", "title"),
+}

@@ -1,0 +1,208 @@
+"""What the analyses find: the typed records detection and reconciliation return and the report renders.
+
+These are the contract between `detect/`, `reconcile/`, `timeline.py` and `report/`. Times are aware
+UTC datetimes; windows are half-open [start, end). Money and tokens are ints. A `scope` is "global" or
+"<column>=<value>" (e.g. "region=eu-west-1").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import polars as pl
+
+GLOBAL = "global"
+
+
+def scope_of(column: str | None, value: str | None) -> str:
+    """The scope string of a slice, or "global"."""
+    return GLOBAL if column is None else f"{column}={value}"
+
+
+# --- detection -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Contributor:
+    """One slice value's part in a burst: its share of the errors against its share of the traffic."""
+
+    column: str
+    value: str
+    errors: int
+    requests: int
+    error_share: float
+    traffic_share: float
+
+
+@dataclass(frozen=True)
+class Burst:
+    """A stretch of windows whose 5xx rate stood out from the baseline."""
+
+    start: datetime
+    end: datetime
+    peak_at: datetime
+    peak_error_rate: float
+    requests: int
+    errors: int
+    status_counts: dict[str, int]  # status code as text -> count, over the burst (e.g. {"502": 812})
+    accounts_affected: int
+    scope: str
+    top: tuple[Contributor, ...] = ()
+    baseline_error_rate: float = 0.0
+    severity: str | None = None  # the burn-rate alert that overlapped it, if any ("page"/"ticket")
+
+
+@dataclass(frozen=True)
+class LatencySpike:
+    """A stretch of windows whose latency stood out from what the request sizes lead one to expect."""
+
+    start: datetime
+    end: datetime
+    peak_at: datetime
+    baseline_p95_ms: float
+    peak_p95_ms: float
+    peak_p99_ms: float
+    factor: float  # request-weighted ratio of observed to expected p95 at the peak
+    scope: str
+    requests: int = 0
+
+
+@dataclass(frozen=True)
+class AlertFiring:
+    """One interval during which a burn-rate alert would have been firing."""
+
+    fired_at: datetime
+    resolved_at: datetime | None  # None: still firing when the logs end
+
+
+@dataclass(frozen=True)
+class BurnRateAlert:
+    """The replay of one multi-window burn-rate alert over the logs."""
+
+    name: str
+    severity: str  # "page" or "ticket"
+    long_window: timedelta
+    short_window: timedelta
+    burn_rate: float
+    evaluable: bool  # False when the long window is longer than the data
+    firings: tuple[AlertFiring, ...] = ()
+
+
+@dataclass(frozen=True)
+class LogGap:
+    """A stretch with no gateway lines where traffic was expected."""
+
+    start: datetime
+    end: datetime
+    expected_requests: float
+
+
+@dataclass(frozen=True)
+class Detection:
+    """Everything detection found, plus the per-window series the charts draw."""
+
+    bursts: tuple[Burst, ...]
+    spikes: tuple[LatencySpike, ...]
+    alerts: tuple[BurnRateAlert, ...]
+    gaps: tuple[LogGap, ...]
+    # One row per window: window (datetime), requests, errors, error_rate, p95_ms, p99_ms.
+    series: pl.DataFrame
+    quantile_method: str = "exact"  # or "approximate"
+    notes: tuple[str, ...] = ()  # e.g. "latency: no latency_ms column, spikes not searched"
+
+
+# --- reconciliation --------------------------------------------------------------------------
+
+# Kinds of a deduction, in the order they are checked; every deduction gets exactly one.
+DEDUCTION_KINDS = ("duplicate", "orphan", "out_of_span", "failed_charged", "overcharge", "undercharge", "ok")
+# Kinds that are not a deduction's: found on requests or on balances.
+OTHER_FINDINGS = ("unbilled", "balance_break")
+# The buckets every gateway request falls in exactly once.
+REQUEST_BUCKETS = (
+    "charged_ok",
+    "overcharged",
+    "undercharged",
+    "charged_on_failure",
+    "unbilled",
+    "failed_free",
+)
+
+
+@dataclass(frozen=True)
+class KindTotal:
+    """How many findings of a kind, the tokens they deducted and the tokens to refund."""
+
+    count: int
+    tokens: int
+    refund_tokens: int
+
+
+@dataclass(frozen=True)
+class FaultPattern:
+    """A likely cause behind a group of findings, with its window and how much it explains."""
+
+    kind: str  # e.g. "completion_multiplied", "duplicate_burst", "failed_charged_in_burst", "balance_wiped"
+    model: str | None
+    start: datetime
+    end: datetime
+    entries: int  # entries this pattern explains
+    share: float  # of the entries of its finding kind in that model and window
+    description: str  # "amount = prompt + 3 × completion for 99.8% of overcharged kimi-k2.6 entries"
+    multiplier: int | None = None
+
+
+@dataclass(frozen=True)
+class Invariant:
+    """A total that must add up, checked on every run."""
+
+    name: str
+    holds: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """The ledger checked against the gateway."""
+
+    deductions: int
+    tokens_deducted: int
+    tokens_expected: int
+    refund_tokens_total: int
+    by_kind: dict[str, KindTotal]  # every DEDUCTION_KINDS and OTHER_FINDINGS key, zero when absent
+    request_buckets: dict[str, int]  # every REQUEST_BUCKETS key
+    # One row per flagged deduction (every kind but ok) and per unbilled request / balance break:
+    # entry_id, ts, account_id, request_id, model, kind, tokens, expected, refund_tokens, balance_wiped.
+    findings: pl.DataFrame
+    # One row per account with a deduction or a finding: account_id, deductions, tokens_deducted,
+    # tokens_expected, refund_tokens, already_refunded, one <kind> count column per kind,
+    # first_bad_at, last_bad_at (and cost columns when prices are set). Sorted by refund desc, id.
+    accounts: pl.DataFrame
+    # First and last time each finding kind occurred per model: kind, model, first_at, last_at, count.
+    spans: pl.DataFrame
+    patterns: tuple[FaultPattern, ...]
+    invariants: tuple[Invariant, ...]
+    resets: tuple[datetime, ...] = ()  # quota resets seen in the ledger (distinct times)
+    notes: tuple[str, ...] = ()
+    refund_usd: str | None = None  # Decimal as text, when prices are configured
+
+
+@dataclass(frozen=True)
+class InputReport:
+    """What was read from one input file."""
+
+    kind: str  # gateway | ledger | events
+    path: str
+    format: str
+    compression: str  # none | gzip | zstd
+    rows_read: int
+    rows_rejected: int
+    rejects_by_reason: dict[str, int]
+    fields: dict[str, str | None] = field(default_factory=dict)  # canonical -> source field (None: absent)
+    first_ts: datetime | None = None
+    last_ts: datetime | None = None
+
+    @property
+    def rows_analyzed(self) -> int:
+        """Rows that passed into the analysis."""
+        return self.rows_read - self.rows_rejected

@@ -1,0 +1,112 @@
+"""Canonical columns and dtypes of the three kinds of input, spelled once.
+
+Every loader turns its source into exactly these columns; every analysis reads only these names.
+Times are UTC microseconds; tokens and balances are Int64; latency is Float64 milliseconds.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+TS_DTYPE: Final = pl.Datetime("us", "UTC")
+
+# --- gateway ---------------------------------------------------------------------------------
+TS: Final = "ts"
+REQUEST_ID: Final = "request_id"
+ACCOUNT_ID: Final = "account_id"
+MODEL: Final = "model"
+ENDPOINT: Final = "endpoint"
+REGION: Final = "region"
+UPSTREAM: Final = "upstream"
+STATUS: Final = "status"
+LATENCY_MS: Final = "latency_ms"
+PROMPT_TOKENS: Final = "prompt_tokens"
+COMPLETION_TOKENS: Final = "completion_tokens"
+UPSTREAM_STATUS: Final = "upstream_status"
+TTFT_MS: Final = "ttft_ms"
+STREAM: Final = "stream"
+
+# Every canonical gateway column with its dtype. Each is present in the canonical frame; a column the
+# source does not have at all is null throughout and the analyses needing it say they are degraded.
+GATEWAY_COLUMNS: Final[dict[str, pl.DataType]] = {
+    TS: TS_DTYPE,
+    REQUEST_ID: pl.String(),
+    ACCOUNT_ID: pl.String(),
+    MODEL: pl.String(),
+    ENDPOINT: pl.String(),
+    REGION: pl.String(),
+    UPSTREAM: pl.String(),
+    STATUS: pl.Int64(),
+    LATENCY_MS: pl.Float64(),
+    PROMPT_TOKENS: pl.Int64(),
+    COMPLETION_TOKENS: pl.Int64(),
+}
+# Optional columns: present in the canonical frame only when the source has them.
+GATEWAY_OPTIONAL: Final[dict[str, pl.DataType]] = {
+    UPSTREAM_STATUS: pl.Int64(),
+    TTFT_MS: pl.Float64(),
+    STREAM: pl.Boolean(),
+}
+GATEWAY: Final[dict[str, pl.DataType]] = {**GATEWAY_COLUMNS, **GATEWAY_OPTIONAL}
+# A row without these cannot be placed in time or classified: it is rejected (`missing_field:<col>`).
+# Any other value that is present but does not parse as its dtype is rejected (`bad_value:<col>`);
+# a value that is absent is null (e.g. no `usage` block on a 502: tokens served are then 0).
+GATEWAY_ROW_REQUIRED: Final = (TS, STATUS)
+
+# --- ledger ----------------------------------------------------------------------------------
+ENTRY_ID: Final = "entry_id"
+KIND: Final = "kind"
+TOKENS: Final = "tokens"
+BALANCE_AFTER: Final = "balance_after"
+
+LEDGER: Final[dict[str, pl.DataType]] = {
+    TS: TS_DTYPE,
+    ENTRY_ID: pl.String(),
+    ACCOUNT_ID: pl.String(),
+    REQUEST_ID: pl.String(),
+    KIND: pl.String(),
+    TOKENS: pl.Int64(),
+    BALANCE_AFTER: pl.Int64(),
+}
+# `entry_id`, when the source has none, is derived as "<file>:<line>".
+LEDGER_ROW_REQUIRED: Final = (TS, ACCOUNT_ID, KIND, TOKENS)
+
+# Ledger entry kinds the analyzer understands; others are kept and counted but not reconciled.
+LEDGER_DEDUCT: Final = "deduct"
+LEDGER_REFUND: Final = "refund"
+LEDGER_GRANT: Final = "grant"
+LEDGER_RESET: Final = "reset"
+LEDGER_KINDS: Final = (LEDGER_DEDUCT, LEDGER_REFUND, LEDGER_GRANT, LEDGER_RESET)
+
+# --- events (operator notes) -----------------------------------------------------------------
+TITLE: Final = "title"
+EVENTS: Final[dict[str, pl.DataType]] = {TS: TS_DTYPE, KIND: pl.String(), TITLE: pl.String()}
+EVENTS_ROW_REQUIRED: Final = (TS, TITLE)
+
+# --- provenance columns every loader adds (dropped before analysis where not needed) ---------
+SOURCE_FILE: Final = "_file"
+SOURCE_LINE: Final = "_line"
+REJECT_REASON: Final = "_reject"
+
+SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {"gateway": GATEWAY, "ledger": LEDGER, "events": EVENTS}
+ROW_REQUIRED: Final[dict[str, tuple[str, ...]]] = {
+    "gateway": GATEWAY_ROW_REQUIRED,
+    "ledger": LEDGER_ROW_REQUIRED,
+    "events": EVENTS_ROW_REQUIRED,
+}
+
+# Which analysis needs which gateway columns beyond the required ones (for "degraded" notes).
+ANALYSIS_NEEDS: Final[dict[str, tuple[str, ...]]] = {
+    "bursts": (TS, STATUS),
+    "latency": (TS, STATUS, LATENCY_MS, PROMPT_TOKENS),
+    "reconcile": (REQUEST_ID, ACCOUNT_ID, MODEL, STATUS, PROMPT_TOKENS, COMPLETION_TOKENS),
+    "slices": (MODEL, REGION, UPSTREAM, ENDPOINT),
+}
+
+
+def empty(kind: str) -> pl.DataFrame:
+    """An empty canonical frame of `kind` (gateway, ledger or events), optional columns left out."""
+    schema = GATEWAY_COLUMNS if kind == "gateway" else SCHEMAS[kind]
+    return pl.DataFrame(schema=schema)
