@@ -1,0 +1,98 @@
+"""CSV and TSV with a header line; every column read as text, cast strictly later by the mapping.
+
+Line numbers are record numbers + 1 (the header): a quoted field spanning lines shifts them.
+A record with more fields than the header is `too_many_fields`. A record with fewer fields cannot be
+told from one whose last cells are empty (the reader pads both), so its missing cells are absent
+values: required ones make it `missing_field:<col>`. A record whose every cell is empty is a blank line.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from analyzer.errors import InputError
+from analyzer.ingest.sources import RAW, SRC
+from analyzer.schema import REJECT_REASON, SOURCE_LINE
+
+TOO_MANY: Final = "too_many_fields"
+_EXTRA: Final = "_extra"
+
+
+def header(sample: Sequence[str], separator: str) -> list[str]:
+    """Column names from the first sampled line (empty or repeated names made unique)."""
+    if not sample:
+        return []
+    names = next(csv.reader([sample[0]], delimiter=separator))
+    out: list[str] = []
+    for i, name in enumerate(n.strip() for n in names):
+        base = name or f"column_{i + 1}"
+        unique = base
+        while unique in out:
+            unique = f"{unique}_{i + 1}"
+        out.append(unique)
+    return out
+
+
+def looks_like(sample: Sequence[str], separator: str) -> bool:
+    """A header of two or more fields and following lines of about as many fields."""
+    if len(sample) < 1 or sample[0].lstrip().startswith(("{", "[")):
+        return False
+    width = len(header(sample, separator))
+    if width < 2:
+        return False
+    rows = list(csv.reader(sample[1:50], delimiter=separator))
+    fitting = sum(1 for row in rows if len(row) == width)
+    return not rows or fitting * 2 > len(rows)
+
+
+def looks_like_csv(sample: Sequence[str]) -> bool:
+    """Comma-separated with a header."""
+    return looks_like(sample, ",")
+
+
+def looks_like_tsv(sample: Sequence[str]) -> bool:
+    """Tab-separated with a header."""
+    return looks_like(sample, "\t")
+
+
+def scan_delimited(path: Path, names: Sequence[str], separator: str) -> pl.LazyFrame:
+    """`_line`, `_raw`, `_reject` and one String column per header name (`src:<name>`); blank records dropped."""
+    if not names:
+        raise InputError("no header line", path=str(path))
+    names = [SRC + name for name in names]
+    schema = {name: pl.String() for name in names} | {_EXTRA: pl.String()}
+    lf = pl.scan_csv(
+        path,
+        has_header=False,
+        skip_rows=1,  # the header: names come from `names`, matched by position
+        separator=separator,
+        schema=schema,
+        encoding="utf8-lossy",
+        empty_string_is_null=False,
+        truncate_ragged_lines=True,
+        missing_columns="insert",
+        extra_columns="ignore",
+        row_index_name=SOURCE_LINE,
+        row_index_offset=2,
+        glob=False,
+    )
+    cells = [pl.col(n).fill_null("") for n in names]
+    extra = pl.col(_EXTRA).fill_null("")
+    return (
+        lf.with_columns(
+            pl.col(SOURCE_LINE).cast(pl.Int64),
+            pl.concat_str([*cells, extra], separator=separator).str.strip_chars_end(separator).alias(RAW),
+            pl.when(extra != "")
+            .then(pl.lit(TOO_MANY))
+            .otherwise(pl.lit(None, pl.String))
+            .alias(REJECT_REASON),
+            *[pl.col(n).replace("", None) for n in names],
+        )
+        .filter(pl.any_horizontal([c != "" for c in [*cells, extra]]))
+        .drop(_EXTRA)
+    )

@@ -1,0 +1,163 @@
+"""The formats table: (name, detector, opener) rows, tried in order; no if-chains over format names.
+
+A detector looks at a file's sniffed sample; an opener returns a `Source`: the fields the file has,
+its default mapping and units, and a function scanning it to `src:<field>` columns plus `_line`,
+`_raw` and `_reject`. nginx and ALB rows are added when their modules are importable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from analyzer.config import SourceConfig
+from analyzer.errors import UnknownFormatError
+from analyzer.ingest import delimited, jsonl, parquet
+from analyzer.ingest.sources import RAW, SRC, Sniff, scan_raw_lines
+from analyzer.schema import REJECT_REASON, SOURCE_LINE
+
+# Scan the wanted source fields; `robust` asks for the slower plan that survives any row shape.
+Scanner = Callable[[Sequence[str], bool], pl.LazyFrame]
+
+
+@dataclass(frozen=True)
+class Source:
+    """One opened input: what fields it has and how to scan them."""
+
+    fields: dict[str, pl.DataType]  # source field -> dtype (String for text formats)
+    complete: bool  # False: `fields` come from a sample, a mapped field may still appear later
+    scan: Scanner
+    defaults: Mapping[str, str] = field(default_factory=dict)  # canonical -> source field
+    units: Mapping[str, str] = field(default_factory=dict)
+    text: bool = True  # rows come from decoded text lines (invalid UTF-8 is checked)
+    has_robust_plan: bool = False
+
+
+_READER_REJECT: Final = "_reader_reject"
+Detector = Callable[[Sniff], bool]
+Opener = Callable[[Path, Sniff, SourceConfig], Source]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A row of the formats table."""
+
+    name: str
+    detect: Detector
+    open: Opener
+
+
+def _open_jsonl(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
+    known, conflict = jsonl.discover(sniff.sample)
+
+    def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
+        paths = {SRC + name: jsonl.key_path(name, known) for name in wanted}
+        return jsonl.parse_jsonl(scan_raw_lines(path), paths, robust=robust or conflict)
+
+    return Source({n: pl.String() for n in known}, False, scan, has_robust_plan=not conflict)
+
+
+def _delimited_opener(separator: str) -> Opener:
+    def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
+        names = delimited.header(sniff.sample, separator)
+
+        def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
+            return delimited.scan_delimited(path, names, separator)
+
+        return Source({n: pl.String() for n in names}, True, scan)
+
+    return open_
+
+
+def _open_parquet(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
+    leaves = parquet.fields(path)
+    top = list(dict.fromkeys(key_path[0] for key_path, _ in leaves.values()))
+
+    def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
+        return parquet.scan_parquet(path, {SRC + n: leaves[n][0] for n in wanted}, top)
+
+    return Source({n: dtype for n, (_, dtype) in leaves.items()}, True, scan, text=False)
+
+
+def _line_format_opener(
+    parse: Callable[[pl.LazyFrame], pl.LazyFrame], defaults: Mapping[str, str], units: Mapping[str, str]
+) -> Opener:
+    """An opener for a line format whose parser adds String columns named by source field."""
+
+    def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
+        empty = pl.LazyFrame(schema={SOURCE_LINE: pl.Int64, RAW: pl.String})
+        internal = (SOURCE_LINE, RAW, REJECT_REASON, _READER_REJECT)
+        names = [c for c in parse(empty).collect_schema() if c not in internal]
+
+        def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
+            lines = scan_raw_lines(path).rename({REJECT_REASON: _READER_REJECT})
+            parsed = parse(lines)
+            if _READER_REJECT in parsed.collect_schema():
+                # The parser kept the reader's own reason (a line cut by \x1f): it comes first.
+                parsed = parsed.with_columns(
+                    pl.coalesce(_READER_REJECT, REJECT_REASON).alias(REJECT_REASON)
+                ).drop(_READER_REJECT)
+            return parsed.rename({n: SRC + n for n in names})
+
+        return Source({n: pl.String() for n in names}, True, scan, defaults=defaults, units=units)
+
+    return open_
+
+
+def _jsonl_detect(s: Sniff) -> bool:
+    return jsonl.looks_like_jsonl(s.sample)
+
+
+FORMATS: Final[list[Format]] = [
+    Format("parquet", lambda s: s.compression == "parquet", _open_parquet),
+    Format("jsonl", _jsonl_detect, _open_jsonl),
+]
+
+
+def _add_line_formats() -> None:
+    try:
+        from analyzer.ingest import alb, nginx  # noqa: PLC0415 - optional until those modules land
+    except ImportError:
+        return
+    FORMATS.append(
+        Format(
+            "nginx",
+            lambda s: nginx.looks_like_nginx(list(s.sample[:50])),
+            lambda p, s, c: _line_format_opener(
+                lambda lines: nginx.parse_nginx(lines, c.log_format), nginx.NGINX_FIELDS, nginx.NGINX_UNITS
+            )(p, s, c),
+        )
+    )
+    FORMATS.append(
+        Format(
+            "alb",
+            lambda s: alb.looks_like_alb(list(s.sample[:50])),
+            _line_format_opener(alb.parse_alb, alb.ALB_FIELDS, alb.ALB_UNITS),
+        )
+    )
+
+
+_add_line_formats()
+FORMATS.extend(
+    [
+        Format("tsv", lambda s: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
+        Format("csv", lambda s: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
+    ]
+)
+
+
+def choose(path: Path, sniff: Sniff, forced: str | None) -> Format:
+    """The format named by `forced`, else the first whose detector accepts the sample."""
+    by_name = {f.name: f for f in FORMATS}
+    if forced is not None:
+        if forced not in by_name:
+            raise UnknownFormatError(f"format '{forced}' is not available", path=str(path))
+        return by_name[forced]
+    for fmt in FORMATS:
+        if fmt.detect(sniff):
+            return fmt
+    raise UnknownFormatError(f"content matches no supported format ({', '.join(by_name)})", path=str(path))

@@ -1,0 +1,120 @@
+"""JSON lines: one object per line, nested objects reached by dotted paths ("usage.prompt_tokens").
+
+Every wanted field comes out as a String column (numbers as their text), so the mapping step can cast
+strictly and tell an absent value (null) from a present one that does not parse (a reject).
+
+Two plans, same output:
+  - fast: invalid lines are masked to null, then one `str.json_decode` into a struct of Strings;
+  - robust: one `str.json_path_match` per wanted field. Used when the sample shows a field that is an
+    object in one line and a scalar in another, or when the fast plan fails on such a line later in the
+    file (the decoder cannot null a single row whose shape differs; the caller retries robustly).
+A line that is not one JSON object (broken, truncated, an array, two objects) is `malformed_json`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import polars as pl
+
+from analyzer.ingest.sources import RAW
+from analyzer.schema import REJECT_REASON
+
+MALFORMED: Final = "malformed_json"
+SAMPLE_LINES: Final = 2000
+
+KeyPath = tuple[str, ...]
+
+
+def looks_like_jsonl(sample: Sequence[str]) -> bool:
+    """Most sampled lines are JSON objects."""
+    head = [line.strip() for line in sample[:50]]
+    objects = sum(1 for line in head if line.startswith("{") and line.endswith("}"))
+    return bool(head) and objects * 2 > len(head)
+
+
+def discover(sample: Sequence[str]) -> tuple[dict[str, KeyPath], bool]:
+    """Leaf fields seen in the sample (dotted name -> key path) and whether any path changes shape.
+
+    The sample is bounded (SAMPLE_LINES); a field first appearing after it is still read when a mapping
+    names it. Python's json is used here because Polars' inference fails on rows of differing shapes.
+    """
+    leaves: dict[str, KeyPath] = {}
+    containers: set[KeyPath] = set()
+    for line in sample[:SAMPLE_LINES]:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            _walk(obj, (), leaves, containers)
+    conflict = any(path in containers for path in leaves.values())
+    return dict(sorted(leaves.items())), conflict
+
+
+def _walk(obj: dict[str, Any], prefix: KeyPath, leaves: dict[str, KeyPath], containers: set[KeyPath]) -> None:
+    for key, value in obj.items():
+        path = (*prefix, str(key))
+        if isinstance(value, dict) and value:
+            containers.add(path)
+            _walk(value, path, leaves, containers)
+        else:
+            leaves.setdefault(".".join(path), path)
+
+
+def key_path(name: str, known: Mapping[str, KeyPath]) -> KeyPath:
+    """The key path of a dotted field name: as discovered, else split on dots (nested objects)."""
+    return known.get(name, tuple(name.split(".")))
+
+
+def parse_jsonl(lines: pl.LazyFrame, wanted: Mapping[str, KeyPath], *, robust: bool) -> pl.LazyFrame:
+    """Raw lines -> `_line`, `_raw`, `_reject` and one String column per wanted field (named by key)."""
+    stripped = pl.col(RAW).str.strip_chars()
+    valid = stripped.str.starts_with("{") & pl.col(RAW).str.json_path_match("$").is_not_null()
+    lf = lines.with_columns(
+        pl.when(pl.col(REJECT_REASON).is_null() & ~valid)
+        .then(pl.lit(MALFORMED))
+        .otherwise(pl.col(REJECT_REASON))
+        .alias(REJECT_REASON)
+    )
+    json_text = pl.when(pl.col(REJECT_REASON).is_null()).then(pl.col(RAW))
+    if not wanted:
+        return lf
+    if robust or _prefix_clash(list(wanted.values())):
+        return lf.with_columns(
+            json_text.str.json_path_match(_json_path(p)).alias(n) for n, p in wanted.items()
+        )
+    decoded = json_text.str.json_decode(_struct(list(wanted.values())))
+    return lf.with_columns(_field(decoded, p).alias(n) for n, p in wanted.items())
+
+
+def _prefix_clash(paths: Sequence[KeyPath]) -> bool:
+    # "usage" and "usage.prompt_tokens" cannot both be a String leaf and a struct in one dtype.
+    return any(a != b and b[: len(a)] == a for a in paths for b in paths)
+
+
+def _struct(paths: Sequence[KeyPath]) -> pl.Struct:
+    tree: dict[str, Any] = {}
+    for path in paths:
+        node = tree
+        for key in path[:-1]:
+            node = node.setdefault(key, {})
+        node.setdefault(path[-1], None)
+    return _dtype(tree)
+
+
+def _dtype(tree: dict[str, Any]) -> pl.Struct:
+    return pl.Struct({k: pl.String() if v is None else _dtype(v) for k, v in tree.items()})
+
+
+def _field(decoded: pl.Expr, path: KeyPath) -> pl.Expr:
+    expr = decoded
+    for key in path:
+        expr = expr.struct.field(key)
+    return expr
+
+
+def _json_path(path: KeyPath) -> str:
+    return "$" + "".join("['" + key.replace("\\", "\\\\").replace("'", "\\'") + "']" for key in path)

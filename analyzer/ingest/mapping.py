@@ -1,0 +1,264 @@
+"""From source fields to canonical columns: which field feeds each column, strict casts, reject reasons.
+
+Which field feeds a canonical column, in order: the mapping of `[<kind>.fields]`; the format's own
+default (nginx, ALB); the first name of ALIASES the source has. None of them: the column is null.
+
+Values: an absent value (null, missing key, empty cell, "" or "-") is null. A present value that does
+not parse as the column's dtype rejects the row as `bad_value:<col>`; an absent row-required value
+(schema.ROW_REQUIRED) rejects it as `missing_field:<col>`. The first reason in canonical column order
+wins, after any reason the reader gave (`malformed_json`, `too_many_fields`, `invalid_utf8`, ...).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
+from typing import Final
+
+import polars as pl
+
+from analyzer.errors import MappingError
+from analyzer.ingest.sources import RAW, RAW_LIMIT, SRC
+from analyzer.ingest.timestamps import column_to_ts
+from analyzer.schema import (
+    ACCOUNT_ID,
+    BALANCE_AFTER,
+    COMPLETION_TOKENS,
+    ENDPOINT,
+    ENTRY_ID,
+    KIND,
+    LATENCY_MS,
+    MODEL,
+    PROMPT_TOKENS,
+    REGION,
+    REJECT_REASON,
+    REQUEST_ID,
+    ROW_REQUIRED,
+    SCHEMAS,
+    SOURCE_FILE,
+    SOURCE_LINE,
+    STATUS,
+    STREAM,
+    TITLE,
+    TOKENS,
+    TS,
+    TTFT_MS,
+    UPSTREAM,
+    UPSTREAM_STATUS,
+)
+
+INVALID_UTF8: Final = "invalid_utf8"
+_TS_NAMES: Final = ("timestamp", "time", "@timestamp", "start_time", "ts")
+_ACCOUNT_NAMES: Final = (
+    "account_id",
+    "user",
+    "user_id",
+    "customer",
+    "customer_id",
+    "api_key_id",
+    "metadata.user_api_key_user_id",
+)
+_REQUEST_NAMES: Final = ("request_id", "x-request-id", "req_id")
+
+# Source names recognized without a mapping, per kind and canonical column, first match wins.
+ALIASES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
+    "gateway": {
+        TS: _TS_NAMES,
+        REQUEST_ID: (*_REQUEST_NAMES, "id"),
+        ACCOUNT_ID: _ACCOUNT_NAMES,
+        MODEL: ("model", "gen_ai.request.model", "gen_ai.response.model", "model_name"),
+        ENDPOINT: ("endpoint", "path", "route", "url.path"),
+        REGION: ("region", "cloud.region", "aws_region"),
+        UPSTREAM: ("upstream", "upstream_addr", "backend", "target", "api_base"),
+        STATUS: ("status", "status_code", "http.status_code", "response.status"),
+        LATENCY_MS: ("latency_ms", "duration_ms", "duration", "request_time", "response_time_ms"),
+        PROMPT_TOKENS: (
+            "prompt_tokens",
+            "usage.prompt_tokens",
+            "input_tokens",
+            "usage.input_tokens",
+            "gen_ai.usage.input_tokens",
+        ),
+        COMPLETION_TOKENS: (
+            "completion_tokens",
+            "usage.completion_tokens",
+            "output_tokens",
+            "usage.output_tokens",
+            "gen_ai.usage.output_tokens",
+        ),
+        UPSTREAM_STATUS: ("upstream_status", "upstream_status_code"),
+        TTFT_MS: ("ttft_ms", "time_to_first_token_ms"),
+        STREAM: ("stream", "is_stream", "streaming"),
+    },
+    "ledger": {
+        TS: _TS_NAMES,
+        ENTRY_ID: ("entry_id", "id", "txn_id"),
+        ACCOUNT_ID: _ACCOUNT_NAMES,
+        REQUEST_ID: _REQUEST_NAMES,
+        KIND: ("kind", "type", "entry_type"),
+        TOKENS: ("tokens", "amount", "delta_tokens"),
+        BALANCE_AFTER: ("balance_after", "balance"),
+    },
+    "events": {
+        TS: _TS_NAMES,
+        KIND: ("kind", "type"),
+        TITLE: ("title", "message", "text"),
+    },
+}
+# Units implied by an alias when `[<kind>.units]` says nothing (`duration` is taken as seconds).
+ALIAS_UNITS: Final[dict[str, str]] = {"duration": "s", "request_time": "s"}
+_DURATION_TO_MS: Final[dict[str, float]] = {"ms": 1.0, "s": 1000.0, "us": 0.001}
+_ABSENT: Final = ("", "-")
+_TRUE: Final = ("true", "t", "1", "yes", "y")
+_FALSE: Final = ("false", "f", "0", "no", "n")
+
+
+def resolve(
+    kind: str,
+    available: Sequence[str],
+    explicit: Mapping[str, str],
+    defaults: Mapping[str, str],
+    *,
+    path: str,
+    complete: bool,
+) -> dict[str, str | None]:
+    """Canonical column -> the source field feeding it (None: absent).
+
+    `complete` says `available` lists every field of the source (a header, a schema); otherwise (a JSON
+    sample) a mapped field not seen is kept and checked after reading.
+    """
+    have = set(available)
+    out: dict[str, str | None] = {}
+    for canonical in SCHEMAS[kind]:
+        if canonical in explicit:
+            name = explicit[canonical]
+            if complete and name not in have:
+                raise MappingError(
+                    f"[{kind}.fields] {canonical} = '{name}' but the data has no such field",
+                    path=path,
+                    field=name,
+                )
+            out[canonical] = name
+            continue
+        candidates = (defaults[canonical],) if canonical in defaults else ()
+        candidates += ALIASES[kind].get(canonical, ())
+        out[canonical] = next((c for c in candidates if c in have), None)
+    return out
+
+
+def units_for(
+    fields: Mapping[str, str | None], units: Mapping[str, str], defaults: Mapping[str, str]
+) -> dict[str, str]:
+    """The unit of each timed or measured column: configured, else the format's, else the alias's."""
+    out: dict[str, str] = {}
+    for canonical, fallback in ((TS, "iso"), (LATENCY_MS, "ms"), (TTFT_MS, "ms")):
+        source = fields.get(canonical)
+        implied = ALIAS_UNITS.get(source, fallback) if source is not None else fallback
+        out[canonical] = units.get(canonical, defaults.get(canonical, implied))
+    return out
+
+
+def canonicalize(
+    frame: pl.LazyFrame,
+    kind: str,
+    fields: Mapping[str, str | None],
+    dtypes: Mapping[str, pl.DataType],
+    units: Mapping[str, str],
+    *,
+    file: str,
+    clock_offset: timedelta = timedelta(0),
+    text: bool = True,
+    check_seen: Sequence[str] = (),
+) -> pl.LazyFrame:
+    """Source columns (`src:<field>`) -> `_file`, `_line`, `_reject`, `_raw` and every canonical column.
+
+    `_raw` is kept (up to RAW_LIMIT characters) only on rejected rows. For each canonical column in
+    `check_seen`, a `_seen:<col>` flag tells whether its source value was present on the row.
+    """
+    schema = SCHEMAS[kind]
+    required = ROW_REQUIRED[kind]
+    values: dict[str, pl.Expr] = {}
+    reasons: list[pl.Expr] = [pl.col(REJECT_REASON)]
+    if text:
+        reasons.append(pl.when(pl.col(RAW).str.contains("\ufffd", literal=True)).then(pl.lit(INVALID_UTF8)))
+    seen: list[pl.Expr] = []
+    for canonical, dtype in schema.items():
+        source = fields.get(canonical)
+        if source is None:
+            present = pl.lit(False)
+            value = pl.lit(None, dtype)
+        else:
+            src_dtype = dtypes.get(source, pl.String())
+            raw_value = _absent_to_null(pl.col(SRC + source), src_dtype)
+            present = raw_value.is_not_null()
+            value = _convert(raw_value, src_dtype, dtype, canonical, units)
+        if canonical == TS:
+            value = value + pl.lit(clock_offset)
+        if canonical in required:
+            reasons.append(pl.when(~present).then(pl.lit(f"missing_field:{canonical}")))
+        reasons.append(pl.when(present & value.is_null()).then(pl.lit(f"bad_value:{canonical}")))
+        values[canonical] = value
+        if canonical in check_seen:
+            seen.append(present.alias(f"_seen:{canonical}"))
+    values.update(_derived(kind, fields, values, file))
+    reject = pl.coalesce(reasons).alias(REJECT_REASON)
+    return frame.select(
+        pl.lit(file).alias(SOURCE_FILE),
+        pl.col(SOURCE_LINE),
+        reject,
+        pl.when(reject.is_not_null()).then(pl.col(RAW).str.slice(0, RAW_LIMIT)).alias(RAW),
+        *[values[c].cast(dtype).alias(c) for c, dtype in schema.items()],
+        *seen,
+    )
+
+
+def _derived(
+    kind: str, fields: Mapping[str, str | None], values: dict[str, pl.Expr], file: str
+) -> dict[str, pl.Expr]:
+    # Never rejects: a derived value fills a column the source does not have at all.
+    out: dict[str, pl.Expr] = {}
+    if kind == "ledger":
+        derived_id = pl.format("{}:{}", pl.lit(file), pl.col(SOURCE_LINE))
+        out[ENTRY_ID] = derived_id if fields.get(ENTRY_ID) is None else values[ENTRY_ID]
+        out[KIND] = values[KIND].str.strip_chars().str.to_lowercase()
+    if kind == "events" and fields.get(KIND) is None:
+        out[KIND] = pl.lit("note")
+    return out
+
+
+def _absent_to_null(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
+    if dtype == pl.String():
+        return pl.when(col.str.strip_chars().is_in(_ABSENT)).then(None).otherwise(col)
+    return col
+
+
+def _convert(
+    value: pl.Expr, src: pl.DataType, dtype: pl.DataType, canonical: str, units: Mapping[str, str]
+) -> pl.Expr:
+    if canonical == TS:
+        return column_to_ts(value, src, units.get(TS, "iso"))
+    text = src == pl.String()
+    if dtype == pl.Int64():
+        if not text:
+            return (
+                _integral(value.cast(pl.Float64, strict=False))
+                if src.is_float()
+                else value.cast(pl.Int64, strict=False)
+            )
+        # "12" and "12.0" are 12; "12.5", "OK?" and "1e3" do not parse.
+        return value.str.strip_chars().str.replace(r"^([+-]?\d+)\.0*$", "$1").cast(pl.Int64, strict=False)
+    if dtype == pl.Float64():
+        number = (value.str.strip_chars() if text else value).cast(pl.Float64, strict=False)
+        scale = _DURATION_TO_MS[units.get(canonical, "ms")] if canonical in (LATENCY_MS, TTFT_MS) else 1.0
+        return number * scale
+    if dtype == pl.Boolean():
+        if src == pl.Boolean():
+            return value
+        word = (value if text else value.cast(pl.String)).str.strip_chars().str.to_lowercase()
+        return pl.when(word.is_in(_TRUE)).then(True).when(word.is_in(_FALSE)).then(False)
+    return value.cast(pl.String)
+
+
+def _integral(number: pl.Expr) -> pl.Expr:
+    # A float column holding whole numbers (Parquet written by pandas with nulls) is fine; 2.5 is not.
+    return pl.when(number.floor() == number).then(number).cast(pl.Int64, strict=False)

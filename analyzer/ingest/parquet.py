@@ -1,0 +1,65 @@
+"""Parquet: one file, or a folder of files (hive partitions such as `region=eu/` become columns).
+
+Columns keep their types; nested structs are reached by dotted paths. Line numbers are row numbers
+(1-based) within the file or folder. A rejected row's raw text is the row as JSON.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import polars as pl
+
+from analyzer.errors import InputError
+from analyzer.ingest.sources import RAW
+from analyzer.schema import REJECT_REASON, SOURCE_LINE
+
+KeyPath = tuple[str, ...]
+
+
+def scan(path: Path) -> pl.LazyFrame:
+    """Lazy scan of a Parquet file or (hive-partitioned) folder."""
+    source = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+    return pl.scan_parquet(source, hive_partitioning=path.is_dir())
+
+
+def fields(path: Path) -> dict[str, tuple[KeyPath, pl.DataType]]:
+    """Every leaf column: dotted name -> (key path, dtype)."""
+    try:
+        schema = scan(path).collect_schema()
+    except (pl.exceptions.PolarsError, OSError) as e:
+        raise InputError(f"cannot read Parquet: {e}", path=str(path)) from None
+    out: dict[str, tuple[KeyPath, pl.DataType]] = {}
+    for name, dtype in schema.items():
+        _leaves((name,), dtype, out)
+    return out
+
+
+def _leaves(path: KeyPath, dtype: pl.DataType, out: dict[str, tuple[KeyPath, pl.DataType]]) -> None:
+    if isinstance(dtype, pl.Struct):
+        for f in dtype.fields:
+            _leaves((*path, f.name), f.dtype, out)
+    else:
+        out[".".join(path)] = (path, dtype)
+
+
+def scan_parquet(path: Path, wanted: Mapping[str, KeyPath], top: Sequence[str]) -> pl.LazyFrame:
+    """`_line`, `_raw`, `_reject` (null) and one typed column per wanted field."""
+    columns = []
+    for name, key_path in wanted.items():
+        expr = pl.col(key_path[0])
+        for key in key_path[1:]:
+            expr = expr.struct.field(key)
+        columns.append(expr.alias(name))
+    raw = pl.struct([pl.col(c) for c in top]).struct.json_encode() if top else pl.lit(None, pl.String)
+    return (
+        scan(path)
+        .with_row_index(SOURCE_LINE, offset=1)
+        .select(
+            pl.col(SOURCE_LINE).cast(pl.Int64),
+            raw.alias(RAW),
+            pl.lit(None, pl.String).alias(REJECT_REASON),
+            *columns,
+        )
+    )

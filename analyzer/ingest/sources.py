@@ -1,0 +1,178 @@
+"""Where inputs come from: paths, folders and globs to files; compression and a sample by magic bytes.
+
+Also the raw-line reader every line-based format starts from. Blank lines (empty or only whitespace)
+are not rows: they are dropped here and never counted.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+import zstandard
+
+from analyzer.errors import InputError
+from analyzer.schema import REJECT_REASON, SOURCE_LINE
+
+RAW: Final = "_raw"
+SRC: Final = "src:"  # prefix of source-field columns, so a field named like `_line` cannot collide
+SAMPLE_BYTES: Final = 256 * 1024
+RAW_LIMIT: Final = 1000  # characters of a rejected line kept in the rejects table
+
+_GZIP: Final = b"\x1f\x8b"
+_ZSTD: Final = b"\x28\xb5\x2f\xfd"
+_PARQUET: Final = b"PAR1"
+# The raw-line reader splits on a separator no text log uses; a line that does contain it comes back
+# in up to three pieces that are glued together again; more pieces than that cannot be told apart.
+_UNIT_SEP: Final = "\x1f"
+_PIECES: Final = ("_piece2", "_piece3")
+_OVERFLOW: Final = "_piece4"
+
+# Names that make a file or folder an input of each kind inside a report directory.
+_KIND_PATTERNS: Final[dict[str, tuple[str, ...]]] = {
+    "gateway": ("gateway*", "access*", "alb*", "*.log", "*.log.gz", "*.log.zst"),
+    "ledger": ("ledger*", "billing*"),
+    "events": ("events*",),
+}
+
+
+@dataclass(frozen=True)
+class Sniff:
+    """What the first bytes of a file say: its compression and a sample of decompressed lines."""
+
+    compression: str  # none | gzip | zstd | parquet
+    sample: tuple[str, ...]
+
+
+def resolve(paths: Sequence[str | Path]) -> list[Path]:
+    """Expand files, folders and globs into input paths, each group sorted by name, duplicates once."""
+    out: list[Path] = []
+    for given in paths:
+        out.extend(_expand(str(given)))
+    seen: set[Path] = set()
+    unique = []
+    for p in out:
+        if p not in seen:
+            seen.add(p)
+            unique.append(p)
+    return unique
+
+
+def _expand(given: str) -> list[Path]:
+    p = Path(given)
+    if glob.has_magic(given):
+        matches = sorted(Path(m) for m in glob.glob(given, recursive=True))
+        files = [m for m in matches if m.is_file() or is_parquet_dataset(m)]
+        if not files:
+            raise InputError("glob matches no file", path=given)
+        return files
+    if not p.exists():
+        raise InputError("no such file or folder", path=given)
+    if p.is_dir():
+        if is_parquet_dataset(p):
+            return [p]
+        files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        if not files:
+            raise InputError("folder holds no file", path=given)
+        return files
+    return [p]
+
+
+def is_parquet_dataset(p: Path) -> bool:
+    """A folder of Parquet files (e.g. hive-partitioned `date=2026-04-22/part-0.parquet`)."""
+    if not p.is_dir():
+        return False
+    files = [f for f in p.rglob("*") if f.is_file() and not f.name.startswith((".", "_"))]
+    return bool(files) and all(f.suffix == ".parquet" for f in files)
+
+
+def find_inputs(directory: Path) -> dict[str, list[Path]]:
+    """Files and folders of each kind inside a report directory, found by name (sorted; may be empty)."""
+    found: dict[str, list[Path]] = {kind: [] for kind in _KIND_PATTERNS}
+    if not directory.is_dir():
+        raise InputError("not a folder", path=str(directory))
+    entries = sorted(e for e in directory.iterdir() if not e.name.startswith("."))
+    for entry in entries:
+        name = entry.name.lower()
+        for kind, patterns in _KIND_PATTERNS.items():
+            if any(Path(name).match(pattern) for pattern in patterns):
+                found[kind].append(entry)
+                break
+    return found
+
+
+def sniff(path: Path) -> Sniff:
+    """Read the magic bytes and a decompressed sample of lines from the start of `path`."""
+    if path.is_dir():
+        return Sniff("parquet", ())
+    try:
+        with path.open("rb") as f:
+            head = f.read(4)
+            f.seek(0)
+            if head.startswith(_GZIP):
+                compression, data = "gzip", _head(gzip.GzipFile(fileobj=f))
+            elif head.startswith(_ZSTD):
+                reader = zstandard.ZstdDecompressor().stream_reader(f)
+                compression, data = "zstd", _head(reader)
+            elif head == _PARQUET:
+                return Sniff("parquet", ())
+            else:
+                compression, data = "none", f.read(SAMPLE_BYTES)
+    except (OSError, EOFError, zstandard.ZstdError) as e:
+        raise InputError(f"cannot read: {e}", path=str(path)) from None
+    text = data.decode("utf-8", errors="replace")
+    lines = text.splitlines()
+    if len(data) >= SAMPLE_BYTES and lines:
+        lines = lines[:-1]  # the last one is probably cut in the middle
+    return Sniff(compression, tuple(line for line in lines if line.strip()))
+
+
+def _head(stream: io.RawIOBase | io.BufferedIOBase | zstandard.ZstdDecompressionReader) -> bytes:
+    chunks = []
+    size = 0
+    while size < SAMPLE_BYTES:
+        chunk = stream.read(SAMPLE_BYTES - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+def scan_raw_lines(path: Path) -> pl.LazyFrame:
+    """Lines of a text file (plain, gzip or zstd) as `_line` (Int64, 1-based) and `_raw`; blank lines dropped.
+
+    Invalid UTF-8 bytes arrive as U+FFFD; `_reject` is `invalid_char` for a line cut into more pieces
+    by the \\x1f byte than the reader can glue back, else null.
+    """
+    lf = pl.scan_csv(
+        path,
+        has_header=False,
+        separator=_UNIT_SEP,
+        quote_char=None,
+        encoding="utf8-lossy",
+        schema={RAW: pl.String, **{p: pl.String for p in (*_PIECES, _OVERFLOW)}},
+        missing_columns="insert",
+        extra_columns="ignore",
+        truncate_ragged_lines=True,
+        row_index_name=SOURCE_LINE,
+        row_index_offset=1,
+        glob=False,
+    )
+    glued = pl.concat_str([RAW, *_PIECES], separator=_UNIT_SEP, ignore_nulls=True)
+    return (
+        lf.with_columns(
+            pl.col(SOURCE_LINE).cast(pl.Int64),
+            pl.when(pl.col(_PIECES[0]).is_null()).then(pl.col(RAW)).otherwise(glued).alias(RAW),
+            # A fourth piece means the reader dropped the rest: the line cannot be trusted.
+            pl.when(pl.col(_OVERFLOW).is_not_null()).then(pl.lit("invalid_char")).alias(REJECT_REASON),
+        )
+        .drop(*_PIECES, _OVERFLOW)
+        .filter(pl.col(RAW).str.strip_chars().str.len_bytes() > 0)
+    )

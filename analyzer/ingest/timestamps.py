@@ -1,0 +1,124 @@
+"""Timestamps of every source as Polars expressions, normalized to Datetime("us", "UTC").
+
+Accepted text (unit "iso", the default):
+  - ISO 8601 with any offset (`Z`, `+08:00`, `+0800`), with or without fractions, `T` or space between
+    date and time; offsets may differ from row to row. Without an offset the time is taken as UTC.
+  - nginx `$time_local`: `22/Apr/2026:09:00:01 +0800`.
+  - A bare number (`1776848401`, `1776848401123.5`): an epoch whose unit is guessed from its magnitude
+    (seconds below 1e11, milliseconds below 1e14, microseconds below 1e17, else nanoseconds).
+Units epoch_s, epoch_ms, epoch_us, epoch_ns read numbers (integer or fractional text) in that unit.
+A value that matches none of these is null; the caller turns a present-but-null value into
+`bad_value:ts`.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+import polars as pl
+
+from analyzer.schema import TS_DTYPE
+
+_SCALE_TO_US: Final[dict[str, float]] = {
+    "epoch_s": 1e6,
+    "epoch_ms": 1e3,
+    "epoch_us": 1.0,
+    "epoch_ns": 1e-3,
+}
+# Tried in order; each attempt is strict=False so a non-matching row is null and the next one tries.
+_TEXT_FORMATS: Final = (
+    "%+",  # RFC 3339 / ISO 8601 with an offset, 'T' or space, optional fraction
+    "%Y-%m-%dT%H:%M:%S%.f",  # no offset: UTC
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%d/%b/%Y:%H:%M:%S %z",  # nginx $time_local
+)
+_NUMBER: Final = r"^[+-]?\d+(\.\d*)?$"
+
+
+def parse_ts(text: pl.Expr, unit: str = "iso") -> pl.Expr:
+    """Parse a String expression of timestamps in `unit` to Datetime('us', 'UTC'); unparsable -> null."""
+    s = text.str.strip_chars()
+    if unit == "iso":
+        is_number = s.str.contains(_NUMBER)
+        return (
+            pl.when(is_number)
+            .then(epoch_to_ts(s.cast(pl.Float64, strict=False), _guess_unit(s)))
+            .otherwise(_parse_text(s))
+        )
+    if unit not in _SCALE_TO_US:
+        raise ValueError(f"unknown timestamp unit {unit!r}")
+    return _epoch_text(s, unit)
+
+
+def column_to_ts(value: pl.Expr, dtype: pl.DataType, unit: str = "iso") -> pl.Expr:
+    """Convert a typed column (e.g. from Parquet) to Datetime('us', 'UTC')."""
+    if isinstance(dtype, pl.Datetime):
+        utc = (
+            value.dt.replace_time_zone("UTC")
+            if dtype.time_zone is None
+            else value.dt.convert_time_zone("UTC")
+        )
+        return utc.cast(TS_DTYPE)
+    if isinstance(dtype, pl.Date):
+        return value.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
+    if dtype.is_numeric():
+        number = value.cast(pl.Float64)
+        if unit == "iso":
+            return epoch_to_ts(number, _guess_unit_number(number))
+        return _epoch_number(value, dtype, unit)
+    return parse_ts(value.cast(pl.String), unit)
+
+
+def epoch_to_ts(number: pl.Expr, scale_to_us: pl.Expr | float) -> pl.Expr:
+    """Float epoch times `scale_to_us` microseconds per unit -> Datetime('us', 'UTC')."""
+    us = (number * scale_to_us).round(0).cast(pl.Int64, strict=False)
+    return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
+
+
+def _parse_text(s: pl.Expr) -> pl.Expr:
+    return pl.coalesce(
+        [s.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in _TEXT_FORMATS]
+    )
+
+
+def _epoch_text(s: pl.Expr, unit: str) -> pl.Expr:
+    # Integers go through Int64 so epoch_ns and epoch_us keep every digit a Float64 would round.
+    as_int = s.cast(pl.Int64, strict=False)
+    exact = _int_epoch_us(as_int, unit)
+    approx = epoch_to_ts(
+        pl.when(s.str.contains(_NUMBER)).then(s.cast(pl.Float64, strict=False)), _SCALE_TO_US[unit]
+    )
+    return pl.coalesce(exact, approx)
+
+
+def _epoch_number(value: pl.Expr, dtype: pl.DataType, unit: str) -> pl.Expr:
+    if dtype.is_integer():
+        return _int_epoch_us(value.cast(pl.Int64), unit)
+    return epoch_to_ts(value.cast(pl.Float64), _SCALE_TO_US[unit])
+
+
+def _int_epoch_us(as_int: pl.Expr, unit: str) -> pl.Expr:
+    us = {
+        "epoch_s": as_int * 1_000_000,
+        "epoch_ms": as_int * 1_000,
+        "epoch_us": as_int,
+        "epoch_ns": as_int.floordiv(1_000),
+    }[unit]
+    return pl.from_epoch(us, time_unit="us").dt.replace_time_zone("UTC")
+
+
+def _guess_unit(s: pl.Expr) -> pl.Expr:
+    return _guess_unit_number(s.cast(pl.Float64, strict=False))
+
+
+def _guess_unit_number(number: pl.Expr) -> pl.Expr:
+    magnitude = number.abs()
+    return (
+        pl.when(magnitude < 1e11)
+        .then(pl.lit(1e6))
+        .when(magnitude < 1e14)
+        .then(pl.lit(1e3))
+        .when(magnitude < 1e17)
+        .then(pl.lit(1.0))
+        .otherwise(pl.lit(1e-3))
+    )
