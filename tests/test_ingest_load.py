@@ -1,0 +1,352 @@
+"""load(): every format and compression to canonical rows, exact reject accounting, mapping, errors."""
+
+from __future__ import annotations
+
+import gzip
+import shutil
+import tomllib
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+import zstandard
+from polars.testing import assert_frame_equal
+
+from analyzer.config import Settings, SourceConfig, settings_from_dict
+from analyzer.errors import InputError, MappingError, UnknownFormatError
+from analyzer.ingest import Loaded, find_inputs, load
+from analyzer.ingest import jsonl as jsonl_module
+from analyzer.schema import GATEWAY_COLUMNS, LEDGER, TS_DTYPE
+
+FIX = Path(__file__).parent / "fixtures" / "ingest"
+ISSUE_MAPPING = """
+[gateway.fields]
+ts = "@timestamp"
+request_id = "req"
+account_id = "user"
+model = "llm.model"
+latency_ms = "duration_s"
+prompt_tokens = "usage.prompt_tokens"
+[gateway.units]
+ts = "epoch_ms"
+latency_ms = "s"
+[ledger.fields]
+account_id = "customer"
+tokens = "debit_tokens"
+"""
+
+
+def _t(second: int, micro: int = 0) -> datetime:
+    return datetime(2026, 4, 22, 9, 0, second, micro, tzinfo=UTC)
+
+
+def _checked(loaded: Loaded) -> Loaded:
+    """Assert the identity rows_read = analyzed + rejected on every input, against the frames."""
+    good = loaded.frame.group_by("_file").agg(pl.len()).collect()
+    good_by_file = dict(good.iter_rows())
+    for report in loaded.inputs:
+        rejects = loaded.rejects.filter(pl.col("file") == report.path)
+        assert report.rows_rejected == rejects.height == sum(report.rejects_by_reason.values())
+        assert report.rows_analyzed == good_by_file.get(report.path, 0)
+        assert report.rows_read == report.rows_analyzed + report.rows_rejected
+    return loaded
+
+
+def _gzip(src: Path, dst: Path) -> Path:
+    with gzip.GzipFile(dst, "wb", mtime=0) as f:
+        f.write(src.read_bytes())
+    return dst
+
+
+def _zstd(src: Path, dst: Path) -> Path:
+    dst.write_bytes(zstandard.ZstdCompressor().compress(src.read_bytes()))
+    return dst
+
+
+def test_dirty_jsonl_rejects_are_counted_exactly_by_reason() -> None:
+    loaded = _checked(load("gateway", [FIX / "gateway_dirty.jsonl"], Settings()))
+    (report,) = loaded.inputs
+    # 15 lines, 2 blank (not rows): 3 good, 10 rejected.
+    assert (report.rows_read, report.rows_rejected) == (13, 10)
+    assert report.rejects_by_reason == {
+        "bad_value:latency_ms": 1,
+        "bad_value:prompt_tokens": 1,
+        "bad_value:status": 1,
+        "bad_value:ts": 1,
+        "invalid_utf8": 1,
+        "malformed_json": 3,
+        "missing_field:status": 1,
+        "missing_field:ts": 1,
+    }
+    assert loaded.rejects["line"].to_list() == [3, 4, 5, 6, 7, 8, 9, 12, 13, 15]
+    assert loaded.rejects["raw"][1].startswith('{"timestamp": "2026-04-22T09:00:04Z"')
+    good = loaded.frame.select("ts", "status", "prompt_tokens", "completion_tokens", "latency_ms", "_line")
+    expected = pl.DataFrame(
+        {
+            "ts": [_t(1), _t(2), _t(8)],
+            "status": [200, 502, 200],  # "200.0" is a whole number: kept
+            "prompt_tokens": [10, None, None],  # the 502 has no usage block: null, not a reject
+            "completion_tokens": [5, None, None],
+            "latency_ms": [None, None, 12.0],
+            "_line": [1, 2, 14],
+        },
+        schema_overrides={"ts": TS_DTYPE},
+    )
+    assert_frame_equal(good.collect(), expected)
+
+
+def test_canonical_frame_has_every_column_with_its_dtype() -> None:
+    loaded = load("gateway", [FIX / "gateway_offsets.jsonl"], Settings())
+    schema = loaded.frame.collect_schema()
+    assert dict(schema) == {**GATEWAY_COLUMNS, "_file": pl.String(), "_line": pl.Int64()}
+    assert "gateway: no region column in any input; region is null" in loaded.notes
+
+
+def test_mixed_offsets_normalize_to_utc() -> None:
+    loaded = _checked(load("gateway", [FIX / "gateway_offsets.jsonl"], Settings()))
+    got = loaded.frame.select("request_id", "ts", "_line").collect()
+    expected = pl.DataFrame(
+        {
+            "request_id": ["a", "b", "c", "d"],
+            "ts": [_t(1), _t(1), _t(1, 250000), datetime(2026, 4, 22, 9, 0, 0, 999999, tzinfo=UTC)],
+            "_line": [1, 2, 3, 5],  # line 4 is blank: not a row, but lines keep their numbers
+        },
+        schema_overrides={"ts": TS_DTYPE},
+    )
+    assert_frame_equal(got, expected)
+    assert loaded.inputs[0].first_ts == datetime(2026, 4, 22, 9, 0, 0, 999999, tzinfo=UTC)
+    assert loaded.inputs[0].last_ts == _t(1, 250000)
+
+
+def test_issue_mapping_reads_nested_json(tmp_path: Path) -> None:
+    settings = settings_from_dict(tomllib.loads(ISSUE_MAPPING))
+    loaded = _checked(load("gateway", [FIX / "gateway_nested.jsonl"], settings, workdir=tmp_path))
+    got = loaded.frame.select(
+        "ts", "request_id", "account_id", "model", "status", "latency_ms", "prompt_tokens"
+    ).collect()
+    expected = pl.DataFrame(
+        {
+            "ts": [_t(1), _t(2, 500000), _t(3)],
+            "request_id": ["r1", "r2", "r3"],
+            "account_id": ["acct-1", "acct-2", "acct-1"],
+            "model": ["kimi-k2.6", "glm-5", "kimi-k2.6"],
+            "status": [200, 502, 200],
+            "latency_ms": [1500.0, 250.0, 2000.0],  # seconds -> ms
+            "prompt_tokens": [100, None, 7],
+        },
+        schema_overrides={"ts": TS_DTYPE},
+    )
+    assert_frame_equal(got, expected)
+    fields = loaded.inputs[0].fields
+    assert fields["model"] == "llm.model"
+    assert fields["completion_tokens"] == "usage.completion_tokens"  # found by alias
+    assert fields["region"] is None
+
+
+def test_ledger_csv_through_mapping_derives_entry_ids() -> None:
+    settings = settings_from_dict(tomllib.loads(ISSUE_MAPPING))
+    loaded = _checked(load("ledger", [FIX / "ledger.csv"], settings))
+    got = loaded.frame.select(*LEDGER).collect()
+    path = str(FIX / "ledger.csv")
+    expected = pl.DataFrame(
+        {
+            "ts": [_t(1), _t(2), _t(3)],
+            "entry_id": [f"{path}:2", f"{path}:3", f"{path}:4"],
+            "account_id": ["acct-1", "acct-2", "acct-1"],
+            "request_id": ["r1", "r2", None],
+            "kind": ["deduct", "deduct", "refund"],
+            "tokens": [120, 0, -120],
+            "balance_after": [880, 1000, 1000],
+        },
+        schema=LEDGER,
+    )
+    assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("name", "fmt", "model"),
+    [
+        pytest.param("gateway.csv", "csv", "glm-5, preview", id="csv"),
+        pytest.param("gateway.tsv", "tsv", "glm-5 preview", id="tsv"),
+    ],
+)
+def test_delimited(name: str, fmt: str, model: str) -> None:
+    loaded = _checked(load("gateway", [FIX / name], Settings()))
+    (report,) = loaded.inputs
+    assert report.format == fmt
+    assert report.rejects_by_reason == {"too_many_fields": 1, "missing_field:status": 1}
+    assert loaded.rejects["line"].to_list() == [5, 6]  # record number + 1; the blank line 4 counts
+    got = loaded.frame.select("request_id", "model", "prompt_tokens", "latency_ms").collect()
+    expected = pl.DataFrame(
+        {
+            "request_id": ["r1", "r2"],
+            "model": ["kimi-k2.6", model],
+            "prompt_tokens": [100, None],
+            "latency_ms": [120.5, 30.0],
+        }
+    )
+    assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize(
+    ("compress", "suffix", "compression"),
+    [
+        pytest.param(_gzip, ".gz", "gzip", id="gzip"),
+        pytest.param(_zstd, ".zst", "zstd", id="zstd"),
+    ],
+)
+@pytest.mark.parametrize("name", ["gateway_dirty.jsonl", "gateway.csv"])
+def test_compressed_equals_plain(tmp_path: Path, compress, suffix: str, compression: str, name: str) -> None:
+    # No telling suffix: the content decides.
+    packed = compress(FIX / name, tmp_path / f"input{suffix}.bin")
+    plain = _checked(load("gateway", [FIX / name], Settings()))
+    got = _checked(load("gateway", [packed], Settings()))
+    assert got.inputs[0].compression == compression
+    assert got.inputs[0].format == plain.inputs[0].format
+    assert got.inputs[0].rejects_by_reason == plain.inputs[0].rejects_by_reason
+    assert_frame_equal(got.frame.drop("_file").collect(), plain.frame.drop("_file").collect())
+
+
+def test_many_paths_glob_and_folder_are_read_in_name_order(tmp_path: Path) -> None:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    shutil.copy(FIX / "gateway_offsets.jsonl", logs / "access.log.2")
+    _gzip(FIX / "gateway_dirty.jsonl", logs / "access.log.1.gz")
+    shutil.copy(FIX / "gateway.csv", tmp_path / "extra.csv")
+    by_folder = _checked(load("gateway", [logs], Settings()))
+    assert [Path(r.path).name for r in by_folder.inputs] == ["access.log.1.gz", "access.log.2"]
+    by_glob = _checked(load("gateway", [str(logs / "access.log.*"), tmp_path / "extra.csv"], Settings()))
+    assert [Path(r.path).name for r in by_glob.inputs] == ["access.log.1.gz", "access.log.2", "extra.csv"]
+    assert by_glob.frame.select(pl.len()).collect().item() == 3 + 4 + 2
+    assert by_glob.rejects.height == 10 + 2
+
+
+def _parquet_rows() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "time": [datetime(2026, 4, 22, 17, 0, 1), datetime(2026, 4, 22, 17, 0, 2)],
+            "status_code": [200, 502],
+            "usage": [
+                {"input_tokens": 10, "output_tokens": 3},
+                {"input_tokens": None, "output_tokens": None},
+            ],
+            "latency_ms": [10.5, 300.0],
+        }
+    ).with_columns(pl.col("time").dt.replace_time_zone("Asia/Shanghai"))
+
+
+def test_parquet_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.bin"
+    _parquet_rows().write_parquet(path)
+    loaded = _checked(load("gateway", [path], Settings()))
+    assert (loaded.inputs[0].format, loaded.inputs[0].compression) == ("parquet", "none")
+    got = loaded.frame.select("ts", "status", "prompt_tokens", "completion_tokens", "_line").collect()
+    expected = pl.DataFrame(
+        {
+            "ts": [_t(1), _t(2)],
+            "status": [200, 502],
+            "prompt_tokens": [10, None],
+            "completion_tokens": [3, None],
+            "_line": [1, 2],
+        },
+        schema_overrides={"ts": TS_DTYPE},
+    )
+    assert_frame_equal(got, expected)
+
+
+def test_hive_partitioned_parquet_folder(tmp_path: Path) -> None:
+    rows = _parquet_rows()
+    for region, part in (("eu-west-1", rows[:1]), ("us-east-1", rows[1:])):
+        folder = tmp_path / "gw" / f"region={region}"
+        folder.mkdir(parents=True)
+        part.write_parquet(folder / "part-0.parquet")
+    loaded = _checked(load("gateway", [tmp_path / "gw"], Settings()))
+    assert len(loaded.inputs) == 1
+    got = loaded.frame.select("region", "status").sort("region").collect()
+    assert got.rows() == [("eu-west-1", 200), ("us-east-1", 502)]
+
+
+def test_clock_offset_is_added() -> None:
+    settings = Settings(gateway=SourceConfig(clock_offset=timedelta(seconds=-2)))
+    loaded = load("gateway", [FIX / "gateway_offsets.jsonl"], settings)
+    assert loaded.frame.select("ts").collect().to_series().to_list()[:2] == [_t(1) - timedelta(seconds=2)] * 2
+
+
+def test_shape_change_after_sample_falls_back_to_robust_plan(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(jsonl_module, "SAMPLE_LINES", 1)
+    path = tmp_path / "g.jsonl"
+    path.write_text(
+        '{"ts": "2026-04-22T09:00:01Z", "status": 200, "usage": {"prompt_tokens": 4}}\n'
+        '{"ts": "2026-04-22T09:00:02Z", "status": 200, "usage": "n/a"}\n'
+        '{"ts": "2026-04-22T09:00:03Z", "status": {"code": 200}}\n'
+    )
+    loaded = _checked(load("gateway", [path], Settings()))
+    assert loaded.frame.select("prompt_tokens").collect().to_series().to_list() == [4, None]
+    assert loaded.inputs[0].rejects_by_reason == {"bad_value:status": 1}
+
+
+def test_events_default_kind_is_note() -> None:
+    loaded = _checked(load("events", [FIX / "events.jsonl"], Settings()))
+    assert loaded.frame.select("kind", "title").collect().rows() == [
+        ("note", "rolled back kimi-k2.6"),
+        ("note", "deployed kimi-k2.6"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "name", "fields"),
+    [
+        pytest.param("gateway", "gateway_nested.jsonl", {"region": "cloud.zone"}, id="jsonl-no-row-has-it"),
+        pytest.param("gateway", "gateway.csv", {"region": "zone"}, id="csv-header-lacks-it"),
+    ],
+)
+def test_mapping_naming_an_absent_field(kind: str, name: str, fields: dict[str, str]) -> None:
+    settings = settings_from_dict({kind: {"fields": fields}})
+    with pytest.raises(MappingError) as err:
+        load(kind, [FIX / name], settings)
+    assert err.value.path == str(FIX / name)
+    assert err.value.field == next(iter(fields.values()))
+
+
+def test_missing_path_and_empty_glob_name_the_path(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as err:
+        load("gateway", [tmp_path / "nope.jsonl"], Settings())
+    assert err.value.path == str(tmp_path / "nope.jsonl")
+    with pytest.raises(InputError) as err:
+        load("gateway", [str(tmp_path / "*.log")], Settings())
+    assert err.value.path == str(tmp_path / "*.log")
+
+
+def test_unknown_format_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gateway.log"
+    path.write_text("just some words\nand more words\n")
+    with pytest.raises(UnknownFormatError) as err:
+        load("gateway", [path], Settings())
+    assert err.value.path == str(path)
+
+
+def test_forced_format_reads_what_detection_would_not(tmp_path: Path) -> None:
+    path = tmp_path / "g.txt"
+    path.write_text("ts\tstatus\n2026-04-22T09:00:01Z\t200\n")
+    loaded = _checked(load("gateway", [path], Settings(gateway=SourceConfig(format="tsv"))))
+    assert loaded.frame.select("status").collect().item() == 200
+
+
+def test_find_inputs_by_name(tmp_path: Path) -> None:
+    for name in (
+        "access.log.gz",
+        "gateway-2.jsonl",
+        "ledger.csv",
+        "billing",
+        "events.jsonl",
+        "notes.txt",
+        "alb",
+    ):
+        (tmp_path / name).mkdir() if name in ("billing", "alb") else (tmp_path / name).write_text("")
+    found = find_inputs(tmp_path)
+    assert {k: [p.name for p in v] for k, v in found.items()} == {
+        "gateway": ["access.log.gz", "alb", "gateway-2.jsonl"],
+        "ledger": ["billing", "ledger.csv"],
+        "events": ["events.jsonl"],
+    }
