@@ -56,10 +56,10 @@ def load(
     """Read every input of `kind` (gateway, ledger, events) once into canonical rows and rejects."""
     if kind not in SCHEMAS:
         raise ValueError(f"unknown kind {kind!r}")
-    keep: object = None
+    keep: tempfile.TemporaryDirectory[str] | None = None
     if workdir is None:
         keep = tempfile.TemporaryDirectory(prefix="analyzer-")
-        workdir = Path(keep.name)  # type: ignore[attr-defined]
+        workdir = Path(keep.name)
     workdir.mkdir(parents=True, exist_ok=True)
     config = settings.source(kind)
     reads = [

@@ -120,7 +120,7 @@ FORMATS: Final[list[Format]] = [
 
 def _add_line_formats() -> None:
     try:
-        from analyzer.ingest import alb, nginx  # noqa: PLC0415 - optional until those modules land
+        from analyzer.ingest import alb, nginx  # type: ignore[attr-defined,unused-ignore]
     except ImportError:
         return
     FORMATS.append(

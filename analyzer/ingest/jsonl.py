@@ -24,6 +24,7 @@ from analyzer.schema import REJECT_REASON
 
 MALFORMED: Final = "malformed_json"
 SAMPLE_LINES: Final = 2000
+_DECODED: Final = "_json"
 
 KeyPath = tuple[str, ...]
 
@@ -71,8 +72,8 @@ def key_path(name: str, known: Mapping[str, KeyPath]) -> KeyPath:
 
 def parse_jsonl(lines: pl.LazyFrame, wanted: Mapping[str, KeyPath], *, robust: bool) -> pl.LazyFrame:
     """Raw lines -> `_line`, `_raw`, `_reject` and one String column per wanted field (named by key)."""
-    stripped = pl.col(RAW).str.strip_chars()
-    valid = stripped.str.starts_with("{") & pl.col(RAW).str.json_path_match("$").is_not_null()
+    # The root re-serialized: null when the line is not JSON, not starting with "{" when not an object.
+    valid = pl.col(RAW).str.json_path_match("$").str.starts_with("{").fill_null(False)
     lf = lines.with_columns(
         pl.when(pl.col(REJECT_REASON).is_null() & ~valid)
         .then(pl.lit(MALFORMED))
@@ -86,8 +87,12 @@ def parse_jsonl(lines: pl.LazyFrame, wanted: Mapping[str, KeyPath], *, robust: b
         return lf.with_columns(
             json_text.str.json_path_match(_json_path(p)).alias(n) for n, p in wanted.items()
         )
-    decoded = json_text.str.json_decode(_struct(list(wanted.values())))
-    return lf.with_columns(_field(decoded, p).alias(n) for n, p in wanted.items())
+    # Decoded once into a column: fields are then read from it (an expression per field would decode
+    # the line again for each).
+    decoded = lf.with_columns(json_text.str.json_decode(_struct(list(wanted.values()))).alias(_DECODED))
+    return decoded.with_columns(_field(pl.col(_DECODED), p).alias(n) for n, p in wanted.items()).drop(
+        _DECODED
+    )
 
 
 def _prefix_clash(paths: Sequence[KeyPath]) -> bool:

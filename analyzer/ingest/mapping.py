@@ -109,6 +109,7 @@ ALIASES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
 ALIAS_UNITS: Final[dict[str, str]] = {"duration": "s", "request_time": "s"}
 _DURATION_TO_MS: Final[dict[str, float]] = {"ms": 1.0, "s": 1000.0, "us": 0.001}
 _ABSENT: Final = ("", "-")
+_PRESENT: Final = "_present:"
 _TRUE: Final = ("true", "t", "1", "yes", "y")
 _FALSE: Final = ("false", "f", "0", "no", "n")
 
@@ -140,7 +141,7 @@ def resolve(
                 )
             out[canonical] = name
             continue
-        candidates = (defaults[canonical],) if canonical in defaults else ()
+        candidates: tuple[str, ...] = (defaults[canonical],) if canonical in defaults else ()
         candidates += ALIASES[kind].get(canonical, ())
         out[canonical] = next((c for c in candidates if c in have), None)
     return out
@@ -177,58 +178,57 @@ def canonicalize(
     """
     schema = SCHEMAS[kind]
     required = ROW_REQUIRED[kind]
-    values: dict[str, pl.Expr] = {}
+    # Stage 1 computes each value and its presence once as columns; stage 2 reads them for the reasons.
+    staged: list[pl.Expr] = []
     reasons: list[pl.Expr] = [pl.col(REJECT_REASON)]
     if text:
         reasons.append(pl.when(pl.col(RAW).str.contains("\ufffd", literal=True)).then(pl.lit(INVALID_UTF8)))
-    seen: list[pl.Expr] = []
     for canonical, dtype in schema.items():
         source = fields.get(canonical)
         if source is None:
-            present = pl.lit(False)
-            value = pl.lit(None, dtype)
-        else:
-            src_dtype = dtypes.get(source, pl.String())
-            raw_value = _absent_to_null(pl.col(SRC + source), src_dtype)
-            present = raw_value.is_not_null()
-            value = _convert(raw_value, src_dtype, dtype, canonical, units)
+            staged.append(pl.lit(None, dtype).alias(canonical))
+            staged.append(pl.lit(False).alias(_PRESENT + canonical))
+            continue
+        src_dtype = dtypes.get(source, pl.String())
+        raw_value = _absent_to_null(pl.col(SRC + source), src_dtype)
+        value = _convert(raw_value, src_dtype, dtype, canonical, units)
         if canonical == TS:
             value = value + pl.lit(clock_offset)
+        staged.append(value.cast(dtype).alias(canonical))
+        staged.append(raw_value.is_not_null().alias(_PRESENT + canonical))
+    for canonical in schema:
+        present = pl.col(_PRESENT + canonical)
         if canonical in required:
             reasons.append(pl.when(~present).then(pl.lit(f"missing_field:{canonical}")))
-        reasons.append(pl.when(present & value.is_null()).then(pl.lit(f"bad_value:{canonical}")))
-        values[canonical] = value
-        if canonical in check_seen:
-            seen.append(present.alias(f"_seen:{canonical}"))
-    values.update(_derived(kind, fields, values, file))
-    reject = pl.coalesce(reasons).alias(REJECT_REASON)
-    return frame.select(
-        pl.lit(file).alias(SOURCE_FILE),
-        pl.col(SOURCE_LINE),
-        reject,
-        pl.when(reject.is_not_null()).then(pl.col(RAW).str.slice(0, RAW_LIMIT)).alias(RAW),
-        *[values[c].cast(dtype).alias(c) for c, dtype in schema.items()],
-        *seen,
+        reasons.append(pl.when(present & pl.col(canonical).is_null()).then(pl.lit(f"bad_value:{canonical}")))
+    return (
+        frame.with_columns(staged)
+        .with_columns(pl.coalesce(reasons).alias(REJECT_REASON))
+        .select(
+            pl.lit(file).alias(SOURCE_FILE),
+            pl.col(SOURCE_LINE),
+            pl.col(REJECT_REASON),
+            pl.when(pl.col(REJECT_REASON).is_not_null()).then(pl.col(RAW).str.slice(0, RAW_LIMIT)).alias(RAW),
+            *[_derived(kind, c, fields, file).cast(dtype).alias(c) for c, dtype in schema.items()],
+            *[pl.col(_PRESENT + c).alias(f"_seen:{c}") for c in check_seen],
+        )
     )
 
 
-def _derived(
-    kind: str, fields: Mapping[str, str | None], values: dict[str, pl.Expr], file: str
-) -> dict[str, pl.Expr]:
+def _derived(kind: str, canonical: str, fields: Mapping[str, str | None], file: str) -> pl.Expr:
     # Never rejects: a derived value fills a column the source does not have at all.
-    out: dict[str, pl.Expr] = {}
-    if kind == "ledger":
-        derived_id = pl.format("{}:{}", pl.lit(file), pl.col(SOURCE_LINE))
-        out[ENTRY_ID] = derived_id if fields.get(ENTRY_ID) is None else values[ENTRY_ID]
-        out[KIND] = values[KIND].str.strip_chars().str.to_lowercase()
-    if kind == "events" and fields.get(KIND) is None:
-        out[KIND] = pl.lit("note")
-    return out
+    if kind == "ledger" and canonical == ENTRY_ID and fields.get(ENTRY_ID) is None:
+        return pl.format("{}:{}", pl.lit(file), pl.col(SOURCE_LINE))
+    if kind == "ledger" and canonical == KIND:
+        return pl.col(KIND).str.strip_chars().str.to_lowercase()
+    if kind == "events" and canonical == KIND and fields.get(KIND) is None:
+        return pl.lit("note")
+    return pl.col(canonical)
 
 
 def _absent_to_null(col: pl.Expr, dtype: pl.DataType) -> pl.Expr:
     if dtype == pl.String():
-        return pl.when(col.str.strip_chars().is_in(_ABSENT)).then(None).otherwise(col)
+        return pl.when(col.is_in(_ABSENT)).then(None).otherwise(col)
     return col
 
 
@@ -245,10 +245,13 @@ def _convert(
                 if src.is_float()
                 else value.cast(pl.Int64, strict=False)
             )
-        # "12" and "12.0" are 12; "12.5", "OK?" and "1e3" do not parse.
-        return value.str.strip_chars().str.replace(r"^([+-]?\d+)\.0*$", "$1").cast(pl.Int64, strict=False)
+        # "12" and "12.0" are 12; "12.5" and "OK?" do not parse. The float try only runs where needed.
+        as_int = value.cast(pl.Int64, strict=False)
+        return (
+            pl.when(as_int.is_null()).then(_integral(value.cast(pl.Float64, strict=False))).otherwise(as_int)
+        )
     if dtype == pl.Float64():
-        number = (value.str.strip_chars() if text else value).cast(pl.Float64, strict=False)
+        number = value.cast(pl.Float64, strict=False)
         scale = _DURATION_TO_MS[units.get(canonical, "ms")] if canonical in (LATENCY_MS, TTFT_MS) else 1.0
         return number * scale
     if dtype == pl.Boolean():
@@ -260,5 +263,6 @@ def _convert(
 
 
 def _integral(number: pl.Expr) -> pl.Expr:
-    # A float column holding whole numbers (Parquet written by pandas with nulls) is fine; 2.5 is not.
+    # An integrality test, not a token comparison: 12.0 (JSON written by a float-typed client, Parquet
+    # written by pandas with nulls) is 12 exactly; 12.5 is not a token count.
     return pl.when(number.floor() == number).then(number).cast(pl.Int64, strict=False)

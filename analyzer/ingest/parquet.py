@@ -39,7 +39,7 @@ def fields(path: Path) -> dict[str, tuple[KeyPath, pl.DataType]]:
 def _leaves(path: KeyPath, dtype: pl.DataType, out: dict[str, tuple[KeyPath, pl.DataType]]) -> None:
     if isinstance(dtype, pl.Struct):
         for f in dtype.fields:
-            _leaves((*path, f.name), f.dtype, out)
+            _leaves((*path, f.name), f.dtype() if isinstance(f.dtype, type) else f.dtype, out)
     else:
         out[".".join(path)] = (path, dtype)
 
