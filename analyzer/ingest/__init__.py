@@ -72,7 +72,7 @@ def load(
         frame=_frame(kind, reads),
         inputs=inputs,
         rejects=_rejects(reads),
-        notes=_notes(kind, inputs),
+        notes=_notes(kind, inputs) + tuple(n for r in reads for n in r.notes),
         _workdir=keep,
     )
 

@@ -83,19 +83,30 @@ def _open_parquet(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
     return Source({n: dtype for n, (_, dtype) in leaves.items()}, True, scan, text=False)
 
 
-def _line_format_opener(
-    parse: Callable[[pl.LazyFrame], pl.LazyFrame], defaults: Mapping[str, str], units: Mapping[str, str]
-) -> Opener:
-    """An opener for a line format whose parser adds String columns named by source field."""
+LineParser = Callable[[pl.LazyFrame, SourceConfig], pl.LazyFrame]
+
+
+def line_format(
+    name: str,
+    detect: Callable[[list[str]], bool],
+    parse: LineParser,
+    defaults: Mapping[str, str],
+    units: Mapping[str, str],
+) -> Format:
+    """A table row for a line format whose parser adds String columns named by source field.
+
+    The parser gets `_line`, `_raw` (and the reader's `_reader_reject`, which it may keep) and returns
+    them with its fields and `_reject`; `defaults` and `units` are its canonical -> source mapping.
+    """
 
     def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
         empty = pl.LazyFrame(schema={SOURCE_LINE: pl.Int64, RAW: pl.String})
         internal = (SOURCE_LINE, RAW, REJECT_REASON, _READER_REJECT)
-        names = [c for c in parse(empty).collect_schema() if c not in internal]
+        names = [c for c in parse(empty, config).collect_schema() if c not in internal]
 
         def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
             lines = scan_raw_lines(path).rename({REJECT_REASON: _READER_REJECT})
-            parsed = parse(lines)
+            parsed = parse(lines, config)
             if _READER_REJECT in parsed.collect_schema():
                 # The parser kept the reader's own reason (a line cut by \x1f): it comes first.
                 parsed = parsed.with_columns(
@@ -105,53 +116,73 @@ def _line_format_opener(
 
         return Source({n: pl.String() for n in names}, True, scan, defaults=defaults, units=units)
 
-    return open_
+    return Format(name, lambda s: detect(list(s.sample[:50])), open_)
 
 
 def _jsonl_detect(s: Sniff) -> bool:
     return jsonl.looks_like_jsonl(s.sample)
 
 
+def _line_formats() -> list[Format]:
+    """nginx and ALB rows, each once its module is importable."""
+    rows: list[Format] = []
+    try:
+        from analyzer.ingest import nginx  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        rows.append(
+            line_format(
+                "nginx",
+                nginx.looks_like_nginx,
+                lambda lines, config: nginx.parse_nginx(lines, config.log_format),
+                nginx.NGINX_FIELDS,
+                nginx.NGINX_UNITS,
+            )
+        )
+    try:
+        from analyzer.ingest import alb  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        pass
+    else:
+        rows.append(
+            line_format(
+                "alb",
+                alb.looks_like_alb,
+                lambda lines, config: alb.parse_alb(lines),
+                alb.ALB_FIELDS,
+                alb.ALB_UNITS,
+            )
+        )
+    return rows
+
+
+# Tried in order: the binary and the strict formats first, the loose delimited ones last.
 FORMATS: Final[list[Format]] = [
     Format("parquet", lambda s: s.compression == "parquet", _open_parquet),
     Format("jsonl", _jsonl_detect, _open_jsonl),
+    *_line_formats(),
+    Format("tsv", lambda s: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
+    Format("csv", lambda s: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
 ]
 
 
-def _add_line_formats() -> None:
-    try:
-        from analyzer.ingest import alb, nginx  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        return
-    FORMATS.append(
-        Format(
-            "nginx",
-            lambda s: nginx.looks_like_nginx(list(s.sample[:50])),
-            lambda p, s, c: _line_format_opener(
-                lambda lines: nginx.parse_nginx(lines, c.log_format), nginx.NGINX_FIELDS, nginx.NGINX_UNITS
-            )(p, s, c),
-        )
-    )
-    FORMATS.append(
-        Format(
-            "alb",
-            lambda s: alb.looks_like_alb(list(s.sample[:50])),
-            _line_format_opener(alb.parse_alb, alb.ALB_FIELDS, alb.ALB_UNITS),
-        )
-    )
+def _open_empty(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
+    def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
+        columns = [SOURCE_LINE, RAW, REJECT_REASON, *(SRC + name for name in wanted)]
+        return pl.LazyFrame(schema={c: pl.Int64 if c == SOURCE_LINE else pl.String for c in columns})
+
+    return Source({}, False, scan)  # no row to hold a mapped field: nothing to check
 
 
-_add_line_formats()
-FORMATS.extend(
-    [
-        Format("tsv", lambda s: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
-        Format("csv", lambda s: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
-    ]
-)
+# A file with no line but blank ones (a fresh rotation) has no rows in any format.
+EMPTY: Final = Format("empty", lambda s: not s.sample and s.compression != "parquet", _open_empty)
 
 
 def choose(path: Path, sniff: Sniff, forced: str | None) -> Format:
     """The format named by `forced`, else the first whose detector accepts the sample."""
+    if EMPTY.detect(sniff):
+        return EMPTY
     by_name = {f.name: f for f in FORMATS}
     if forced is not None:
         if forced not in by_name:

@@ -16,7 +16,7 @@ from analyzer.config import SourceConfig
 from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
 from analyzer.ingest import formats, mapping
-from analyzer.ingest.sources import sniff
+from analyzer.ingest.sources import Sniff, decompress_readable, sniff
 from analyzer.schema import REJECT_REASON, SCHEMAS, TS
 
 
@@ -26,6 +26,7 @@ class FileRead:
 
     report: InputReport
     sink: Path
+    notes: tuple[str, ...] = ()
 
 
 def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRead:
@@ -33,6 +34,31 @@ def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRe
     label = str(path)
     sniffed = sniff(path)
     fmt = formats.choose(path, sniffed, config.format)
+    notes: tuple[str, ...] = ()
+    try:
+        fields, unverified = _parse(kind, path, label, fmt, sniffed, config, sink)
+    except OSError as e:
+        if sniffed.compression not in ("gzip", "zstd"):
+            raise InputError(f"cannot read: {e}", path=label) from None
+        # A compressed log cut off mid-write (the incident!) still holds every line before the cut.
+        readable = sink.with_suffix(".readable")
+        decompress_readable(path, sniffed.compression, readable)
+        fields, unverified = _parse(kind, readable, label, fmt, sniffed, config, sink)
+        readable.unlink()
+        notes = (f"{kind}: {label} is a truncated {sniffed.compression} stream; read up to the cut",)
+    report = _report(kind, label, fmt.name, sniffed.compression, fields, unverified, sink)
+    return FileRead(report, sink, notes)
+
+
+def _parse(
+    kind: str,
+    path: Path,
+    label: str,
+    fmt: formats.Format,
+    sniffed: Sniff,
+    config: SourceConfig,
+    sink: Path,
+) -> tuple[dict[str, str | None], list[str]]:
     source = fmt.open(path, sniffed, config)
     fields = mapping.resolve(
         kind,
@@ -60,22 +86,17 @@ def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRe
         )
 
     try:
-        _sink(plan(False), sink)
-    except pl.exceptions.ComputeError:
-        if not source.has_robust_plan:
-            raise InputError("cannot be parsed", path=label) from None
-        # A JSON row whose shape differs from the sample's (an object where text was expected) stops
-        # the fast decoder; the per-field plan reads every shape.
-        _sink(plan(True), sink)
-    report = _report(kind, label, fmt.name, sniffed.compression, fields, unverified, sink)
-    return FileRead(report, sink)
-
-
-def _sink(lf: pl.LazyFrame, sink: Path) -> None:
-    try:
-        lf.sink_parquet(sink)
-    except OSError as e:
-        raise InputError(f"cannot read: {e}", path=str(sink)) from None
+        try:
+            plan(False).sink_parquet(sink)
+        except pl.exceptions.ComputeError:
+            if not source.has_robust_plan:
+                raise
+            # A JSON row whose shape differs from the sample's (an object where text was expected)
+            # stops the fast decoder; the per-field plan reads every shape.
+            plan(True).sink_parquet(sink)
+    except pl.exceptions.PolarsError as e:
+        raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
+    return fields, unverified
 
 
 def _report(

@@ -6,13 +6,13 @@ are not rows: they are dropped here and never counted.
 
 from __future__ import annotations
 
+import contextlib
 import glob
-import gzip
-import io
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, BinaryIO, Final
 
 import polars as pl
 import zstandard
@@ -115,16 +115,11 @@ def sniff(path: Path) -> Sniff:
         with path.open("rb") as f:
             head = f.read(4)
             f.seek(0)
-            if head.startswith(_GZIP):
-                compression, data = "gzip", _head(gzip.GzipFile(fileobj=f))
-            elif head.startswith(_ZSTD):
-                reader = zstandard.ZstdDecompressor().stream_reader(f)
-                compression, data = "zstd", _head(reader)
-            elif head == _PARQUET:
+            if head == _PARQUET:
                 return Sniff("parquet", ())
-            else:
-                compression, data = "none", f.read(SAMPLE_BYTES)
-    except (OSError, EOFError, zstandard.ZstdError) as e:
+            compression = "gzip" if head.startswith(_GZIP) else "zstd" if head.startswith(_ZSTD) else "none"
+            data = f.read(SAMPLE_BYTES) if compression == "none" else _head(f, compression)
+    except OSError as e:
         raise InputError(f"cannot read: {e}", path=str(path)) from None
     text = data.decode("utf-8", errors="replace")
     lines = text.splitlines()
@@ -133,16 +128,35 @@ def sniff(path: Path) -> Sniff:
     return Sniff(compression, tuple(line for line in lines if line.strip()))
 
 
-def _head(stream: io.RawIOBase | io.BufferedIOBase | zstandard.ZstdDecompressionReader) -> bytes:
-    chunks = []
-    size = 0
-    while size < SAMPLE_BYTES:
-        chunk = stream.read(SAMPLE_BYTES - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
+def decompress_readable(path: Path, compression: str, out: Path) -> None:
+    """Decompress a gzip or zstd file chunk by chunk into `out`, keeping all that precedes damage."""
+    with path.open("rb") as f, out.open("wb") as w:
+        inflate = _decompressor(compression)
+        try:
+            while chunk := f.read(1 << 20):
+                while chunk:
+                    w.write(inflate.decompress(chunk))
+                    chunk = inflate.unused_data  # the next gzip member, if any
+                    if chunk:
+                        inflate = _decompressor(compression)
+        except (zlib.error, zstandard.ZstdError):
+            pass  # the damaged rest cannot be read; what came before is already written
+
+
+def _decompressor(compression: str) -> Any:
+    if compression == "gzip":
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    return zstandard.ZstdDecompressor().decompressobj()
+
+
+def _head(f: BinaryIO, compression: str) -> bytes:
+    # Decompressed by hand so a file cut short still yields its first lines.
+    out = bytearray()
+    inflate = _decompressor(compression)
+    with contextlib.suppress(zlib.error, zstandard.ZstdError):
+        while len(out) < SAMPLE_BYTES and (chunk := f.read(64 * 1024)):
+            out += inflate.decompress(chunk)
+    return bytes(out[:SAMPLE_BYTES])
 
 
 def scan_raw_lines(path: Path) -> pl.LazyFrame:
@@ -169,7 +183,12 @@ def scan_raw_lines(path: Path) -> pl.LazyFrame:
     return (
         lf.with_columns(
             pl.col(SOURCE_LINE).cast(pl.Int64),
-            pl.when(pl.col(_PIECES[0]).is_null()).then(pl.col(RAW)).otherwise(glued).alias(RAW),
+            # CRLF files: the reader splits on \n only.
+            pl.when(pl.col(_PIECES[0]).is_null())
+            .then(pl.col(RAW))
+            .otherwise(glued)
+            .str.strip_suffix("\r")
+            .alias(RAW),
             # A fourth piece means the reader dropped the rest: the line cannot be trusted.
             pl.when(pl.col(_OVERFLOW).is_not_null()).then(pl.lit("invalid_char")).alias(REJECT_REASON),
         )

@@ -1,0 +1,111 @@
+"""The formats table and the raw-line reader: detection, line-format plumbing, damaged and odd files."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import zstandard
+
+from analyzer.config import Settings, SourceConfig
+from analyzer.ingest import formats, load
+from analyzer.ingest.sources import scan_raw_lines, sniff
+
+LINES = [f'{{"ts": "2026-04-22T09:00:{i:02d}Z", "status": 200, "request_id": "r{i}"}}' for i in range(40)]
+
+
+def _toy_parse(lines: pl.LazyFrame, config: SourceConfig) -> pl.LazyFrame:
+    """A stand-in for nginx/alb: `<time> <code>` lines; keeps the reader's reason like a good parser."""
+    parts = pl.col("_raw").str.extract_groups(r"^(\S+) (\S+)$")
+    return lines.with_columns(
+        parts.struct.field("1").alias("when"),
+        parts.struct.field("2").alias("code"),
+        pl.when(parts.struct.field("1").is_null()).then(pl.lit("unparsable_line")).alias("_reject"),
+    )
+
+
+TOY = formats.line_format(
+    "toy",
+    lambda sample: sum(len(line.split(" ")) == 2 for line in sample) * 2 > len(sample),
+    _toy_parse,
+    {"ts": "when", "status": "code"},
+    {"ts": "epoch_s"},
+)
+
+
+def test_line_format_row_gets_default_mapping_units_and_rejects(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(formats, "FORMATS", [TOY, *formats.FORMATS])
+    path = tmp_path / "toy.log"
+    path.write_bytes(b"1776848401 200\n1776848402 502\nnot-a-line\n\n1776848403 OK?\n1776848404\x1f1 200\n")
+    loaded = load("gateway", [path], Settings())
+    (report,) = loaded.inputs
+    assert report.format == "toy"
+    assert report.fields["ts"] == "when" and report.fields["status"] == "code"
+    assert report.rejects_by_reason == {"bad_value:status": 1, "unparsable_line": 1, "bad_value:ts": 1}
+    assert report.rows_read == 5 and report.rows_analyzed == 2
+    assert loaded.frame.select("status", "_line").collect().rows() == [(200, 1), (502, 2)]
+    # The \x1f line is glued back whole: the parser sees "1776848404\x1f1 200", whose time is bad.
+    assert loaded.rejects.filter(pl.col("line") == 6)["raw"].item() == "1776848404\x1f1 200"
+
+
+def test_detection_order_and_forced_format(tmp_path: Path) -> None:
+    path = tmp_path / "x"
+    path.write_text("a\tb\n1\t2\n")
+    assert formats.choose(path, sniff(path), None).name == "tsv"
+    assert formats.choose(path, sniff(path), "csv").name == "csv"
+    with pytest.raises(formats.UnknownFormatError):
+        formats.choose(path, sniff(path), "xml")
+
+
+def test_truncated_gzip_keeps_every_line_before_the_cut(tmp_path: Path) -> None:
+    whole = gzip.compress(("\n".join(LINES) + "\n").encode(), mtime=0)
+    path = tmp_path / "g.jsonl.gz"
+    path.write_bytes(whole[: len(whole) - 40])
+    loaded = load("gateway", [path], Settings())
+    (report,) = loaded.inputs
+    cut_at = report.rows_read
+    assert 0 < report.rows_analyzed < 40
+    assert report.rows_analyzed + report.rows_rejected == cut_at
+    assert report.rejects_by_reason in ({}, {"malformed_json": 1})  # the last line may end mid-object
+    assert loaded.notes[-1] == f"gateway: {path} is a truncated gzip stream; read up to the cut"
+
+
+def test_truncated_zstd_keeps_every_line_before_the_cut(tmp_path: Path) -> None:
+    # zstd decodes whole blocks (128 KiB): enough lines for several.
+    noise = np.random.default_rng(7).integers(0, 10**9, 20_000)
+    lines = [f'{{"ts": "2026-04-22T09:00:00Z", "status": 200, "request_id": "{n}"}}' for n in noise]
+    whole = zstandard.ZstdCompressor().compress(("\n".join(lines) + "\n").encode())
+    path = tmp_path / "g.jsonl.zst"
+    path.write_bytes(whole[: len(whole) // 2])
+    loaded = load("gateway", [path], Settings())
+    (report,) = loaded.inputs
+    assert 0 < report.rows_analyzed < 20_000
+    assert report.rows_analyzed + report.rows_rejected == report.rows_read
+
+
+def test_empty_and_blank_files_have_no_rows(tmp_path: Path) -> None:
+    (tmp_path / "a.log").write_text("")
+    (tmp_path / "b.log").write_text("\n  \n")
+    loaded = load("gateway", [tmp_path], Settings())
+    assert [(r.format, r.rows_read) for r in loaded.inputs] == [("empty", 0), ("empty", 0)]
+    assert loaded.frame.collect().height == 0
+
+
+def test_crlf_lines(tmp_path: Path) -> None:
+    path = tmp_path / "g.jsonl"
+    path.write_bytes(("\r\n".join(LINES[:3]) + "\r\n").encode())
+    loaded = load("gateway", [path], Settings())
+    assert loaded.inputs[0].rows_rejected == 0
+    assert scan_raw_lines(path).collect()["_raw"].str.ends_with("}").all()
+
+
+def test_line_numbers_survive_blank_lines_and_invalid_bytes(tmp_path: Path) -> None:
+    path = tmp_path / "g.txt"
+    path.write_bytes(b"one\n\n\xff\xfe\n   \nfour\x1fa\x1fb\x1fc\x1fd\n")
+    got = scan_raw_lines(path).collect()
+    assert got["_line"].to_list() == [1, 3, 5]
+    assert got["_raw"][1] == "\ufffd\ufffd"
+    assert got["_reject"].to_list() == [None, None, "invalid_char"]
