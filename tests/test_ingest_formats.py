@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gzip
+import sys
+import types
 from pathlib import Path
 
 import numpy as np
@@ -109,3 +111,27 @@ def test_line_numbers_survive_blank_lines_and_invalid_bytes(tmp_path: Path) -> N
     assert got["_line"].to_list() == [1, 3, 5]
     assert got["_raw"][1] == "\ufffd\ufffd"
     assert got["_reject"].to_list() == [None, None, "invalid_char"]
+
+
+def test_nginx_module_is_wired_by_its_contract(tmp_path: Path, monkeypatch) -> None:
+    fake = types.ModuleType("analyzer.ingest.nginx")
+    seen_formats: list[str | None] = []
+
+    def parse_nginx(lines: pl.LazyFrame, log_format: str | None = None) -> pl.LazyFrame:
+        seen_formats.append(log_format)
+        return _toy_parse(lines, SourceConfig()).rename({"when": "time_local", "code": "status"})
+
+    fake.parse_nginx = parse_nginx  # type: ignore[attr-defined]
+    fake.looks_like_nginx = lambda sample: True  # type: ignore[attr-defined]
+    fake.NGINX_FIELDS = {"ts": "time_local", "status": "status"}  # type: ignore[attr-defined]
+    fake.NGINX_UNITS = {"ts": "epoch_s"}  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "analyzer.ingest.nginx", fake)
+    rows = formats._line_formats()
+    assert [r.name for r in rows][:1] == ["nginx"]
+    monkeypatch.setattr(formats, "FORMATS", rows)
+    path = tmp_path / "access.log"
+    path.write_text("1776848401 200\n")
+    settings = Settings(gateway=SourceConfig(log_format="$time_local $status"))
+    loaded = load("gateway", [path], settings)
+    assert loaded.frame.select("status").collect().item() == 200
+    assert seen_formats[-1] == "$time_local $status"

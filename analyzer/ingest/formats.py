@@ -7,9 +7,11 @@ its default mapping and units, and a function scanning it to `src:<field>` colum
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Final
 
 import polars as pl
@@ -123,35 +125,31 @@ def _jsonl_detect(s: Sniff) -> bool:
     return jsonl.looks_like_jsonl(s.sample)
 
 
+# How each line format's parser is called: nginx takes the configured log_format.
+_LINE_PARSERS: Final[dict[str, Callable[[ModuleType], LineParser]]] = {
+    "nginx": lambda m: lambda lines, config: m.parse_nginx(lines, config.log_format),
+    "alb": lambda m: lambda lines, config: m.parse_alb(lines),
+}
+
+
 def _line_formats() -> list[Format]:
-    """nginx and ALB rows, each once its module is importable."""
+    """nginx and ALB rows, each once its module (analyzer/ingest/<name>.py) is importable."""
     rows: list[Format] = []
-    try:
-        from analyzer.ingest import nginx  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        pass
-    else:
+    for name, parser in _LINE_PARSERS.items():
+        try:
+            module = importlib.import_module(f"analyzer.ingest.{name}")
+        except ModuleNotFoundError as e:
+            if e.name != f"analyzer.ingest.{name}":
+                raise  # the module exists but needs something missing: say so
+            continue
+        upper = name.upper()
         rows.append(
             line_format(
-                "nginx",
-                nginx.looks_like_nginx,
-                lambda lines, config: nginx.parse_nginx(lines, config.log_format),
-                nginx.NGINX_FIELDS,
-                nginx.NGINX_UNITS,
-            )
-        )
-    try:
-        from analyzer.ingest import alb  # type: ignore[attr-defined,unused-ignore]
-    except ImportError:
-        pass
-    else:
-        rows.append(
-            line_format(
-                "alb",
-                alb.looks_like_alb,
-                lambda lines, config: alb.parse_alb(lines),
-                alb.ALB_FIELDS,
-                alb.ALB_UNITS,
+                name,
+                getattr(module, f"looks_like_{name}"),
+                parser(module),
+                getattr(module, f"{upper}_FIELDS"),
+                getattr(module, f"{upper}_UNITS"),
             )
         )
     return rows
