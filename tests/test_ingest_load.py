@@ -350,3 +350,26 @@ def test_find_inputs_by_name(tmp_path: Path) -> None:
         "ledger": ["billing", "ledger.csv"],
         "events": ["events.jsonl"],
     }
+
+
+def test_csv_with_unbalanced_quotes_is_read_line_by_line(tmp_path: Path) -> None:
+    path = tmp_path / "g.csv"
+    path.write_text(
+        'ts,status,model\n2026-04-22T09:00:01Z,200,"a\n2026-04-22T09:00:02Z,200,"b,c"\n2026-04-22T09:00:03Z,200,"d"\n'
+    )
+    loaded = _checked(load("gateway", [path], Settings()))
+    assert loaded.frame.select("model", "_line").collect().rows() == [('"a', 2), ("d", 4)]
+    assert loaded.inputs[0].rejects_by_reason == {"too_many_fields": 1}  # the quoted comma splits
+    assert loaded.notes[-1] == f"gateway: {path}: unbalanced quotes; read line by line without quoting"
+
+
+def test_optional_gateway_columns_come_with_their_dtypes(tmp_path: Path) -> None:
+    path = tmp_path / "g.jsonl"
+    path.write_text(
+        '{"ts": "2026-04-22T09:00:01Z", "status": 502, "upstream_status": 503, "ttft_ms": 0.5, "stream": true}\n'
+        '{"ts": "2026-04-22T09:00:02Z", "status": 200, "upstream_status": "-", "stream": "maybe"}\n'
+    )
+    loaded = _checked(load("gateway", [path], Settings(gateway=SourceConfig(units={"ttft_ms": "s"}))))
+    got = loaded.frame.select("upstream_status", "ttft_ms", "stream").collect()
+    assert_frame_equal(got, pl.DataFrame({"upstream_status": [503], "ttft_ms": [500.0], "stream": [True]}))
+    assert loaded.inputs[0].rejects_by_reason == {"bad_value:stream": 1}

@@ -45,7 +45,8 @@ def looks_like(sample: Sequence[str], separator: str) -> bool:
     width = len(header(sample, separator))
     if width < 2:
         return False
-    rows = list(csv.reader(sample[1:50], delimiter=separator))
+    # Line by line, so one unbalanced quote does not swallow the rest of the sample.
+    rows = [next(csv.reader([line], delimiter=separator)) for line in sample[1:50]]
     fitting = sum(1 for row in rows if len(row) == width)
     return not rows or fitting * 2 > len(rows)
 
@@ -60,8 +61,12 @@ def looks_like_tsv(sample: Sequence[str]) -> bool:
     return looks_like(sample, "\t")
 
 
-def scan_delimited(path: Path, names: Sequence[str], separator: str) -> pl.LazyFrame:
-    """`_line`, `_raw`, `_reject` and one String column per header name (`src:<name>`); blank records dropped."""
+def scan_delimited(path: Path, names: Sequence[str], separator: str, *, quoted: bool = True) -> pl.LazyFrame:
+    """`_line`, `_raw`, `_reject` and one String column per header name (`src:<name>`); blank records dropped.
+
+    `quoted=False` reads a file whose quotes are unbalanced (the reader cannot resync after one): every
+    line is a record, a cell wrapped in quotes is unwrapped, a quoted separator makes `too_many_fields`.
+    """
     if not names:
         raise InputError("no header line", path=str(path))
     names = [SRC + name for name in names]
@@ -71,6 +76,7 @@ def scan_delimited(path: Path, names: Sequence[str], separator: str) -> pl.LazyF
         has_header=False,
         skip_rows=1,  # the header: names come from `names`, matched by position
         separator=separator,
+        quote_char='"' if quoted else None,
         schema=schema,
         encoding="utf8-lossy",
         empty_string_is_null=False,
@@ -91,8 +97,14 @@ def scan_delimited(path: Path, names: Sequence[str], separator: str) -> pl.LazyF
             .then(pl.lit(TOO_MANY))
             .otherwise(pl.lit(None, pl.String))
             .alias(REJECT_REASON),
-            *[pl.col(n).replace("", None) for n in names],
+            *[(pl.col(n) if quoted else _unquote(pl.col(n))).replace("", None) for n in names],
         )
         .filter(pl.any_horizontal([c != "" for c in [*cells, extra]]))
         .drop(_EXTRA)
     )
+
+
+def _unquote(cell: pl.Expr) -> pl.Expr:
+    wrapped = cell.str.starts_with('"') & cell.str.ends_with('"') & (cell.str.len_chars() >= 2)
+    inner = cell.str.slice(1, cell.str.len_chars() - 2).str.replace_all('""', '"', literal=True)
+    return pl.when(wrapped).then(inner).otherwise(cell)

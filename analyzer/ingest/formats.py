@@ -37,6 +37,7 @@ class Source:
     units: Mapping[str, str] = field(default_factory=dict)
     text: bool = True  # rows come from decoded text lines (invalid UTF-8 is checked)
     has_robust_plan: bool = False
+    robust_note: str = ""  # said in the notes when the robust plan had to be used
 
 
 _READER_REJECT: Final = "_reader_reject"
@@ -68,9 +69,10 @@ def _delimited_opener(separator: str) -> Opener:
         names = delimited.header(sniff.sample, separator)
 
         def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
-            return delimited.scan_delimited(path, names, separator)
+            return delimited.scan_delimited(path, names, separator, quoted=not robust)
 
-        return Source({n: pl.String() for n in names}, True, scan)
+        note = "unbalanced quotes; read line by line without quoting"
+        return Source({n: pl.String() for n in names}, True, scan, has_robust_plan=True, robust_note=note)
 
     return open_
 

@@ -34,18 +34,17 @@ def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRe
     label = str(path)
     sniffed = sniff(path)
     fmt = formats.choose(path, sniffed, config.format)
-    notes: tuple[str, ...] = ()
     try:
-        fields, unverified = _parse(kind, path, label, fmt, sniffed, config, sink)
+        fields, unverified, notes = _parse(kind, path, label, fmt, sniffed, config, sink)
     except OSError as e:
         if sniffed.compression not in ("gzip", "zstd"):
             raise InputError(f"cannot read: {e}", path=label) from None
         # A compressed log cut off mid-write (the incident!) still holds every line before the cut.
         readable = sink.with_suffix(".readable")
         decompress_readable(path, sniffed.compression, readable)
-        fields, unverified = _parse(kind, readable, label, fmt, sniffed, config, sink)
+        fields, unverified, notes = _parse(kind, readable, label, fmt, sniffed, config, sink)
         readable.unlink()
-        notes = (f"{kind}: {label} is a truncated {sniffed.compression} stream; read up to the cut",)
+        notes += (f"{kind}: {label} is a truncated {sniffed.compression} stream; read up to the cut",)
     report = _report(kind, label, fmt.name, sniffed.compression, fields, unverified, sink)
     return FileRead(report, sink, notes)
 
@@ -58,8 +57,9 @@ def _parse(
     sniffed: Sniff,
     config: SourceConfig,
     sink: Path,
-) -> tuple[dict[str, str | None], list[str]]:
+) -> tuple[dict[str, str | None], list[str], tuple[str, ...]]:
     source = fmt.open(path, sniffed, config)
+    notes: tuple[str, ...] = ()
     fields = mapping.resolve(
         kind,
         list(source.fields),
@@ -94,9 +94,11 @@ def _parse(
             # A JSON row whose shape differs from the sample's (an object where text was expected)
             # stops the fast decoder; the per-field plan reads every shape.
             plan(True).sink_parquet(sink)
+            if source.robust_note:
+                notes = (f"{kind}: {label}: {source.robust_note}",)
     except pl.exceptions.PolarsError as e:
         raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
-    return fields, unverified
+    return fields, unverified, notes
 
 
 def _report(
