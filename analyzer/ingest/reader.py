@@ -17,7 +17,7 @@ from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
 from analyzer.ingest import formats, mapping
 from analyzer.ingest.sources import Sniff, decompress_readable, sniff
-from analyzer.schema import REJECT_REASON, SCHEMAS, TS
+from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, TS
 
 
 @dataclass(frozen=True)
@@ -111,11 +111,16 @@ def _report(
     sink: Path,
 ) -> InputReport:
     rows = pl.scan_parquet(sink)
+    good = rows.filter(pl.col(REJECT_REASON).is_null())
     counts, span, seen = pl.collect_all(
         [
-            rows.group_by(REJECT_REASON).agg(pl.len()).sort(REJECT_REASON, nulls_last=False),
-            rows.filter(pl.col(REJECT_REASON).is_null()).select(
-                pl.col(TS).min().alias("first"), pl.col(TS).max().alias("last")
+            rows.group_by(REJECT_REASON).agg(pl.len()),
+            good.select(
+                pl.col(TS).min().alias("first"),
+                pl.col(TS).max().alias("last"),
+                pl.all_horizontal(pl.col(c).is_not_null() for c in ROW_REQUIRED[kind])
+                .all()
+                .alias("complete"),
             ),
             rows.select([pl.col(f"_seen:{c}").any().alias(c) for c in unverified] or [pl.lit(True)]),
         ]
@@ -123,8 +128,8 @@ def _report(
     by_reason = {r: n for r, n in counts.iter_rows() if r is not None}
     rows_read = int(counts["len"].sum())
     rejected = sum(by_reason.values())
-    good = rows_read - rejected
-    assert good == int(counts.filter(pl.col(REJECT_REASON).is_null())["len"].sum()), "rows do not add up"
+    # Every row that was not rejected must hold its row-required values: else a reason was missed.
+    assert span["complete"][0] is not False, f"{label}: an analyzed row lacks a required value"
     for canonical in unverified:
         if rows_read and not seen[canonical][0]:
             name = fields[canonical]

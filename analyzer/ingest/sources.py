@@ -100,7 +100,8 @@ def find_inputs(directory: Path) -> dict[str, list[Path]]:
     entries = sorted(e for e in directory.iterdir() if not e.name.startswith("."))
     for entry in entries:
         name = entry.name.lower()
-        for kind, patterns in _KIND_PATTERNS.items():
+        # Named kinds first: "ledger.log" is the ledger, though *.log would make it a gateway log.
+        for kind, patterns in sorted(_KIND_PATTERNS.items(), key=lambda kv: kv[0] == "gateway"):
             if any(Path(name).match(pattern) for pattern in patterns):
                 found[kind].append(entry)
                 break
