@@ -338,16 +338,16 @@ def test_find_inputs_by_name(tmp_path: Path) -> None:
         "access.log.gz",
         "gateway-2.jsonl",
         "ledger.csv",
-        "billing",
+        "billing.log",
         "events.jsonl",
         "notes.txt",
         "alb",
     ):
-        (tmp_path / name).mkdir() if name in ("billing", "alb") else (tmp_path / name).write_text("")
+        (tmp_path / name).mkdir() if name == "alb" else (tmp_path / name).write_text("")
     found = find_inputs(tmp_path)
     assert {k: [p.name for p in v] for k, v in found.items()} == {
         "gateway": ["access.log.gz", "alb", "gateway-2.jsonl"],
-        "ledger": ["billing", "ledger.csv"],
+        "ledger": ["billing.log", "ledger.csv"],
         "events": ["events.jsonl"],
     }
 
