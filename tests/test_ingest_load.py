@@ -373,3 +373,10 @@ def test_optional_gateway_columns_come_with_their_dtypes(tmp_path: Path) -> None
     got = loaded.frame.select("upstream_status", "ttft_ms", "stream").collect()
     assert_frame_equal(got, pl.DataFrame({"upstream_status": [503], "ttft_ms": [500.0], "stream": [True]}))
     assert loaded.inputs[0].rejects_by_reason == {"bad_value:stream": 1}
+
+
+def test_two_loads_into_one_workdir_keep_their_rows(tmp_path: Path) -> None:
+    first = load("gateway", [FIX / "gateway_offsets.jsonl"], Settings(), workdir=tmp_path)
+    second = load("gateway", [FIX / "gateway_nested.jsonl"], Settings(), workdir=tmp_path)
+    assert first.frame.select(pl.len()).collect().item() == 4
+    assert second.frame.select(pl.len()).collect().item() == 3

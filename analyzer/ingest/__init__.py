@@ -61,10 +61,11 @@ def load(
         keep = tempfile.TemporaryDirectory(prefix="analyzer-")
         workdir = Path(keep.name)
     workdir.mkdir(parents=True, exist_ok=True)
+    # A folder per call: a second load into the same workdir must not overwrite the first one's rows.
+    folder = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=workdir))
     config = settings.source(kind)
     reads = [
-        read_file(kind, path, config, workdir / f"{kind}-{i:05d}.parquet")
-        for i, path in enumerate(resolve(paths))
+        read_file(kind, path, config, folder / f"{i:05d}.parquet") for i, path in enumerate(resolve(paths))
     ]
     inputs = tuple(r.report for r in reads)
     return Loaded(
