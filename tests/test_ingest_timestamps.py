@@ -22,6 +22,7 @@ def _parse(text: str | None, unit: str = "iso") -> datetime | None:
         pytest.param("2026-04-22T17:00:01+08:00", T, id="colon-offset"),
         pytest.param("2026-04-22 17:00:01+0800", T, id="space-compact-offset"),
         pytest.param("2026-04-22T03:30:01-05:30", T, id="negative-half-hour"),
+        pytest.param("2026-04-22T17:00:01+08", T, id="hours-only-offset"),
         pytest.param("2026-04-22T09:00:01", T, id="naive-is-utc"),
         pytest.param("2026-04-22 09:00:01.123456", T_FRAC, id="naive-space-fraction"),
         pytest.param("2026-04-22T09:00:01.123456Z", T_FRAC, id="alb"),

@@ -1,7 +1,7 @@
 """Timestamps of every source as Polars expressions, normalized to Datetime("us", "UTC").
 
 Accepted text (unit "iso", the default):
-  - ISO 8601 with any offset (`Z`, `+08:00`, `+0800`), with or without fractions, `T` or space between
+  - ISO 8601 with any offset (`Z`, `+08:00`, `+0800`, `+08`), with or without fractions, `T` or space between
     date and time; offsets may differ from row to row. Without an offset the time is taken as UTC.
   - nginx `$time_local`: `22/Apr/2026:09:00:01 +0800`.
   - A bare number (`1776848401`, `1776848401123.5`): an epoch whose unit is guessed from its magnitude
@@ -76,9 +76,11 @@ def epoch_to_ts(number: pl.Expr, scale_to_us: pl.Expr | float) -> pl.Expr:
 
 
 def _parse_text(s: pl.Expr) -> pl.Expr:
-    return pl.coalesce(
-        [s.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in _TEXT_FORMATS]
-    )
+    attempts = [s.str.to_datetime(f, time_unit="us", time_zone="UTC", strict=False) for f in _TEXT_FORMATS]
+    # ISO 8601 also allows an hours-only offset ("+08"), which chrono's %z does not read.
+    hours_only = s.str.replace(r"([+-]\d\d)$", "${1}:00")
+    attempts.append(hours_only.str.to_datetime("%+", time_unit="us", time_zone="UTC", strict=False))
+    return pl.coalesce(attempts)
 
 
 def _epoch_text(s: pl.Expr, unit: str) -> pl.Expr:
