@@ -380,3 +380,10 @@ def test_two_loads_into_one_workdir_keep_their_rows(tmp_path: Path) -> None:
     second = load("gateway", [FIX / "gateway_nested.jsonl"], Settings(), workdir=tmp_path)
     assert first.frame.select(pl.len()).collect().item() == 4
     assert second.frame.select(pl.len()).collect().item() == 3
+
+
+def test_events_kind_defaults_to_note_per_row(tmp_path: Path) -> None:
+    path = tmp_path / "events.csv"
+    path.write_text("ts,type,text\n2026-04-22T09:00:01Z,deploy,v2 out\n2026-04-22T09:00:02Z,,paged\n")
+    loaded = _checked(load("events", [path], Settings()))
+    assert loaded.frame.select("kind", "title").collect().rows() == [("deploy", "v2 out"), ("note", "paged")]

@@ -221,8 +221,8 @@ def _derived(kind: str, canonical: str, fields: Mapping[str, str | None], file: 
         return pl.format("{}:{}", pl.lit(file), pl.col(SOURCE_LINE))
     if kind == "ledger" and canonical == KIND:
         return pl.col(KIND).str.strip_chars().str.to_lowercase()
-    if kind == "events" and canonical == KIND and fields.get(KIND) is None:
-        return pl.lit("note")
+    if kind == "events" and canonical == KIND:
+        return pl.col(KIND).fill_null("note")
     return pl.col(canonical)
 
 
