@@ -7,6 +7,9 @@ Values: an absent value (null, missing key, empty cell, "" or "-") is null. A pr
 not parse as the column's dtype rejects the row as `bad_value:<col>`; an absent row-required value
 (schema.ROW_REQUIRED) rejects it as `missing_field:<col>`. The first reason in canonical column order
 wins, after any reason the reader gave (`malformed_json`, `too_many_fields`, `invalid_utf8`, ...).
+
+Derived values: a ledger without an entry id gets "<file>:<line>"; ledger kinds are lower-cased; an
+event without a kind is a "note". Each InputReport.fields says which source field fed each column.
 """
 
 from __future__ import annotations
