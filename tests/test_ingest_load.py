@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import shutil
-import tomllib
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,28 +12,14 @@ import pytest
 import zstandard
 from polars.testing import assert_frame_equal
 
-from analyzer.config import Settings, SourceConfig, settings_from_dict
+from analyzer.config import Settings, SourceConfig, load_settings, settings_from_dict
 from analyzer.errors import InputError, MappingError, UnknownFormatError
 from analyzer.ingest import Loaded, find_inputs, load
 from analyzer.ingest import jsonl as jsonl_module
 from analyzer.schema import GATEWAY_COLUMNS, LEDGER, TS_DTYPE
 
 FIX = Path(__file__).parent / "fixtures" / "ingest"
-ISSUE_MAPPING = """
-[gateway.fields]
-ts = "@timestamp"
-request_id = "req"
-account_id = "user"
-model = "llm.model"
-latency_ms = "duration_s"
-prompt_tokens = "usage.prompt_tokens"
-[gateway.units]
-ts = "epoch_ms"
-latency_ms = "s"
-[ledger.fields]
-account_id = "customer"
-tokens = "debit_tokens"
-"""
+ISSUE_MAPPING = FIX / "issue_mapping.toml"  # the mapping shape from the issue
 
 
 def _t(second: int, micro: int = 0) -> datetime:
@@ -120,7 +105,7 @@ def test_mixed_offsets_normalize_to_utc() -> None:
 
 
 def test_issue_mapping_reads_nested_json(tmp_path: Path) -> None:
-    settings = settings_from_dict(tomllib.loads(ISSUE_MAPPING))
+    settings = load_settings(ISSUE_MAPPING)
     loaded = _checked(load("gateway", [FIX / "gateway_nested.jsonl"], settings, workdir=tmp_path))
     got = loaded.frame.select(
         "ts", "request_id", "account_id", "model", "status", "latency_ms", "prompt_tokens"
@@ -145,7 +130,7 @@ def test_issue_mapping_reads_nested_json(tmp_path: Path) -> None:
 
 
 def test_ledger_csv_through_mapping_derives_entry_ids() -> None:
-    settings = settings_from_dict(tomllib.loads(ISSUE_MAPPING))
+    settings = load_settings(ISSUE_MAPPING)
     loaded = _checked(load("ledger", [FIX / "ledger.csv"], settings))
     got = loaded.frame.select(*LEDGER).collect()
     path = str(FIX / "ledger.csv")
