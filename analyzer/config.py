@@ -79,6 +79,10 @@ class BurstSettings:
     slices: tuple[str, ...] = ("model", "region", "upstream", "endpoint")
     min_slice_requests: int = 20  # a slice window needs this many requests to be scored
     top_n: int = 5
+    # The baseline error rate never exceeds this, so data failing throughout still shows a burst.
+    baseline_cap: float = 0.05
+    # A slice explains a burst when it holds most of its errors and this many times its traffic share.
+    attribution_lift: float = 1.5
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,100 @@
+"""Detection over the gateway frame: 5xx bursts, latency spikes, burn-rate alert replay, log gaps.
+
+One streaming pass (`windows.aggregate`) builds a small window x slice x size table; every detector
+works on it. Attribution of bursts (top contributors, accounts affected) takes a second small query
+restricted to the rows inside candidate bursts.
+"""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analyzer.config import Settings, polars_every
+from analyzer.detect.burnrate import replay
+from analyzer.detect.bursts import find_bursts
+from analyzer.detect.gaps import find_gaps
+from analyzer.detect.latency import find_spikes
+from analyzer.detect.windows import (
+    ALL_SIZES,
+    BUCKET,
+    COLUMN,
+    ERRORS,
+    GLOBAL_COLUMN,
+    P95,
+    P99,
+    REQUESTS,
+    SERVER_ERRORS,
+    UNKNOWN_SIZE,
+    WINDOW,
+    aggregate,
+    all_sizes,
+    window_index,
+)
+from analyzer.findings import Detection
+
+__all__ = ["detect"]
+
+SERIES_SCHEMA: dict[str, pl.DataType] = {
+    WINDOW: pl.Datetime("us", "UTC"),
+    REQUESTS: pl.Int64(),
+    ERRORS: pl.Int64(),
+    "error_rate": pl.Float64(),
+    P95: pl.Float64(),
+    P99: pl.Float64(),
+}
+
+
+def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
+    """Find bursts, latency spikes, burn-rate firings and log gaps in the canonical gateway frame."""
+    method = "approximate" if settings.latency.approximate_quantiles else "exact"
+    table = aggregate(gateway, settings)
+    glob = _grid(table.filter((pl.col(COLUMN) == GLOBAL_COLUMN) & (pl.col(BUCKET) == ALL_SIZES)), settings)
+    series = glob.select(
+        WINDOW,
+        REQUESTS,
+        ERRORS,
+        pl.when(pl.col(REQUESTS) > 0).then(pl.col(ERRORS) / pl.col(REQUESTS)).alias("error_rate"),
+        P95,
+        P99,
+    ).cast(SERIES_SCHEMA)  # type: ignore[arg-type]
+    notes = _notes(table, settings)
+    if table.height == 0:
+        return Detection(
+            (), (), replay(glob, settings.slo, settings.bursts.window), (), series, method, notes
+        )
+    alerts = replay(glob, settings.slo, settings.bursts.window)
+    bursts = find_bursts(all_sizes(table), gateway, settings, alerts)
+    has_latency = table[P95].is_not_null().any()
+    spikes = find_spikes(table, settings) if has_latency else ()
+    gaps = find_gaps(glob, settings.gaps)
+    return Detection(bursts, spikes, alerts, gaps, series, method, notes)
+
+
+def _grid(glob: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """The global all-sizes rows on every window from the first to the last, empty ones zero."""
+    if glob.height == 0:
+        return glob
+    windows = pl.datetime_range(
+        glob[WINDOW].min(), glob[WINDOW].max(), polars_every(settings.bursts.window), eager=True
+    ).alias(WINDOW)
+    counts = [REQUESTS, ERRORS, SERVER_ERRORS, *[c for c in glob.columns if c.startswith("status_")], "ok"]
+    return (
+        pl.DataFrame(windows)
+        .join(glob.drop("idx"), on=WINDOW, how="left")
+        .with_columns(pl.col(counts).fill_null(0), window_index(settings.bursts.window))
+        .sort(WINDOW)
+    )
+
+
+def _notes(table: pl.DataFrame, settings: Settings) -> tuple[str, ...]:
+    notes = []
+    if table.height and not table[P95].is_not_null().any():
+        notes.append("latency: no latency_ms on successful requests, spikes not searched")
+    buckets = table.filter(pl.col(BUCKET) != ALL_SIZES)[BUCKET]
+    if table.height and buckets.len() and (buckets == UNKNOWN_SIZE).all():
+        notes.append("latency: no prompt_tokens, latency not normalized for request size")
+    present = set(table[COLUMN].unique().to_list()) if table.height else set()
+    for col in settings.bursts.slices:
+        if table.height and col not in present:
+            notes.append(f"bursts: no {col} values, that slice skipped")
+    return tuple(notes)

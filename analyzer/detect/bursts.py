@@ -1,0 +1,286 @@
+"""5xx bursts: per-window error rates scored against a robust per-scope baseline, then attributed.
+
+Baseline: the pooled error rate of the scope's windows that are not themselves flagged, found by
+re-estimating three times, so a long incident cannot drag it along; capped at `baseline_cap` so that
+data failing throughout still stands out. Score: the binomial z of the window's errors against that
+rate, its variance floored at 1 so that a baseline of zero (most minutes without 5xx) is not a
+division by zero and a single error is not a burst.
+
+Shadows: one incident shows in several scopes (global, its region, every model the region serves).
+A burst is dropped as a shadow of an overlapping slice burst `c=v` when, inside the burst, `c=v`
+holds most (>= half) of the errors and at least `attribution_lift` times its share of the traffic;
+a slice burst is dropped as a shadow of a kept global burst when its value carries no more than
+its traffic share of that global burst's errors. So a global burst is kept only when no single
+slice accounts for most of its errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from analyzer import schema as s
+from analyzer.config import BurstSettings, Settings
+from analyzer.detect.islands import END_IDX, START_IDX, islands
+from analyzer.detect.windows import (
+    COLUMN,
+    ERRORS,
+    GLOBAL_COLUMN,
+    IDX,
+    REQUESTS,
+    SCOPE,
+    VALUE,
+    WINDOW,
+)
+from analyzer.findings import GLOBAL, AlertFiring, BurnRateAlert, Burst, Contributor
+
+
+def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
+    """Per scope and window: rate, baseline, z, and whether it opens (`open`) or keeps (`stay`) a burst."""
+    scorable = (pl.col(COLUMN) == GLOBAL_COLUMN) | (pl.col(REQUESTS) >= b.min_slice_requests)
+    df = counts.with_columns(
+        (pl.col(ERRORS) / pl.col(REQUESTS)).fill_nan(0.0).alias("rate"),
+        (scorable & (pl.col(REQUESTS) > 0)).alias("_scorable"),
+        pl.lit(True).alias("_clean"),
+    )
+    for _ in range(3):
+        clean = pl.col("_clean") & pl.col("_scorable")
+        base = pl.when(clean).then(ERRORS).otherwise(0).sum().over(SCOPE) / pl.when(clean).then(
+            REQUESTS
+        ).otherwise(0).sum().over(SCOPE)
+        df = df.with_columns(
+            base.fill_nan(None).fill_null(b.baseline_cap).clip(0.0, b.baseline_cap).alias("baseline")
+        )
+        expected = pl.col(REQUESTS) * pl.col("baseline")
+        sd = (expected * (1 - pl.col("baseline"))).clip(1.0, None).sqrt()
+        df = df.with_columns(((pl.col(ERRORS) - expected) / sd).alias("z"))
+        df = df.with_columns(~((pl.col("z") >= b.z_stay) & (pl.col("rate") >= b.rate_floor)).alias("_clean"))
+    return df.with_columns(
+        (
+            pl.col("_scorable")
+            & (pl.col(ERRORS) >= b.min_errors)
+            & (pl.col("rate") >= b.rate_floor)
+            & (pl.col("rate") >= b.baseline_multiple * pl.col("baseline"))
+            & (pl.col("z") >= b.z_open)
+        ).alias("open"),
+        (pl.col("_scorable") & (pl.col("z") >= b.z_stay) & (pl.col("rate") >= b.rate_floor)).alias("stay"),
+    ).drop("_clean", "_scorable")
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    scope: str
+    column: str | None
+    value: str | None
+    start: datetime
+    end: datetime
+    peak_at: datetime
+    peak_error_rate: float
+    requests: int
+    errors: int
+    status_counts: dict[str, int]
+    baseline: float
+
+
+def _candidates(scored: pl.DataFrame, b: BurstSettings, status_cols: list[str]) -> list[_Candidate]:
+    episodes = islands(scored, close_after=b.close_after, merge_gap=b.merge_gap)
+    if episodes.height == 0:
+        return []
+    rows = (
+        scored.join(episodes, on=SCOPE)
+        .filter(pl.col(IDX).is_between(START_IDX, END_IDX))
+        .sort(SCOPE, START_IDX, pl.col("rate"), IDX, descending=[False, False, True, False])
+        .group_by(SCOPE, START_IDX, maintain_order=True)
+        .agg(
+            pl.col(COLUMN).first(),
+            pl.col(VALUE).first(),
+            pl.col(WINDOW).min().alias("start"),
+            pl.col(WINDOW).max().alias("last"),
+            pl.col(WINDOW).first().alias("peak_at"),
+            pl.col("rate").first().alias("peak_rate"),
+            pl.col(REQUESTS).sum(),
+            pl.col(ERRORS).sum(),
+            pl.col("baseline").first(),
+            *[pl.col(c).sum() for c in status_cols],
+        )
+    )
+    out = []
+    for r in rows.iter_rows(named=True):
+        is_global = r[COLUMN] == GLOBAL_COLUMN
+        out.append(
+            _Candidate(
+                scope=r[SCOPE],
+                column=None if is_global else r[COLUMN],
+                value=None if is_global else r[VALUE],
+                start=r["start"],
+                end=r["last"] + b.window,
+                peak_at=r["peak_at"],
+                peak_error_rate=float(r["peak_rate"]),
+                requests=int(r[REQUESTS]),
+                errors=int(r[ERRORS]),
+                status_counts={c.removeprefix("status_"): int(r[c]) for c in status_cols if int(r[c]) > 0},
+                baseline=float(r["baseline"]),
+            )
+        )
+    return out
+
+
+def _inside(gateway: pl.LazyFrame, cands: list[_Candidate], settings: Settings) -> pl.DataFrame:
+    """The rows of every candidate's scope and span, tagged with the candidate's index (one pass)."""
+    slices = list(settings.bursts.slices)
+    tags = []
+    for i, c in enumerate(cands):
+        cond = pl.col(s.TS).is_between(pl.lit(c.start), pl.lit(c.end), closed="left")
+        if c.column is not None:
+            cond = cond & (pl.col(c.column).cast(pl.String) == c.value)
+        tags.append(pl.when(cond).then(pl.lit(i)))
+    return (
+        gateway.select(
+            pl.concat_list(tags).list.drop_nulls().alias("_bid"),
+            pl.col(s.STATUS).is_in(list(settings.bursts.statuses)).alias("_err"),
+            pl.col(s.ACCOUNT_ID),
+            *[pl.col(c).cast(pl.String) for c in slices],
+        )
+        .filter(pl.col("_bid").list.len() > 0)
+        .explode("_bid")
+        .collect()
+    )
+
+
+def _contributors(inside: pl.DataFrame, slices: list[str]) -> pl.DataFrame:
+    """Per candidate, slice column and value: errors, requests and their shares."""
+    long = inside.unpivot(on=slices, index=["_bid", "_err"], variable_name=COLUMN, value_name=VALUE).filter(
+        pl.col(VALUE).is_not_null()
+    )
+    return (
+        long.group_by("_bid", COLUMN, VALUE)
+        .agg(pl.col("_err").sum().cast(pl.Int64).alias(ERRORS), pl.len().cast(pl.Int64).alias(REQUESTS))
+        .with_columns(
+            (pl.col(ERRORS) / pl.col(ERRORS).sum().over("_bid", COLUMN)).fill_nan(0.0).alias("error_share"),
+            (pl.col(REQUESTS) / pl.col(REQUESTS).sum().over("_bid", COLUMN)).alias("traffic_share"),
+        )
+        .sort("_bid", COLUMN, ERRORS, VALUE, descending=[False, False, True, False])
+    )
+
+
+def _overlap(a: _Candidate, b: _Candidate) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+def _shares(contrib: pl.DataFrame) -> dict[tuple[int, str, str], tuple[float, float]]:
+    return {
+        (int(r["_bid"]), r[COLUMN], r[VALUE]): (float(r["error_share"]), float(r["traffic_share"]))
+        for r in contrib.iter_rows(named=True)
+    }
+
+
+def _keep(cands: list[_Candidate], contrib: pl.DataFrame, lift: float, slices: list[str]) -> list[int]:
+    """Indexes of the candidates that are not the shadow of another (see the module docstring)."""
+    shares = _shares(contrib)
+    order = {c: k for k, c in enumerate(slices)}
+
+    def explains(i: int, j: int) -> bool:
+        a, b = cands[i], cands[j]
+        if i == j or b.column is None or b.column == a.column or not _overlap(a, b):
+            return False
+        err, traffic = shares.get((i, b.column, b.value or ""), (0.0, 0.0))
+        return err >= 0.5 and err >= lift * traffic
+
+    def rank(i: int) -> tuple[float, int]:
+        # On a tie (a slice mirrored by another column) the column listed first in settings wins.
+        return (round(cands[i].peak_error_rate, 9), -order.get(cands[i].column or "", -1))
+
+    idx = range(len(cands))
+    kept = [
+        i for i in idx if not any(explains(i, j) and not (explains(j, i) and rank(i) > rank(j)) for j in idx)
+    ]
+    kept_global = [i for i in kept if cands[i].column is None]
+
+    def carried_by_global(i: int) -> bool:
+        c = cands[i]
+        for g in kept_global:
+            if _overlap(c, cands[g]):
+                err, traffic = shares.get((g, c.column or "", c.value or ""), (0.0, 0.0))
+                if err < lift * traffic:
+                    return True
+        return False
+
+    return [i for i in kept if cands[i].column is None or not carried_by_global(i)]
+
+
+def _severity(c: _Candidate, alerts: tuple[BurnRateAlert, ...], end_of_data: datetime) -> str | None:
+    found: set[str] = set()
+    for alert in alerts:
+        for f in alert.firings:
+            resolved = f.resolved_at or end_of_data + timedelta(days=1)
+            if _fired_during(f, resolved, c):
+                found.add(alert.severity)
+    for level in ("page", "ticket"):
+        if level in found:
+            return level
+    return None
+
+
+def _fired_during(f: AlertFiring, resolved: datetime, c: _Candidate) -> bool:
+    return f.fired_at < c.end and c.start < resolved
+
+
+def find_bursts(
+    counts: pl.DataFrame,
+    gateway: pl.LazyFrame,
+    settings: Settings,
+    alerts: tuple[BurnRateAlert, ...] = (),
+) -> tuple[Burst, ...]:
+    """Bursts from the all-sizes window counts, attributed with a second pass over the burst rows only."""
+    b = settings.bursts
+    status_cols = sorted(c for c in counts.columns if c.startswith("status_"))
+    scored = score(counts, b)
+    cands = _candidates(scored, b, status_cols)
+    if not cands:
+        return ()
+    slices = list(b.slices)
+    inside = _inside(gateway, cands, settings)
+    contrib = _contributors(inside, slices)
+    accounts = dict(
+        inside.filter(pl.col("_err"))
+        .group_by("_bid")
+        .agg(pl.col(s.ACCOUNT_ID).drop_nulls().n_unique())
+        .iter_rows()
+    )
+    end_of_data = max(c.end for c in cands)
+    bursts = []
+    for i in _keep(cands, contrib, b.attribution_lift, slices):
+        c = cands[i]
+        top = tuple(
+            Contributor(
+                column=r[COLUMN],
+                value=r[VALUE],
+                errors=int(r[ERRORS]),
+                requests=int(r[REQUESTS]),
+                error_share=float(r["error_share"]),
+                traffic_share=float(r["traffic_share"]),
+            )
+            for r in contrib.filter((pl.col("_bid") == i) & (pl.col(COLUMN) != (c.column or "")))
+            .group_by(COLUMN, maintain_order=True)
+            .head(b.top_n)
+            .iter_rows(named=True)
+        )
+        bursts.append(
+            Burst(
+                start=c.start,
+                end=c.end,
+                peak_at=c.peak_at,
+                peak_error_rate=c.peak_error_rate,
+                requests=c.requests,
+                errors=c.errors,
+                status_counts=c.status_counts,
+                accounts_affected=int(accounts.get(i, 0)),
+                scope=c.scope if c.column is not None else GLOBAL,
+                top=top,
+                baseline_error_rate=c.baseline,
+                severity=_severity(c, alerts, end_of_data),
+            )
+        )
+    return tuple(sorted(bursts, key=lambda x: (x.start, x.scope)))

@@ -1,0 +1,49 @@
+"""Flagged windows merged into episodes: gaps-and-islands with hysteresis."""
+
+from __future__ import annotations
+
+import polars as pl
+
+from analyzer.detect.windows import IDX, SCOPE
+
+START_IDX = "start_idx"
+END_IDX = "end_idx"  # last flagged window, inclusive
+
+
+def islands(scored: pl.DataFrame, *, close_after: int, merge_gap: int) -> pl.DataFrame:
+    """Episodes per scope from boolean `open` and `stay` columns: (scope, start_idx, end_idx).
+
+    An episode opens at an `open` window, stays open through `stay` windows, closes after
+    `close_after` windows that are neither, and episodes `merge_gap` windows apart or closer merge.
+    """
+    flagged = scored.filter(pl.col("stay") | pl.col("open")).sort(SCOPE, IDX)
+    runs = (
+        flagged.with_columns(
+            ((pl.col(IDX) - pl.col(IDX).shift(1)).over(SCOPE) > close_after)
+            .fill_null(True)
+            .cum_sum()
+            .over(SCOPE)
+            .alias("_run")
+        )
+        .group_by(SCOPE, "_run")
+        .agg(
+            pl.col(IDX).filter(pl.col("open")).min().alias(START_IDX),
+            pl.col(IDX).max().alias(END_IDX),
+        )
+        # Stay windows before the first open one do not open an episode.
+        .filter(pl.col(START_IDX).is_not_null())
+        .sort(SCOPE, START_IDX)
+    )
+    return (
+        runs.with_columns(
+            ((pl.col(START_IDX) - pl.col(END_IDX).shift(1)).over(SCOPE) - 1 > merge_gap)
+            .fill_null(True)
+            .cum_sum()
+            .over(SCOPE)
+            .alias("_ep")
+        )
+        .group_by(SCOPE, "_ep")
+        .agg(pl.col(START_IDX).min(), pl.col(END_IDX).max())
+        .drop("_ep")
+        .sort(SCOPE, START_IDX)
+    )
