@@ -136,12 +136,17 @@ def test_latency_spike_found_and_long_prompt_wave_is_not(seed: int) -> None:
     s = d.spikes[0]
     assert close(s.start, 50, 2) and close(s.end, 70, 5)
     assert 2.5 < s.factor < 5
+    assert s.peak_p95_ms > 2 * s.baseline_p95_ms and s.peak_p99_ms >= s.peak_p95_ms
 
 
 def test_model_spike_names_the_model() -> None:
     spec = Synth(seed=4, injects=[Inject("spike", 50, 70, column="model", value="glm-5")])
     d = detect(make(spec).lazy(), Settings())
     assert [s.scope for s in d.spikes] == ["model=glm-5"]
+    s = d.spikes[0]
+    assert close(s.start, 50, 2) and close(s.end, 70, 5)
+    assert 2.5 < s.factor < 5
+    assert s.peak_p95_ms > 2 * s.baseline_p95_ms and s.peak_p99_ms >= s.peak_p95_ms
 
 
 def test_log_gap_is_a_gap_not_a_burst() -> None:

@@ -7,6 +7,8 @@ restricted to the rows inside candidate bursts.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
 
 from analyzer.config import Settings, polars_every
@@ -65,7 +67,7 @@ def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
     alerts = replay(glob, settings.slo, settings.bursts.window)
     bursts = find_bursts(all_sizes(table), gateway, settings, alerts)
     has_latency = table[P95].is_not_null().any()
-    spikes = find_spikes(table, settings) if has_latency else ()
+    spikes = find_spikes(table, gateway, settings) if has_latency else ()
     gaps = find_gaps(glob, settings.gaps)
     return Detection(bursts, spikes, alerts, gaps, series, method, notes)
 
@@ -74,12 +76,13 @@ def _grid(glob: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """The global all-sizes rows on every window from the first to the last, empty ones zero."""
     if glob.height == 0:
         return glob
-    windows = pl.datetime_range(
-        glob[WINDOW].min(), glob[WINDOW].max(), polars_every(settings.bursts.window), eager=True
-    ).alias(WINDOW)
+    first: datetime = glob[WINDOW].min()  # type: ignore[assignment]
+    last: datetime = glob[WINDOW].max()  # type: ignore[assignment]
+    windows = pl.datetime_range(first, last, polars_every(settings.bursts.window), eager=True)
     counts = [REQUESTS, ERRORS, SERVER_ERRORS, *[c for c in glob.columns if c.startswith("status_")], "ok"]
     return (
-        pl.DataFrame(windows)
+        windows.alias(WINDOW)
+        .to_frame()
         .join(glob.drop("idx"), on=WINDOW, how="left")
         .with_columns(pl.col(counts).fill_null(0), window_index(settings.bursts.window))
         .sort(WINDOW)

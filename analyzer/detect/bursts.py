@@ -130,14 +130,16 @@ def _candidates(scored: pl.DataFrame, b: BurstSettings, status_cols: list[str]) 
 def _inside(gateway: pl.LazyFrame, cands: list[_Candidate], settings: Settings) -> pl.DataFrame:
     """The rows of every candidate's scope and span, tagged with the candidate's index (one pass)."""
     slices = list(settings.bursts.slices)
-    tags = []
+    tags, conds = [], []
     for i, c in enumerate(cands):
         cond = pl.col(s.TS).is_between(pl.lit(c.start), pl.lit(c.end), closed="left")
         if c.column is not None:
             cond = cond & (pl.col(c.column).cast(pl.String) == c.value)
         tags.append(pl.when(cond).then(pl.lit(i)))
+        conds.append(cond)
     return (
-        gateway.select(
+        gateway.filter(pl.any_horizontal(conds))
+        .select(
             pl.concat_list(tags).list.drop_nulls().alias("_bid"),
             pl.col(s.STATUS).is_in(list(settings.bursts.statuses)).alias("_err"),
             pl.col(s.ACCOUNT_ID),

@@ -7,6 +7,8 @@ whole span. Its expected requests are its length over that mean spacing.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
 
 from analyzer.config import GapSettings
@@ -20,8 +22,9 @@ def find_gaps(counts: pl.DataFrame, g: GapSettings) -> tuple[LogGap, ...]:
     total = int(busy[REQUESTS].sum()) if busy.height else 0
     if total < 2:
         return ()
-    span = busy[LAST_TS].max() - busy[FIRST_TS].min()  # type: ignore[operator]
-    spacing = span / (total - 1)
+    first: datetime = busy[FIRST_TS].min()  # type: ignore[assignment]
+    last: datetime = busy[LAST_TS].max()  # type: ignore[assignment]
+    spacing = (last - first) / (total - 1)
     threshold = max(g.min_gap, spacing * g.spacing_multiple)
     silences = busy.select(pl.col(LAST_TS).shift(1).alias("start"), pl.col(FIRST_TS).alias("end")).filter(
         (pl.col("end") - pl.col("start")) >= threshold

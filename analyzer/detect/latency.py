@@ -14,8 +14,11 @@ highest factor is kept.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
+from analyzer import schema as s
 from analyzer.config import Settings
 from analyzer.detect.islands import END_IDX, START_IDX, islands
 from analyzer.detect.windows import (
@@ -89,8 +92,8 @@ def _discriminates(scored: pl.DataFrame, column: str, value: str, first: int, la
     return others.height > 0 and (~others["stay"]).any()
 
 
-def find_spikes(table: pl.DataFrame, settings: Settings) -> tuple[LatencySpike, ...]:
-    """Latency spikes of every scope, shadows removed."""
+def find_spikes(table: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings) -> tuple[LatencySpike, ...]:
+    """Latency spikes of every scope, shadows removed; a slice's peak quantiles from its peak window's rows."""
     lat = settings.latency
     scored = score(table, settings)
     if scored.height == 0:
@@ -138,17 +141,17 @@ def find_spikes(table: pl.DataFrame, settings: Settings) -> tuple[LatencySpike, 
             r in slice_rows and max(overlapping, key=lambda o: (round(o["ratio"], 9), -order[o[COLUMN]])) is r
         ):
             kept.append(r)
+    peak_q = _slice_peaks(gateway, [r for r in kept if r[COLUMN] != GLOBAL_COLUMN], settings)
     spikes = []
     for r in kept:
         is_global = r[COLUMN] == GLOBAL_COLUMN
-        p95, p99 = observed.get(r["peak_idx"], (None, None)) if is_global else (None, None)
+        p95, p99 = observed.get(r["peak_idx"]) if is_global else peak_q.get(r[SCOPE], (None, None))  # type: ignore[misc]
         spikes.append(
             LatencySpike(
                 start=r["start"],
                 end=r["last"] + settings.bursts.window,
                 peak_at=r["peak_at"],
                 baseline_p95_ms=float(r["expected_p95_ms"]),
-                # A slice keeps only per-size quantiles: its peak p95 is their request-weighted mean.
                 peak_p95_ms=float(p95 if p95 is not None else r["weighted_p95_ms"]),
                 peak_p99_ms=float(p99 if p99 is not None else r["weighted_p95_ms"]),
                 factor=float(r["ratio"]),
@@ -157,3 +160,34 @@ def find_spikes(table: pl.DataFrame, settings: Settings) -> tuple[LatencySpike, 
             )
         )
     return tuple(sorted(spikes, key=lambda x: (x.start, x.scope)))
+
+
+def _slice_peaks(
+    gateway: pl.LazyFrame, rows: list[dict[str, Any]], settings: Settings
+) -> dict[str, tuple[float | None, float | None]]:
+    """p95 and p99 of each slice spike's peak window, from those rows only (the table keeps per-size ones)."""
+    if not rows:
+        return {}
+    ok = pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
+    conds = [
+        ok
+        & pl.col(s.TS).is_between(
+            pl.lit(r["peak_at"]), pl.lit(r["peak_at"] + settings.bursts.window), closed="left"
+        )
+        & (pl.col(r[COLUMN]).cast(pl.String) == r[VALUE])
+        for r in rows
+    ]
+    tag = pl.concat_list([pl.when(c).then(pl.lit(r[SCOPE])) for c, r in zip(conds, rows, strict=True)])
+    lat = pl.col(s.LATENCY_MS)
+    q = (
+        gateway.filter(pl.any_horizontal(conds))
+        .select(tag.list.drop_nulls().alias("_scope"), lat)
+        .explode("_scope")
+        .group_by("_scope")
+        .agg(
+            lat.quantile(0.95, interpolation="linear").alias(P95),
+            lat.quantile(0.99, interpolation="linear").alias(P99),
+        )
+        .collect()
+    )
+    return {r["_scope"]: (r[P95], r[P99]) for r in q.iter_rows(named=True)}
