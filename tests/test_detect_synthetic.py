@@ -111,8 +111,13 @@ def test_global_burst_found_with_its_boundaries(seed: int, rate: float) -> None:
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_region_burst_diluted_globally_is_attributed_to_the_region(seed: int) -> None:
-    spec = Synth(seed=seed, injects=[Inject("burst", 90, 110, column="region", value="eu-west-1", rate=0.22)])
+@pytest.mark.parametrize("rate", [pytest.param(1.0, id="1rps"), pytest.param(10.0, id="10rps")])
+def test_region_burst_diluted_globally_is_attributed_to_the_region(seed: int, rate: float) -> None:
+    spec = Synth(
+        seed=seed,
+        rate=rate,
+        injects=[Inject("burst", 90, 110, column="region", value="eu-west-1", rate=0.22)],
+    )
     d = detect(make(spec).lazy(), Settings())
     assert [b.scope for b in d.bursts] == ["region=eu-west-1"]
     b = d.bursts[0]

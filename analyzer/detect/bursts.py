@@ -37,13 +37,40 @@ from analyzer.detect.windows import (
 from analyzer.findings import GLOBAL, AlertFiring, BurnRateAlert, Burst, Contributor
 
 
+def _smoothed(column: str, b: BurstSettings) -> pl.Expr:
+    """`column` summed over 1, 3 or 5 centred windows: as few as give a typical slice window enough requests."""
+    typical = pl.col(REQUESTS).filter(pl.col(REQUESTS) > 0).median().over(SCOPE)
+    by = [pl.col(column).rolling_sum(k, center=True, min_samples=1).over(SCOPE) for k in (3, 5)]
+    return (
+        pl.when((pl.col(COLUMN) == GLOBAL_COLUMN) | (typical >= b.min_slice_requests))
+        .then(pl.col(column))
+        .when(3 * typical >= b.min_slice_requests)
+        .then(by[0])
+        .otherwise(by[1])
+    )
+
+
 def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
-    """Per scope and window: rate, baseline, z, and whether it opens (`open`) or keeps (`stay`) a burst."""
-    scorable = (pl.col(COLUMN) == GLOBAL_COLUMN) | (pl.col(REQUESTS) >= b.min_slice_requests)
-    df = counts.with_columns(
-        (pl.col(ERRORS) / pl.col(REQUESTS)).fill_nan(0.0).alias("rate"),
-        (scorable & (pl.col(REQUESTS) > 0)).alias("_scorable"),
-        pl.lit(True).alias("_clean"),
+    """Per scope and window: rate, baseline, z, and whether it opens (`open`) or keeps (`stay`) a burst.
+
+    A slice too thin for one window to say anything (a region at 1 request/s) is scored on the sums
+    of 3 or 5 centred windows; `rate` (for the peak) stays the window's own.
+    """
+    df = (
+        counts.sort(SCOPE, WINDOW)
+        .with_columns(
+            (pl.col(ERRORS) / pl.col(REQUESTS)).fill_nan(0.0).alias("rate"),
+            _smoothed(REQUESTS, b).alias("_n"),
+            _smoothed(ERRORS, b).alias("_e"),
+        )
+        .with_columns(
+            (pl.col("_e") / pl.col("_n")).fill_nan(0.0).alias("_r"),
+            (
+                ((pl.col(COLUMN) == GLOBAL_COLUMN) & (pl.col("_n") > 0))
+                | (pl.col("_n") >= b.min_slice_requests)
+            ).alias("_scorable"),
+            pl.lit(True).alias("_clean"),
+        )
     )
     for _ in range(3):
         clean = pl.col("_clean") & pl.col("_scorable")
@@ -53,20 +80,20 @@ def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
         df = df.with_columns(
             base.fill_nan(None).fill_null(b.baseline_cap).clip(0.0, b.baseline_cap).alias("baseline")
         )
-        expected = pl.col(REQUESTS) * pl.col("baseline")
+        expected = pl.col("_n") * pl.col("baseline")
         sd = (expected * (1 - pl.col("baseline"))).clip(1.0, None).sqrt()
-        df = df.with_columns(((pl.col(ERRORS) - expected) / sd).alias("z"))
-        df = df.with_columns(~((pl.col("z") >= b.z_stay) & (pl.col("rate") >= b.rate_floor)).alias("_clean"))
+        df = df.with_columns(((pl.col("_e") - expected) / sd).alias("z"))
+        df = df.with_columns(~((pl.col("z") >= b.z_stay) & (pl.col("_r") >= b.rate_floor)).alias("_clean"))
     return df.with_columns(
         (
             pl.col("_scorable")
-            & (pl.col(ERRORS) >= b.min_errors)
-            & (pl.col("rate") >= b.rate_floor)
-            & (pl.col("rate") >= b.baseline_multiple * pl.col("baseline"))
+            & (pl.col("_e") >= b.min_errors)
+            & (pl.col("_r") >= b.rate_floor)
+            & (pl.col("_r") >= b.baseline_multiple * pl.col("baseline"))
             & (pl.col("z") >= b.z_open)
         ).alias("open"),
-        (pl.col("_scorable") & (pl.col("z") >= b.z_stay) & (pl.col("rate") >= b.rate_floor)).alias("stay"),
-    ).drop("_clean", "_scorable")
+        (pl.col("_scorable") & (pl.col("z") >= b.z_stay) & (pl.col("_r") >= b.rate_floor)).alias("stay"),
+    ).drop("_clean", "_scorable", "_n", "_e", "_r")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ END_IDX = "end_idx"  # last flagged window, inclusive
 def islands(scored: pl.DataFrame, *, close_after: int, merge_gap: int) -> pl.DataFrame:
     """Episodes per scope from boolean `open` and `stay` columns: (scope, start_idx, end_idx).
 
-    An episode opens at an `open` window, stays open through `stay` windows, closes after
+    An episode is a run of `stay` windows holding at least one `open` window; the run closes after
     `close_after` windows that are neither, and episodes `merge_gap` windows apart or closer merge.
     """
     flagged = scored.filter(pl.col("stay") | pl.col("open")).sort(SCOPE, IDX)
@@ -27,11 +27,14 @@ def islands(scored: pl.DataFrame, *, close_after: int, merge_gap: int) -> pl.Dat
         )
         .group_by(SCOPE, "_run")
         .agg(
-            pl.col(IDX).filter(pl.col("open")).min().alias(START_IDX),
+            pl.col(IDX).min().alias(START_IDX),
             pl.col(IDX).max().alias(END_IDX),
+            pl.col("open").any().alias("_opened"),
         )
-        # Stay windows before the first open one do not open an episode.
-        .filter(pl.col(START_IDX).is_not_null())
+        # Only a run holding an open window is an episode; its stay windows before the first open one
+        # are its onset (at a low rate the first windows of an incident rarely reach the open score).
+        .filter(pl.col("_opened"))
+        .drop("_opened")
         .sort(SCOPE, START_IDX)
     )
     return (
