@@ -144,10 +144,16 @@ def test_latency_spike_found_and_long_prompt_wave_is_not(seed: int) -> None:
     assert s.peak_p95_ms > 2 * s.baseline_p95_ms and s.peak_p99_ms >= s.peak_p95_ms
 
 
-def test_model_spike_names_the_model() -> None:
-    spec = Synth(seed=4, injects=[Inject("spike", 50, 70, column="model", value="glm-5")])
+@pytest.mark.parametrize("rate", [pytest.param(1.0, id="1rps"), pytest.param(10.0, id="10rps")])
+def test_model_spike_names_the_model_and_a_global_one_stays_global(rate: float) -> None:
+    spec = Synth(
+        seed=4,
+        rate=rate,
+        injects=[Inject("spike", 50, 70, column="model", value="glm-5"), Inject("spike", 120, 135)],
+    )
     d = detect(make(spec).lazy(), Settings())
-    assert [s.scope for s in d.spikes] == ["model=glm-5"]
+    assert [s.scope for s in d.spikes] == ["model=glm-5", "global"]
+    assert close(d.spikes[1].start, 120, 2) and close(d.spikes[1].end, 135, 5)
     s = d.spikes[0]
     assert close(s.start, 50, 2) and close(s.end, 70, 5)
     assert 2.5 < s.factor < 5

@@ -33,21 +33,9 @@ from analyzer.detect.windows import (
     SCOPE,
     VALUE,
     WINDOW,
+    smoothed,
 )
 from analyzer.findings import GLOBAL, AlertFiring, BurnRateAlert, Burst, Contributor
-
-
-def _smoothed(column: str, b: BurstSettings) -> pl.Expr:
-    """`column` summed over 1, 3 or 5 centred windows: as few as give a typical slice window enough requests."""
-    typical = pl.col(REQUESTS).filter(pl.col(REQUESTS) > 0).median().over(SCOPE)
-    by = [pl.col(column).rolling_sum(k, center=True, min_samples=1).over(SCOPE) for k in (3, 5)]
-    return (
-        pl.when((pl.col(COLUMN) == GLOBAL_COLUMN) | (typical >= b.min_slice_requests))
-        .then(pl.col(column))
-        .when(3 * typical >= b.min_slice_requests)
-        .then(by[0])
-        .otherwise(by[1])
-    )
 
 
 def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
@@ -56,12 +44,14 @@ def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
     A slice too thin for one window to say anything (a region at 1 request/s) is scored on the sums
     of 3 or 5 centred windows; `rate` (for the peak) stays the window's own.
     """
+    typical = pl.col(REQUESTS).filter(pl.col(REQUESTS) > 0).median().over(SCOPE)
+    is_global = pl.col(COLUMN) == GLOBAL_COLUMN
     df = (
         counts.sort(SCOPE, WINDOW)
         .with_columns(
             (pl.col(ERRORS) / pl.col(REQUESTS)).fill_nan(0.0).alias("rate"),
-            _smoothed(REQUESTS, b).alias("_n"),
-            _smoothed(ERRORS, b).alias("_e"),
+            smoothed(REQUESTS, typical, b.min_slice_requests, is_global).alias("_n"),
+            smoothed(ERRORS, typical, b.min_slice_requests, is_global).alias("_e"),
         )
         .with_columns(
             (pl.col("_e") / pl.col("_n")).fill_nan(0.0).alias("_r"),

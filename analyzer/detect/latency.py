@@ -7,7 +7,7 @@ along. A window scores the request-weighted ratio of its bucket p95s to their ba
 requests count. Spikes open at `factor`, stay open at `factor_stay`.
 
 Shadows: a slice spike is kept only when its column discriminates, i.e. some other value of that
-column was scored at the same time and did not spike; the global spike is kept only when no
+column was scored at the same time and spiked in fewer than half of those windows; the global spike is kept only when no
 discriminating slice spike overlaps it. Of overlapping discriminating slice spikes, the one with the
 highest factor is kept.
 """
@@ -33,6 +33,7 @@ from analyzer.detect.windows import (
     SCOPE,
     VALUE,
     WINDOW,
+    smoothed,
 )
 from analyzer.findings import GLOBAL, LatencySpike
 
@@ -44,6 +45,8 @@ def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     per_size = per_size.select(WINDOW, IDX, COLUMN, VALUE, SCOPE, BUCKET, OK, P95).with_columns(
         pl.lit(False).alias("_flagged")
     )
+    # A slice too thin for one window (a model at 1 request/s) is scored on 3 or 5 centred windows.
+    typical = pl.col("_ok1").median().over(SCOPE)
     windows = pl.DataFrame()
     for _ in range(3):
         base = (
@@ -58,12 +61,26 @@ def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
             .agg(
                 pl.col(COLUMN).first(),
                 pl.col(VALUE).first(),
-                pl.col(OK).sum().alias("ok"),
-                ((pl.col(OK) * pl.col(P95) / pl.col("_base")).sum() / pl.col(OK).sum()).alias("ratio"),
-                ((pl.col(OK) * pl.col("_base")).sum() / pl.col(OK).sum()).alias("expected_p95_ms"),
-                ((pl.col(OK) * pl.col(P95)).sum() / pl.col(OK).sum()).alias("weighted_p95_ms"),
+                pl.col(OK).sum().alias("_ok1"),
+                (pl.col(OK) * pl.col(P95) / pl.col("_base")).sum().alias("_ratio_sum"),
+                (pl.col(OK) * pl.col("_base")).sum().alias("_base_sum"),
+                (pl.col(OK) * pl.col(P95)).sum().alias("_p95_sum"),
             )
-            .with_columns((pl.col("ok") >= lat.min_requests).alias("_scorable"))
+            .sort(SCOPE, WINDOW)
+            .with_columns(
+                *[
+                    smoothed(c, typical, lat.min_requests, pl.lit(False)).alias(c)
+                    for c in ("_ratio_sum", "_base_sum", "_p95_sum")
+                ],
+                smoothed("_ok1", typical, lat.min_requests, pl.lit(False)).alias("ok"),
+            )
+            .with_columns(
+                (pl.col("_ratio_sum") / pl.col("ok")).alias("ratio"),
+                (pl.col("_base_sum") / pl.col("ok")).alias("expected_p95_ms"),
+                (pl.col("_p95_sum") / pl.col("ok")).alias("weighted_p95_ms"),
+                (pl.col("ok") >= lat.min_requests).alias("_scorable"),
+            )
+            .drop("_ratio_sum", "_base_sum", "_p95_sum", "_ok1")
         )
         flagged = windows.filter(pl.col("_scorable") & (pl.col("ratio") >= lat.factor_stay)).select(
             SCOPE, WINDOW, pl.lit(True).alias("_flagged")
@@ -82,14 +99,15 @@ def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 
 
 def _discriminates(scored: pl.DataFrame, column: str, value: str, first: int, last: int) -> bool:
-    """Whether another value of `column` was scored in [first, last] without spiking."""
+    """Whether another value of `column` was scored in [first, last] and mostly did not spike."""
     others = scored.filter(
         (pl.col(COLUMN) == column)
         & (pl.col(VALUE) != value)
         & pl.col(IDX).is_between(first, last)
         & pl.col("_scorable")
     )
-    return others.height > 0 and (~others["stay"]).any()
+    calm = others.group_by(VALUE).agg(pl.col("stay").mean() < 0.5)["stay"]
+    return bool(calm.any())
 
 
 def find_spikes(table: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings) -> tuple[LatencySpike, ...]:

@@ -129,3 +129,18 @@ def all_sizes(table: pl.DataFrame) -> pl.DataFrame:
     )
     glob = table.filter(global_rows).select(slices.columns)
     return pl.concat([glob, slices]).sort(SCOPE, WINDOW)
+
+
+def smoothed(column: str, typical: pl.Expr, need: int, single: pl.Expr) -> pl.Expr:
+    """`column` summed over 1, 3 or 5 centred windows of its scope: as few as give `typical` x k >= `need`.
+
+    Rows must be sorted by scope and window. `single` forces one window (e.g. for the global scope).
+    """
+    by = [pl.col(column).rolling_sum(k, center=True, min_samples=1).over(SCOPE) for k in (3, 5)]
+    return (
+        pl.when(single | (typical >= need))
+        .then(pl.col(column))
+        .when(3 * typical >= need)
+        .then(by[0])
+        .otherwise(by[1])
+    )
