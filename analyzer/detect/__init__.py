@@ -96,6 +96,10 @@ def _notes(table: pl.DataFrame, settings: Settings) -> tuple[str, ...]:
     buckets = table.filter(pl.col(BUCKET) != ALL_SIZES)[BUCKET]
     if table.height and buckets.len() and (buckets == UNKNOWN_SIZE).all():
         notes.append("latency: no prompt_tokens, latency not normalized for request size")
+    if settings.latency.window != settings.bursts.window:
+        notes.append(
+            "latency: scored on the bursts window (one pass, one window); latency.window is not used"
+        )
     present = set(table[COLUMN].unique().to_list()) if table.height else set()
     for col in settings.bursts.slices:
         if table.height and col not in present:
