@@ -81,8 +81,9 @@ class BurstSettings:
     top_n: int = 5
     # The baseline error rate never exceeds this, so data failing throughout still shows a burst.
     baseline_cap: float = 0.05
-    # A slice explains a burst when it holds most of its errors and this many times its traffic share.
-    attribution_lift: float = 1.5
+    # A slice explains a burst when it holds most of its errors and its error rate is at least this many
+    # times that of the rest of the burst's traffic.
+    attribution_lift: float = 3.0
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ class Synth:
     rate: float = 10.0  # requests per second at the mean of the daily swing
     seed: int = 0
     background: float = 0.002  # share of 502s at any time
+    model_share: tuple[float, ...] = (1 / 3, 1 / 3, 1 / 3)
     injects: list[Inject] = field(default_factory=list)
 
 
@@ -48,7 +49,7 @@ def make(spec: Synth) -> pl.DataFrame:
     minute = np.repeat(np.arange(spec.minutes), counts)
     n = minute.size
     offset_us = ((minute + rng.random(n)) * 60e6).astype(np.int64)
-    model = rng.choice(MODELS, n)
+    model = rng.choice(MODELS, n, p=spec.model_share)
     region = rng.choice(REGIONS, n)
     prompt = np.exp(rng.uniform(np.log(50), np.log(30_000), n)).astype(np.int64)
     status = np.where(rng.random(n) < spec.background, 502, 200)
@@ -124,6 +125,19 @@ def test_region_burst_diluted_globally_is_attributed_to_the_region(seed: int, ra
     assert close(b.start, 90, 2) and close(b.end, 110, 5)
     models = [c for c in b.top if c.column == "model"]
     assert models and all(abs(c.error_share - c.traffic_share) < 0.15 for c in models)
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_burst_of_the_model_carrying_most_traffic_is_the_model_s(seed: int) -> None:
+    spec = Synth(
+        seed=seed,
+        model_share=(0.75, 0.15, 0.10),
+        injects=[Inject("burst", 40, 60, column="model", value="kimi-k2.6")],
+    )
+    d = detect(make(spec).lazy(), Settings())
+    # upstream=pool-kimi-k2.6 mirrors the model exactly: the column listed first in settings names it.
+    assert [b.scope for b in d.bursts] == ["model=kimi-k2.6"]
+    assert close(d.bursts[0].start, 40, 2) and close(d.bursts[0].end, 60, 5)
 
 
 @pytest.mark.parametrize("seed", [1, 2, 3])

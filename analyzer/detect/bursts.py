@@ -7,11 +7,13 @@ rate, its variance floored at 1 so that a baseline of zero (most minutes without
 division by zero and a single error is not a burst.
 
 Shadows: one incident shows in several scopes (global, its region, every model the region serves).
-A burst is dropped as a shadow of an overlapping slice burst `c=v` when, inside the burst, `c=v`
-holds most (>= half) of the errors and at least `attribution_lift` times its share of the traffic;
-a slice burst is dropped as a shadow of a kept global burst when its value carries no more than
-its traffic share of that global burst's errors. So a global burst is kept only when no single
-slice accounts for most of its errors.
+Within a burst, a slice value's risk ratio is its error rate over the error rate of the rest of the
+burst's traffic. A burst is dropped as a shadow of an overlapping slice burst `c=v` when, inside the
+burst, `c=v` holds most (>= half) of the errors at a risk ratio of at least `attribution_lift`
+(the rest of the traffic was not failing much); a slice burst is dropped as a shadow of a kept global
+burst when its risk ratio there is below that (it failed no more than the rest). So a global burst is
+kept only when no single slice accounts for most of its errors. When two slice bursts explain each
+other (a model served by one upstream), the higher peak rate wins, then the column listed first.
 """
 
 from __future__ import annotations
@@ -195,6 +197,15 @@ def _shares(contrib: pl.DataFrame) -> dict[tuple[int, str, str], tuple[float, fl
     }
 
 
+def _risk_ratio(error_share: float, traffic_share: float) -> float:
+    """Error rate inside a slice over the rate outside it, from its shares of errors and traffic."""
+    inside = error_share * (1.0 - traffic_share)
+    outside = traffic_share * (1.0 - error_share)
+    if outside <= 0.0:
+        return 1.0 if inside <= 0.0 else float("inf")
+    return inside / outside
+
+
 def _keep(cands: list[_Candidate], contrib: pl.DataFrame, lift: float, slices: list[str]) -> list[int]:
     """Indexes of the candidates that are not the shadow of another (see the module docstring)."""
     shares = _shares(contrib)
@@ -205,7 +216,7 @@ def _keep(cands: list[_Candidate], contrib: pl.DataFrame, lift: float, slices: l
         if i == j or b.column is None or b.column == a.column or not _overlap(a, b):
             return False
         err, traffic = shares.get((i, b.column, b.value or ""), (0.0, 0.0))
-        return err >= 0.5 and err >= lift * traffic
+        return err >= 0.5 and _risk_ratio(err, traffic) >= lift
 
     def rank(i: int) -> tuple[float, int]:
         # On a tie (a slice mirrored by another column) the column listed first in settings wins.
@@ -222,11 +233,21 @@ def _keep(cands: list[_Candidate], contrib: pl.DataFrame, lift: float, slices: l
         for g in kept_global:
             if _overlap(c, cands[g]):
                 err, traffic = shares.get((g, c.column or "", c.value or ""), (0.0, 0.0))
-                if err < lift * traffic:
+                if _risk_ratio(err, traffic) < lift:
                     return True
         return False
 
-    return [i for i in kept if cands[i].column is None or not carried_by_global(i)]
+    def mirrors(i: int, j: int) -> bool:
+        a, b = cands[i], cands[j]
+        if i == j or a.column is None or b.column is None or a.column == b.column or not _overlap(a, b):
+            return False
+        within_a = shares.get((i, b.column, b.value or ""), (0.0, 0.0))[1]
+        within_b = shares.get((j, a.column, a.value or ""), (0.0, 0.0))[1]
+        return within_a >= 0.99 and within_b >= 0.99
+
+    kept = [i for i in kept if cands[i].column is None or not carried_by_global(i)]
+    # Two slices carrying the same traffic (a model served by one upstream pool) are one burst.
+    return [i for i in kept if not any(mirrors(i, j) and rank(j) > rank(i) for j in kept)]
 
 
 def _severity(c: _Candidate, alerts: tuple[BurnRateAlert, ...], end_of_data: datetime) -> str | None:
