@@ -181,3 +181,22 @@ def test_log_gap_is_a_gap_not_a_burst() -> None:
     g = d.gaps[0]
     assert close(g.start, 100, 1) and close(g.end, 115, 1)
     assert 15 * 60 * 10 * 0.5 < g.expected_requests < 15 * 60 * 10 * 1.5
+
+
+def test_without_prompt_tokens_spikes_are_still_found_and_the_note_says_unnormalized() -> None:
+    frame = make(Synth(seed=6, injects=[Inject("spike", 50, 70)])).with_columns(
+        pl.lit(None, pl.Int64).alias("prompt_tokens")
+    )
+    d = detect(frame.lazy(), Settings())
+    assert [s.scope for s in d.spikes] == ["global"]
+    assert close(d.spikes[0].start, 50, 2) and close(d.spikes[0].end, 70, 5)
+    assert "latency: no prompt_tokens, latency not normalized for request size" in d.notes
+
+
+def test_series_counts_every_request_once_per_window() -> None:
+    frame = make(Synth(minutes=30, seed=7, injects=[Inject("burst", 10, 15)]))
+    d = detect(frame.lazy(), Settings())
+    assert d.series.height == 30
+    assert d.series["requests"].sum() == frame.height
+    assert d.series["errors"].sum() == (frame["status"] == 502).sum()
+    assert d.quantile_method == "exact"
