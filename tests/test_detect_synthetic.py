@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from analyzer.config import Settings
+from analyzer.config import LatencySettings, Settings
 from analyzer.detect import detect
 from analyzer.schema import GATEWAY_COLUMNS
 
@@ -200,3 +200,14 @@ def test_series_counts_every_request_once_per_window() -> None:
     assert d.series["requests"].sum() == frame.height
     assert d.series["errors"].sum() == (frame["status"] == 502).sum()
     assert d.quantile_method == "exact"
+
+
+def test_approximate_quantiles_find_the_same_spike() -> None:
+    frame = make(Synth(seed=8, injects=[Inject("spike", 50, 70)])).lazy()
+    exact = detect(frame, Settings())
+    approx = detect(frame, Settings(latency=LatencySettings(approximate_quantiles=True)))
+    assert approx.quantile_method == "approximate"
+    assert [(s.scope, s.start, s.end) for s in approx.spikes] == [
+        (s.scope, s.start, s.end) for s in exact.spikes
+    ]
+    assert approx.spikes[0].peak_p99_ms == pytest.approx(exact.spikes[0].peak_p99_ms, rel=0.05)
