@@ -25,12 +25,11 @@ import polars as pl
 
 from analyzer import schema as s
 from analyzer.config import BurstSettings, Settings
-from analyzer.detect.islands import END_IDX, START_IDX, islands
+from analyzer.detect.islands import START_IDX, episode_summary, episode_windows, islands
 from analyzer.detect.windows import (
     COLUMN,
     ERRORS,
     GLOBAL_COLUMN,
-    IDX,
     REQUESTS,
     SCOPE,
     VALUE,
@@ -108,17 +107,10 @@ def _candidates(scored: pl.DataFrame, b: BurstSettings, status_cols: list[str]) 
     if episodes.height == 0:
         return []
     rows = (
-        scored.join(episodes, on=SCOPE)
-        .filter(pl.col(IDX).is_between(START_IDX, END_IDX))
-        .sort(SCOPE, START_IDX, pl.col("rate"), IDX, descending=[False, False, True, False])
+        episode_windows(scored, episodes, "rate")
         .group_by(SCOPE, START_IDX, maintain_order=True)
         .agg(
-            pl.col(COLUMN).first(),
-            pl.col(VALUE).first(),
-            pl.col(WINDOW).min().alias("start"),
-            pl.col(WINDOW).max().alias("last"),
-            pl.col(WINDOW).first().alias("peak_at"),
-            pl.col("rate").first().alias("peak_rate"),
+            *episode_summary("rate"),
             pl.col(REQUESTS).sum(),
             pl.col(ERRORS).sum(),
             pl.col("baseline").first(),
@@ -136,7 +128,7 @@ def _candidates(scored: pl.DataFrame, b: BurstSettings, status_cols: list[str]) 
                 start=r["start"],
                 end=r["last"] + b.window,
                 peak_at=r["peak_at"],
-                peak_error_rate=float(r["peak_rate"]),
+                peak_error_rate=float(r["peak"]),
                 requests=int(r[REQUESTS]),
                 errors=int(r[ERRORS]),
                 status_counts={c.removeprefix("status_"): int(r[c]) for c in status_cols if int(r[c]) > 0},

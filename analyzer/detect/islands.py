@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from analyzer.detect.windows import IDX, SCOPE
+from analyzer.detect.windows import COLUMN, IDX, SCOPE, VALUE, WINDOW
 
 START_IDX = "start_idx"
 END_IDX = "end_idx"  # last flagged window, inclusive
@@ -50,3 +50,29 @@ def islands(scored: pl.DataFrame, *, close_after: int, merge_gap: int) -> pl.Dat
         .drop("_ep")
         .sort(SCOPE, START_IDX)
     )
+
+
+def episode_windows(scored: pl.DataFrame, episodes: pl.DataFrame, peak: str) -> pl.DataFrame:
+    """`scored` windows inside each episode, the peak (highest `peak`, earliest) first in each group.
+
+    Group by (scope, start_idx) keeping order; `first()` is then the peak window.
+    """
+    return (
+        scored.join(episodes, on=SCOPE)
+        .filter(pl.col(IDX).is_between(START_IDX, END_IDX))
+        .sort(SCOPE, START_IDX, pl.col(peak), IDX, descending=[False, False, True, False])
+    )
+
+
+def episode_summary(peak: str) -> list[pl.Expr]:
+    """Aggregations every episode shares: its scope's column and value, first and last window, peak."""
+    return [
+        pl.col(COLUMN).first(),
+        pl.col(VALUE).first(),
+        pl.col(END_IDX).first(),
+        pl.col(WINDOW).min().alias("start"),
+        pl.col(WINDOW).max().alias("last"),
+        pl.col(WINDOW).first().alias("peak_at"),
+        pl.col(IDX).first().alias("peak_idx"),
+        pl.col(peak).first().alias("peak"),
+    ]

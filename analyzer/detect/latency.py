@@ -20,7 +20,7 @@ import polars as pl
 
 from analyzer import schema as s
 from analyzer.config import Settings
-from analyzer.detect.islands import END_IDX, START_IDX, islands
+from analyzer.detect.islands import END_IDX, START_IDX, episode_summary, episode_windows, islands
 from analyzer.detect.windows import (
     ALL_SIZES,
     BUCKET,
@@ -80,7 +80,7 @@ def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
                 (pl.col("_p95_sum") / pl.col("ok")).alias("weighted_p95_ms"),
                 (pl.col("ok") >= lat.min_requests).alias("_scorable"),
             )
-            .drop("_ratio_sum", "_base_sum", "_p95_sum", "_ok1")
+            .drop("_ratio_sum", "_base_sum", "_p95_sum")
         )
         flagged = windows.filter(pl.col("_scorable") & (pl.col("ratio") >= lat.factor_stay)).select(
             SCOPE, WINDOW, pl.lit(True).alias("_flagged")
@@ -120,22 +120,13 @@ def find_spikes(table: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings) 
     if episodes.height == 0:
         return ()
     peaks = (
-        scored.join(episodes, on=SCOPE)
-        .filter(pl.col(IDX).is_between(START_IDX, END_IDX))
-        .sort(SCOPE, START_IDX, pl.col("ratio"), IDX, descending=[False, False, True, False])
+        episode_windows(scored, episodes, "ratio")
         .group_by(SCOPE, START_IDX, maintain_order=True)
         .agg(
-            pl.col(COLUMN).first(),
-            pl.col(VALUE).first(),
-            pl.col(END_IDX).first(),
-            pl.col(WINDOW).min().alias("start"),
-            pl.col(WINDOW).max().alias("last"),
-            pl.col(WINDOW).first().alias("peak_at"),
-            pl.col(IDX).first().alias("peak_idx"),
-            pl.col("ratio").first(),
+            *episode_summary("ratio"),
             pl.col("expected_p95_ms").first(),
             pl.col("weighted_p95_ms").first(),
-            pl.col("ok").sum(),
+            pl.col("_ok1").sum().alias("ok"),
         )
     )
     glob = table.filter((pl.col(COLUMN) == GLOBAL_COLUMN) & (pl.col(BUCKET) == ALL_SIZES))
@@ -156,7 +147,7 @@ def find_spikes(table: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings) 
             if not overlapping:
                 kept.append(r)
         elif (
-            r in slice_rows and max(overlapping, key=lambda o: (round(o["ratio"], 9), -order[o[COLUMN]])) is r
+            r in slice_rows and max(overlapping, key=lambda o: (round(o["peak"], 9), -order[o[COLUMN]])) is r
         ):
             kept.append(r)
     peak_q = _slice_peaks(gateway, [r for r in kept if r[COLUMN] != GLOBAL_COLUMN], settings)
@@ -172,7 +163,7 @@ def find_spikes(table: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings) 
                 baseline_p95_ms=float(r["expected_p95_ms"]),
                 peak_p95_ms=float(p95 if p95 is not None else r["weighted_p95_ms"]),
                 peak_p99_ms=float(p99 if p99 is not None else r["weighted_p95_ms"]),
-                factor=float(r["ratio"]),
+                factor=float(r["peak"]),
                 scope=GLOBAL if is_global else r[SCOPE],
                 requests=int(r["ok"]),
             )
