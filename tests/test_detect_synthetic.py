@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import polars as pl
 import pytest
+from polars.testing import assert_frame_equal
 
 from analyzer.config import LatencySettings, Settings
 from analyzer.detect import detect
@@ -211,3 +212,26 @@ def test_approximate_quantiles_find_the_same_spike() -> None:
         (s.scope, s.start, s.end) for s in exact.spikes
     ]
     assert approx.spikes[0].peak_p99_ms == pytest.approx(exact.spikes[0].peak_p99_ms, rel=0.05)
+
+
+def test_same_rows_in_another_order_give_the_same_detection() -> None:
+    frame = make(
+        Synth(
+            minutes=90,
+            seed=9,
+            injects=[
+                Inject("burst", 20, 35, column="region", value="eu-west-1"),
+                Inject("spike", 50, 60, column="model", value="qwen-4"),
+            ],
+        )
+    )
+    first = detect(frame.lazy(), Settings())
+    again = detect(frame.sample(fraction=1.0, shuffle=True, seed=99).lazy(), Settings())
+    assert len(first.bursts) == 1 and len(first.spikes) == 1
+    assert (first.bursts, first.spikes, first.alerts, first.gaps) == (
+        again.bursts,
+        again.spikes,
+        again.alerts,
+        again.gaps,
+    )
+    assert_frame_equal(first.series, again.series)
