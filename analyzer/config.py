@@ -135,6 +135,7 @@ class ReconcileSettings:
     edge_margin: timedelta = timedelta(minutes=5)
     pattern_window: timedelta = timedelta(minutes=15)
     min_pattern_share: float = 0.9
+    min_pattern_entries: int = 5  # a pattern must explain at least this many entries
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,194 @@
+"""Reconciliation rules on small hand-made ledgers with known answers."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+import polars as pl
+import pytest
+
+from analyzer.config import ModelPrice, ModelWeights, ReconcileSettings, Settings
+from analyzer.reconcile import reconcile
+from analyzer.schema import GATEWAY_COLUMNS, LEDGER
+
+T0 = datetime(2026, 1, 1, 9, tzinfo=UTC)
+
+
+def _t(minutes: float) -> datetime:
+    return T0 + timedelta(minutes=minutes)
+
+
+def _gateway(rows: list[tuple[float, str | None, str, str, int, int | None, int | None]]) -> pl.LazyFrame:
+    """Rows of (minute, request_id, account, model, status, prompt, completion), framed by edge requests."""
+    rows = [(0, "edge0", "z", "m", 200, 0, 0), *rows, (120, "edge1", "z", "m", 200, 0, 0)]
+    n = len(rows)
+    return pl.DataFrame(
+        {
+            "ts": [_t(r[0]) for r in rows],
+            "request_id": [r[1] for r in rows],
+            "account_id": [r[2] for r in rows],
+            "model": [r[3] for r in rows],
+            "endpoint": [None] * n,
+            "region": [None] * n,
+            "upstream": [None] * n,
+            "status": [r[4] for r in rows],
+            "latency_ms": [1.0] * n,
+            "prompt_tokens": [r[5] for r in rows],
+            "completion_tokens": [r[6] for r in rows],
+        },
+        schema=GATEWAY_COLUMNS,
+    ).lazy()
+
+
+def _ledger(rows: list[tuple[float, str, str, str | None, str, int, int | None]]) -> pl.LazyFrame:
+    """Rows of (minute, entry_id, account, request_id, kind, tokens, balance_after)."""
+    return pl.DataFrame(
+        {
+            "ts": [_t(r[0]) for r in rows],
+            "entry_id": [r[1] for r in rows],
+            "account_id": [r[2] for r in rows],
+            "request_id": [r[3] for r in rows],
+            "kind": [r[4] for r in rows],
+            "tokens": [r[5] for r in rows],
+            "balance_after": [r[6] for r in rows],
+        },
+        schema=LEDGER,
+    ).lazy()
+
+
+def _kinds(gw: pl.LazyFrame, lg: pl.LazyFrame, settings: Settings | None = None) -> dict[str, int]:
+    r = reconcile(gw, lg, settings or Settings())
+    assert all(i.holds for i in r.invariants), r.invariants
+    return {k: v.count for k, v in r.by_kind.items() if v.count}
+
+
+@pytest.mark.parametrize(
+    ("amount", "tolerance", "kind"),
+    [
+        pytest.param(15, 0, "ok", id="exact"),
+        pytest.param(16, 0, "overcharge", id="one-over"),
+        pytest.param(16, 1, "ok", id="within-tolerance-over"),
+        pytest.param(14, 1, "ok", id="within-tolerance-under"),
+        pytest.param(13, 1, "undercharge", id="beyond-tolerance-under"),
+    ],
+)
+def test_tolerance(amount: int, tolerance: int, kind: str) -> None:
+    gw = _gateway([(10, "r1", "a", "m", 200, 10, 5)])
+    lg = _ledger([(10, "e1", "a", "r1", "deduct", amount, 100)])
+    s = Settings(reconcile=ReconcileSettings(tolerance_tokens=tolerance))
+    assert _kinds(gw, lg, s) == {kind: 1}
+
+
+def test_model_weights_set_expected() -> None:
+    gw = _gateway([(10, "r1", "a", "m", 200, 10, 5)])
+    lg = _ledger([(10, "e1", "a", "r1", "deduct", 25, 100)])
+    assert _kinds(gw, lg) == {"overcharge": 1}
+    s = Settings(weights={"m": ModelWeights(prompt=1, completion=3)})
+    assert _kinds(gw, lg, s) == {"ok": 1}
+
+
+def test_duplicate_of_overcharge_refunds_whole_and_excess() -> None:
+    gw = _gateway([(10, "r1", "a", "m", 200, 10, 5)])
+    lg = _ledger([(10, "e1", "a", "r1", "deduct", 25, 75), (11, "e2", "a", "r1", "deduct", 25, 50)])
+    r = reconcile(gw, lg, Settings())
+    assert r.by_kind["overcharge"].refund_tokens == 10
+    assert r.by_kind["duplicate"].refund_tokens == 25
+    assert r.request_buckets["overcharged"] == 1
+    assert r.accounts.filter(pl.col("account_id") == "a")["refund_tokens"].item() == 35
+
+
+def test_orphans_out_of_span_and_null_request_id() -> None:
+    gw = _gateway([])
+    lg = _ledger(
+        [
+            (60, "e1", "a", None, "deduct", 5, 90),
+            (60, "e2", "a", "gone", "deduct", 5, 85),
+            (2, "e3", "a", "gone2", "deduct", 5, 95),
+            (200, "e4", "a", "later", "deduct", 5, 80),
+        ]
+    )
+    assert _kinds(gw, lg) == {"orphan": 2, "out_of_span": 2}
+    r = reconcile(gw, lg, Settings(reconcile=ReconcileSettings(refund_orphans=True)))
+    assert r.by_kind["orphan"].refund_tokens == 10
+    assert r.by_kind["out_of_span"].refund_tokens == 0
+
+
+@pytest.mark.parametrize(
+    ("statuses", "refund"),
+    [pytest.param((), 7, id="every-non-2xx"), pytest.param((503,), 0, id="only-503")],
+)
+def test_refundable_statuses_policy(statuses: tuple[int, ...], refund: int) -> None:
+    gw = _gateway([(10, "r1", "a", "m", 502, None, None)])
+    lg = _ledger([(10, "e1", "a", "r1", "deduct", 7, 93)])
+    r = reconcile(gw, lg, Settings(reconcile=ReconcileSettings(refundable_statuses=statuses)))
+    assert r.by_kind["failed_charged"] == type(r.by_kind["ok"])(1, 7, refund)
+    assert r.request_buckets["charged_on_failure"] == 1
+
+
+def test_request_buckets_zero_tokens_unbilled_and_failed_free() -> None:
+    gw = _gateway([(10, "r1", "a", "m", 200, 3, 2), (11, "r2", "a", "m", 500, None, None)])
+    r = reconcile(gw, _ledger([]), Settings())
+    # Two edge requests with zero tokens are charged_ok without a deduction.
+    assert r.request_buckets == {
+        "charged_ok": 2,
+        "overcharged": 0,
+        "undercharged": 0,
+        "charged_on_failure": 0,
+        "unbilled": 1,
+        "failed_free": 1,
+    }
+    assert r.findings["kind"].to_list() == ["unbilled"]
+    assert r.findings["expected"].to_list() == [5]
+
+
+def test_balance_break_reset_refund_and_null_balance() -> None:
+    gw = _gateway([(10, "r1", "a", "m", 200, 10, 0), (20, "r2", "a", "m", 200, 10, 0)])
+    lg = _ledger(
+        [
+            (5, "g1", "a", None, "grant", 100, 100),
+            (10, "e1", "a", "r1", "deduct", 10, 90),
+            (15, "f1", "a", None, "refund", 4, 94),
+            (20, "e2", "a", "r2", "deduct", 10, 80),  # should be 84: a break
+            (30, "x1", "a", None, "reset", 500, 500),
+            (40, "x2", "a", None, "grant", 5, None),
+        ]
+    )
+    r = reconcile(gw, lg, Settings())
+    assert r.findings.filter(pl.col("kind") == "balance_break")["entry_id"].to_list() == ["e2"]
+    assert r.accounts.filter(pl.col("account_id") == "a")["already_refunded"].item() == 4
+    assert r.resets == (_t(30),)
+    assert any("balance_after" in n for n in r.notes)
+
+
+def test_balance_wiped_flag() -> None:
+    gw = _gateway([(10, "r1", "a", "m", 200, 10, 5)])
+    lg = _ledger([(5, "g", "a", None, "grant", 40, 40), (10, "e1", "a", "r1", "deduct", 40, 0)])
+    r = reconcile(gw, lg, Settings())
+    assert r.findings.filter(pl.col("kind") == "overcharge")["balance_wiped"].to_list() == [True]
+
+
+def test_prices_give_exact_decimal_usd() -> None:
+    gw = _gateway([(10, "r1", "a", "m", 200, 10, 5)])
+    lg = _ledger([(10, "e1", "a", "r1", "deduct", 15, 85), (11, "e2", "a", "r1", "deduct", 15, 70)])
+    prices = {"m": ModelPrice(input_per_million=Decimal("0.6"), output_per_million=Decimal("2.5"))}
+    r = reconcile(gw, lg, Settings(prices=prices))
+    # The duplicate is refunded whole: 10 prompt tokens at 0.6/M and 5 completion at 2.5/M.
+    assert r.refund_usd == str(Decimal(10) * Decimal("0.0000006") + Decimal(5) * Decimal("0.0000025"))
+    assert r.accounts["refund_usd"].to_list() == [r.refund_usd]
+
+
+def test_completion_multiplier_pattern() -> None:
+    rows = [(10 + i, f"r{i}", "a", "k", 200, 100 + i, 10 + i) for i in range(20)]
+    gw = _gateway(rows)
+    lg = _ledger([(10 + i, f"e{i}", "a", f"r{i}", "deduct", 100 + i + 3 * (10 + i), None) for i in range(20)])
+    r = reconcile(gw, lg, Settings())
+    [p] = r.patterns
+    assert (p.kind, p.model, p.multiplier, p.entries, p.start, p.end) == (
+        "completion_multiplied",
+        "k",
+        3,
+        20,
+        _t(10),
+        _t(29),
+    )
