@@ -192,3 +192,13 @@ def test_completion_multiplier_pattern() -> None:
         _t(10),
         _t(29),
     )
+
+
+def test_duplicates_bunched_in_a_window_are_a_sync_failure() -> None:
+    rows = [(i, f"r{i}", "a", "m", 200, 1, 1) for i in range(1, 119)]
+    gw = _gateway(rows)
+    firsts = [(i, f"e{i}", "a", f"r{i}", "deduct", 2, None) for i in range(1, 119)]
+    dups = [(60 + i + 0.5, f"d{i}", "a", f"r{60 + i}", "deduct", 2, None) for i in range(8)]
+    r = reconcile(gw, _ledger([*firsts, *dups]), Settings())
+    [p] = [p for p in r.patterns if p.kind == "duplicate_burst"]
+    assert (p.start, p.end, p.entries, p.share) == (_t(60.5), _t(67.5), 8, 1.0)
