@@ -113,9 +113,8 @@ def price_refunds(
     per_token = {
         m: (p.input_per_million.scaleb(-6), p.output_per_million.scaleb(-6)) for m, p in prices.items()
     }
-    scale = max(
-        [-min(d.as_tuple().exponent, 0) for pair in per_token.values() for d in pair if d.is_finite()] + [0]
-    )
+    exponents = [d.as_tuple().exponent for pair in per_token.values() for d in pair]
+    scale = max([-e for e in exponents if isinstance(e, int) and e < 0] + [0])
     dec = pl.Decimal(38, scale)
     price_frame = pl.DataFrame(
         {
@@ -138,7 +137,7 @@ def price_refunds(
     notes: tuple[str, ...] = ()
     if unpriced.height:
         models = unpriced[MODEL].fill_null("(no model)").unique().sort().to_list()
-        tokens = int(unpriced[_REFUND_IN].sum() + unpriced[_REFUND_OUT].sum())
+        tokens = int(unpriced[_REFUND_IN].sum()) + int(unpriced[_REFUND_OUT].sum())
         notes = (f"reconcile: no price for {', '.join(models)}: {tokens} refund tokens not in refund_usd",)
     return per_account, _text(Decimal(total)), notes
 
