@@ -202,3 +202,11 @@ def test_duplicates_bunched_in_a_window_are_a_sync_failure() -> None:
     r = reconcile(gw, _ledger([*firsts, *dups]), Settings())
     [p] = [p for p in r.patterns if p.kind == "duplicate_burst"]
     assert (p.start, p.end, p.entries, p.share) == (_t(60.5), _t(67.5), 8, 1.0)
+
+
+def test_empty_inputs_reconcile_to_zero() -> None:
+    from analyzer.schema import empty
+
+    r = reconcile(empty("gateway").lazy(), empty("ledger").lazy(), Settings())
+    assert (r.deductions, r.refund_tokens_total, r.accounts.height, r.findings.height) == (0, 0, 0, 0)
+    assert all(i.holds for i in r.invariants)
