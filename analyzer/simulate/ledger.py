@@ -1,0 +1,250 @@
+"""The billing ledger the gateway traffic produced, with the story's faults injected and every entry
+labelled by what was injected (the answer key the truth is summed from).
+
+Entries are built as whole arrays (one per deduction, duplicate, orphan, grant, refund, reset), sorted
+by (ts, creation order), numbered in that order, and their balances run per account with Polars.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+import numpy as np
+import polars as pl
+
+from analyzer import schema as s
+from analyzer.findings import REQUEST_BUCKETS
+from analyzer.simulate.scenarios import Story
+from analyzer.simulate.spec import MODELS, SimSpec, to_us
+from analyzer.simulate.traffic import NEW, US, Traffic, account_names, request_ids
+
+LABEL = (
+    "_label"  # duplicate | orphan | failed_charged | overcharge | undercharge | ok | grant | refund | reset
+)
+EXPECTED = "_expected"  # prompt + completion the gateway reported (0 when it reported none)
+WIPED = "_wiped"
+BREAK = "_break"
+REQ = "_req"  # index of the request the entry bills, -1 for none
+HIDDEN = (LABEL, EXPECTED, WIPED, BREAK, REQ)
+BUCKET = {name: i for i, name in enumerate(REQUEST_BUCKETS)}
+_DEDUCT_LABELS = ("failed_charged", "overcharge", "undercharge", "ok")
+
+
+@dataclass(frozen=True)
+class Books:
+    """The labelled ledger plus, per request, its bucket and whether it went unbilled."""
+
+    ledger: pl.DataFrame  # canonical columns then HIDDEN
+    bucket: np.ndarray  # index into REQUEST_BUCKETS, one per request
+    unbilled: np.ndarray  # bool, one per request
+    grants: np.ndarray  # grant per account index
+
+
+def _parts(
+    kind: str,
+    ts_us: np.ndarray,
+    account: np.ndarray,
+    req: np.ndarray,
+    tokens: np.ndarray,
+    label: np.ndarray | str,
+    expected: np.ndarray | int,
+    request_id: pl.Series | None = None,
+) -> pl.DataFrame:
+    n = len(ts_us)
+    return pl.DataFrame(
+        {
+            "_ts": pl.Series(ts_us, dtype=pl.Int64),
+            "_acct": pl.Series(account, dtype=pl.Int64),
+            s.REQUEST_ID: request_id if request_id is not None else pl.Series([None] * n, dtype=pl.String),
+            s.KIND: pl.Series([kind], dtype=pl.String).gather(pl.Series(np.zeros(n, dtype=np.int64))),
+            s.TOKENS: pl.Series(tokens, dtype=pl.Int64),
+            LABEL: pl.Series(np.broadcast_to(np.asarray(label, dtype=object), (n,)).tolist(), dtype=pl.String)
+            if n
+            else pl.Series([], dtype=pl.String),
+            EXPECTED: pl.Series(np.broadcast_to(np.asarray(expected, dtype=np.int64), (n,)), dtype=pl.Int64),
+            REQ: pl.Series(req, dtype=pl.Int64),
+        }
+    )
+
+
+def resets(spec: SimSpec) -> list[datetime]:
+    """End-of-day quota resets (23:59:59) inside the span."""
+    day, out = spec.start.date(), []
+    while (t := datetime.combine(day, time(23, 59, 59), tzinfo=spec.start.tzinfo)) < spec.end:
+        if t >= spec.start:
+            out.append(t)
+        day += timedelta(days=1)
+    return out
+
+
+def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> Books:
+    """The ledger of `t` under `story`, every entry labelled with the fault that produced it."""
+    n = len(t.ts_us)
+    served = t.served
+    reported = np.where(served, t.prompt + t.completion, 0)
+    billable = served & (reported > 0)
+    in_sync = _between(t.ts_us, story.sync)
+    unbilled = billable & (rng.random(n) < np.where(in_sync, story.sync_unbilled_share, story.unbilled_share))
+    charged_share = np.asarray([b.charged_share for b in story.bursts] + [0.0])
+    would_be = t.prompt + t.completion
+    charged_failure = (t.burst >= 0) & (would_be > 0) & (rng.random(n) < charged_share[t.burst])
+    deducted = (billable & ~unbilled) | charged_failure
+
+    amount = reported.copy()
+    if story.token_bug is not None:
+        bug = (t.model == NEW) & _between(t.ts_us, story.token_bug)
+        amount = np.where(bug, t.prompt + story.token_multiplier * t.completion, amount)
+    if story.prompt_cap_model is not None:
+        capped = t.model == MODELS.index(story.prompt_cap_model)
+        amount = np.where(capped, np.minimum(t.prompt, story.prompt_cap) + t.completion, amount)
+    amount = np.where(charged_failure, would_be, np.where(served, amount, 0))
+    code = np.select([charged_failure, amount > reported, amount < reported], [0, 1, 2], 3)
+    lag = np.where(in_sync, story.sync_lag_s * US, 0)
+    ledger_ts = t.ts_us + (t.latency_ms * 1000).astype(np.int64) + rng.integers(50_000, 2 * US, n) + lag
+
+    idx = np.flatnonzero(deducted)
+    rid = request_ids(n)
+    labels = np.asarray(_DEDUCT_LABELS, dtype=object)[code[idx]]
+    deductions = _parts(
+        s.LEDGER_DEDUCT,
+        ledger_ts[idx],
+        t.account[idx],
+        idx,
+        amount[idx],
+        labels,
+        reported[idx],
+        rid.gather(idx),
+    )
+    dup = idx[in_sync[idx] & served[idx] & (rng.random(len(idx)) < story.sync_duplicate_share)]
+    dup_ts = ledger_ts[dup] + rng.integers(US, 90 * US, len(dup))
+    duplicates = _parts(
+        s.LEDGER_DEDUCT, dup_ts, t.account[dup], dup, amount[dup], "duplicate", reported[dup], rid.gather(dup)
+    )
+    orphans = _orphans(spec, story, len(idx), rng)
+    refunds = _support_refunds(spec, story, dup, dup_ts, amount, t, rid, rng)
+    body = pl.concat([deductions, duplicates, orphans, refunds])
+    spent = body.filter(pl.col(s.KIND) == s.LEDGER_DEDUCT).group_by("_acct").agg(pl.col(s.TOKENS).sum())
+    used = np.zeros(spec.accounts, dtype=np.int64)
+    used[spent["_acct"].to_numpy()] = spent[s.TOKENS].to_numpy()
+    # Each account's daily quota: comfortably above what it spends, so only injected wipes reach zero.
+    grants = (np.ceil((1.5 * used + 1_000_000) / 1_000_000) * 1_000_000).astype(np.int64)
+    accts = np.arange(spec.accounts)
+    start = np.full(spec.accounts, to_us(spec.start), dtype=np.int64)
+    parts = [_parts(s.LEDGER_GRANT, start, accts, np.full(spec.accounts, -1), grants, "grant", 0), body]
+    for r in resets(spec):
+        at = np.full(spec.accounts, to_us(r), dtype=np.int64)
+        parts.append(_parts(s.LEDGER_RESET, at, accts, np.full(spec.accounts, -1), grants, "reset", 0))
+    ledger = _number_and_balance(pl.concat(parts), spec)
+    ledger = _wipe_and_break(ledger, story, rng)
+
+    bucket = np.where(served & (reported == 0), BUCKET["charged_ok"], BUCKET["failed_free"])
+    bucket = np.where(unbilled, BUCKET["unbilled"], bucket)
+    first = ledger.filter(pl.col(REQ) >= 0, pl.col(LABEL) != "duplicate")
+    names = ["charged_on_failure", "overcharged", "undercharged", "charged_ok"]
+    by_label = dict(zip(_DEDUCT_LABELS, names, strict=True))
+    codes = (
+        first[LABEL]
+        .replace_strict(by_label, return_dtype=pl.String)
+        .replace_strict(BUCKET, return_dtype=pl.Int8)
+    )
+    bucket[first[REQ].to_numpy()] = codes.to_numpy()
+    return Books(ledger=ledger, bucket=bucket.astype(np.int8), unbilled=unbilled, grants=grants)
+
+
+def _between(ts_us: np.ndarray, window: object) -> np.ndarray:
+    if window is None:
+        return np.zeros(len(ts_us), dtype=bool)
+    start, end = to_us(window.start), to_us(window.end)  # type: ignore[attr-defined]
+    return (ts_us >= start) & (ts_us < end)
+
+
+def _orphans(spec: SimSpec, story: Story, deductions: int, rng: np.random.Generator) -> pl.DataFrame:
+    """Deductions with no request: half with no request id, half with an id the gateway never logged.
+
+    They keep 10 minutes away from the span's edges, so none can pass for an out-of-span request."""
+    k = max(2, round(story.orphan_share * deductions)) if story.orphan_share > 0 else 0
+    lo, hi = to_us(spec.start) + 600 * US, to_us(spec.end) - 600 * US
+    if hi <= lo:
+        k = 0
+    ts = np.sort(rng.integers(lo, max(hi, lo + 1), k))
+    account = rng.integers(0, spec.accounts, k)
+    tokens = np.clip(1200 * np.exp(rng.normal(0, 0.8, k)), 1, 50_000).astype(np.int64)
+    ids = [None if i % 2 == 0 else f"req-9{v:09d}" for i, v in enumerate(rng.integers(0, 10**9, k))]
+    return _parts(
+        s.LEDGER_DEDUCT, ts, account, np.full(k, -1), tokens, "orphan", 0, pl.Series(ids, dtype=pl.String)
+    )
+
+
+def _support_refunds(
+    spec: SimSpec,
+    story: Story,
+    dup: np.ndarray,
+    dup_ts: np.ndarray,
+    amount: np.ndarray,
+    t: Traffic,
+    rid: pl.Series,
+    rng: np.random.Generator,
+) -> pl.DataFrame:
+    """Support already refunded a few duplicated charges by hand, about three hours later."""
+    k = min(story.support_refunds, len(dup))
+    pick = np.sort(rng.choice(len(dup), size=k, replace=False)) if k else np.zeros(0, dtype=np.int64)
+    ts = dup_ts[pick] + 3 * 3600 * US + np.arange(k) * 7 * 60 * US
+    keep = ts < to_us(spec.end)
+    pick, ts = pick[keep], ts[keep]
+    req = dup[pick]
+    return _parts(
+        s.LEDGER_REFUND, ts, t.account[req], np.full(len(req), -1), amount[req], "refund", 0, rid.gather(req)
+    )
+
+
+def _number_and_balance(entries: pl.DataFrame, spec: SimSpec) -> pl.DataFrame:
+    """Sort by (ts, creation order), number the entries, and run each account's balance."""
+    n = entries.height
+    width = max(8, len(str(n)))
+    signed = pl.when(pl.col(s.KIND) == s.LEDGER_DEDUCT).then(-pl.col(s.TOKENS)).otherwise(pl.col(s.TOKENS))
+    # A reset starts a new segment whose running sum begins at the reset's tokens.
+    segment = (pl.col(s.KIND) == s.LEDGER_RESET).cum_sum().over("_acct")
+    out = (
+        entries.with_row_index("_seq")
+        .sort("_ts", "_seq")
+        .with_columns(
+            pl.col("_ts").cast(s.TS_DTYPE).alias(s.TS),
+            (pl.lit("e") + pl.int_range(1, n + 1, dtype=pl.Int64).cast(pl.String).str.zfill(width)).alias(
+                s.ENTRY_ID
+            ),
+            segment.alias("_seg"),
+        )
+        .with_columns(signed.cum_sum().over("_acct", "_seg").alias(s.BALANCE_AFTER))
+    )
+    return out.with_columns(account_names(spec.accounts).gather(out["_acct"]).alias(s.ACCOUNT_ID))
+
+
+def _wipe_and_break(ledger: pl.DataFrame, story: Story, rng: np.random.Generator) -> pl.DataFrame:
+    """Zero the balance at a few accounts' last entry before their first reset.
+
+    A wipe deducts the whole remaining balance (consistent balance, an overcharge that left zero);
+    a break only reports zero. Either is followed by the reset or by nothing, so each breaks the
+    balance chain exactly once."""
+    rows = ledger.with_row_index("_row")
+    last = rows.filter(pl.col("_seg") == 0).group_by("_acct").agg(pl.col("_row").max())
+    candidates = (
+        rows.join(last, on=["_acct", "_row"])
+        .filter(pl.col(s.KIND) == s.LEDGER_DEDUCT, pl.col(LABEL) == "ok")
+        .sort("_acct")["_row"]
+        .to_numpy()
+    )
+    k = min(story.wipes + story.balance_breaks, len(candidates))
+    pick = candidates[rng.choice(len(candidates), size=k, replace=False)] if k else candidates[:0]
+    wipe = pl.col("_row").is_in(pl.Series(pick[: story.wipes], dtype=pl.UInt32).implode())
+    brk = pl.col("_row").is_in(pl.Series(pick[story.wipes :], dtype=pl.UInt32).implode())
+    return rows.with_columns(
+        pl.when(wipe)
+        .then(pl.col(s.BALANCE_AFTER) + pl.col(s.TOKENS))
+        .otherwise(pl.col(s.TOKENS))
+        .alias(s.TOKENS),
+        pl.when(wipe | brk).then(0).otherwise(pl.col(s.BALANCE_AFTER)).alias(s.BALANCE_AFTER),
+        pl.when(wipe).then(pl.lit("overcharge")).otherwise(pl.col(LABEL)).alias(LABEL),
+        wipe.alias(WIPED),
+        brk.alias(BREAK),
+    ).select(*s.LEDGER, *HIDDEN)

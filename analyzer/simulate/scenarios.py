@@ -1,0 +1,165 @@
+"""The story of each scenario: when and where incidents and ledger faults are injected.
+
+Times are fixed clock times on the launch day (the start date). Every window is clipped to the simulated
+span; one left shorter than ten minutes is dropped, so what is injected is exactly what truth lists.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta
+
+from analyzer.simulate.spec import NEW_MODEL, SimSpec
+
+MIN_WINDOW = timedelta(minutes=10)
+
+
+@dataclass(frozen=True)
+class Window:
+    """A half-open [start, end) stretch of time."""
+
+    start: datetime
+    end: datetime
+
+
+@dataclass(frozen=True)
+class BurstPlan:
+    """5xx injected on a share of the requests of one scope."""
+
+    window: Window
+    column: str | None  # None: global
+    value: str | None
+    error_rate: float
+    statuses: tuple[int, ...]
+    charged_share: float  # share of its failures the billing system still deducted
+
+    @property
+    def scope(self) -> str:
+        """The scope string, as findings.py spells it."""
+        return "global" if self.column is None else f"{self.column}={self.value}"
+
+
+@dataclass(frozen=True)
+class SpikePlan:
+    """Latency multiplied by `factor` in one scope, ramped over the first and last 30 seconds."""
+
+    window: Window
+    column: str | None
+    value: str | None
+    factor: float
+
+    @property
+    def scope(self) -> str:
+        """The scope string, as findings.py spells it."""
+        return "global" if self.column is None else f"{self.column}={self.value}"
+
+
+@dataclass(frozen=True)
+class Story:
+    """Everything a scenario injects, already clipped to the span."""
+
+    launch_at: datetime
+    bursts: tuple[BurstPlan, ...]
+    spikes: tuple[SpikePlan, ...]
+    token_bug: Window | None  # NEW_MODEL charged prompt + 3 x completion
+    token_multiplier: int
+    sync: Window | None  # ledger lags and double-writes
+    sync_lag_s: int
+    sync_duplicate_share: float
+    sync_unbilled_share: float
+    prompt_cap_model: str | None  # long prompts of this model billed at most `prompt_cap` tokens
+    prompt_cap: int
+    unbilled_share: float  # served requests never billed, outside the sync window
+    orphan_share: float  # orphan deductions per deduction
+    wipes: int
+    balance_breaks: int
+    support_refunds: int
+    events: tuple[tuple[datetime, str, str], ...]  # (ts, kind, title), inside the span
+
+
+def _at(day: datetime, hh: int, mm: int) -> datetime:
+    return datetime.combine(day.date(), time(hh, mm), tzinfo=day.tzinfo)
+
+
+def _clip(spec: SimSpec, start: datetime, end: datetime) -> Window | None:
+    lo, hi = max(start, spec.start), min(end, spec.end)
+    return Window(lo, hi) if hi - lo >= MIN_WINDOW else None
+
+
+def story(spec: SimSpec) -> Story:
+    """The injections of `spec.scenario`, clipped to the span of `spec`."""
+    day = spec.start
+    launch_at = _at(day, 9, 0)
+    if spec.scenario == "quiet":
+        events = ((launch_at, "launch", f"{NEW_MODEL} goes live"),)
+        return Story(
+            launch_at=launch_at,
+            bursts=(),
+            spikes=(),
+            token_bug=None,
+            token_multiplier=1,
+            sync=None,
+            sync_lag_s=0,
+            sync_duplicate_share=0.0,
+            sync_unbilled_share=0.0,
+            prompt_cap_model=None,
+            prompt_cap=0,
+            unbilled_share=0.0,
+            orphan_share=0.0,
+            wipes=0,
+            balance_breaks=0,
+            support_refunds=0,
+            events=tuple(e for e in events if spec.start <= e[0] < spec.end),
+        )
+    bursts = [
+        (_at(day, 9, 40), _at(day, 10, 5), "model", NEW_MODEL, 0.35, 0.5),
+        (_at(day, 13, 10), _at(day, 13, 35), "region", "eu-west-1", 0.22, 0.0),
+        (_at(day, 16, 20), _at(day, 16, 35), "model", NEW_MODEL, 0.25, 0.5),
+    ]
+    spikes = [
+        (_at(day, 10, 30), _at(day, 10, 50), "model", NEW_MODEL, 3.5),
+        (_at(day, 14, 20), _at(day, 14, 40), None, None, 3.0),
+    ]
+    burst_plans = tuple(
+        BurstPlan(w, col, val, rate, (502, 504), charged)
+        for s, e, col, val, rate, charged in bursts
+        if (w := _clip(spec, s, e)) is not None
+    )
+    spike_plans = tuple(
+        SpikePlan(w, col, val, f) for s, e, col, val, f in spikes if (w := _clip(spec, s, e)) is not None
+    )
+    # Operator notes trail the symptoms by a few minutes, as real ones do.
+    events = (
+        (launch_at, "launch", f"{NEW_MODEL} goes live"),
+        (_at(day, 9, 47), "incident", f"Incident opened: elevated 502/504 on {NEW_MODEL}"),
+        (
+            _at(day, 10, 14),
+            "statement",
+            f"Public statement: {NEW_MODEL} availability degraded, fix in progress",
+        ),
+        (_at(day, 10, 58), "incident", f"{NEW_MODEL} responses slow, upstream pool-e saturated"),
+        (_at(day, 11, 30), "hotfix", f"Hotfix deployed: {NEW_MODEL} completion token accounting"),
+        (_at(day, 12, 41), "incident", "Billing sync backlog drained"),
+        (_at(day, 13, 16), "incident", "eu-west-1 gateway returning 502/504"),
+        (_at(day, 13, 44), "recovery", "eu-west-1 recovered"),
+        (_at(day, 16, 41), "recovery", f"{NEW_MODEL} recovered, incident closed"),
+    )
+    return Story(
+        launch_at=launch_at,
+        bursts=burst_plans,
+        spikes=spike_plans,
+        token_bug=_clip(spec, launch_at, _at(day, 11, 30)),
+        token_multiplier=3,
+        sync=_clip(spec, _at(day, 12, 0), _at(day, 12, 30)),
+        sync_lag_s=240,
+        sync_duplicate_share=0.05,
+        sync_unbilled_share=0.02,
+        prompt_cap_model="kimi-k2.5",
+        prompt_cap=131_072,
+        unbilled_share=0.001,
+        orphan_share=0.0005,
+        wipes=3,
+        balance_breaks=2,
+        support_refunds=5,
+        events=tuple(e for e in events if spec.start <= e[0] < spec.end),
+    )

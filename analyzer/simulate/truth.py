@@ -1,0 +1,170 @@
+"""truth.json: what was injected, summed from the labels the generators attached, never re-derived by
+classifying the written data (tests do that independently and compare)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from analyzer import schema as s
+from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, REQUEST_BUCKETS
+from analyzer.simulate.ledger import BREAK, EXPECTED, LABEL, WIPED, Books
+from analyzer.simulate.scenarios import Story
+from analyzer.simulate.spec import NEW_MODEL, SimSpec, iso, to_us
+from analyzer.simulate.traffic import Traffic
+
+SCHEMA_VERSION = 1
+
+NOTES = (
+    "Deductions are ledger entries with kind == 'deduct', joined to gateway requests by request_id; "
+    "expected charge = prompt_tokens + completion_tokens (weights 1 and 1), null tokens count as 0.",
+    "Each deduction has exactly one kind, checked in order: duplicate (2nd or later deduction of a "
+    "request_id by (ts, entry_id); refund = amount) > orphan (null request_id or one not in the gateway "
+    "logs; refund 0) > out_of_span (never generated: orphans keep 10 minutes from the span's edges) > "
+    "failed_charged (request status not 2xx; refund = amount) > overcharge (refund = amount - expected) "
+    "> undercharge (refund 0) > ok.",
+    "balance_wiped counts overcharges whose entry left balance_after == 0 (a deduction of the whole "
+    "remaining balance, so the balance chain stays consistent).",
+    "balance_break counts entries whose balance_after is 0 while the running balance "
+    "(deduct: -tokens; refund, grant: +tokens; reset: = tokens, per account by (ts, entry_id)) is not; "
+    "each is the account's last entry before its reset (or its last entry), so it breaks the chain once.",
+    "Request buckets (every gateway request exactly once, by its first deduction): 2xx with tokens > 0 "
+    "and no deduction -> unbilled; non-2xx and no deduction -> failed_free; 2xx with 0 tokens and no "
+    "deduction -> charged_ok (nothing owed); non-2xx deducted -> charged_on_failure.",
+    "tokens_expected is the sum of prompt_tokens + completion_tokens over every 2xx gateway request "
+    "(what a correct ledger deducts); tokens_deducted sums every deduction, duplicates and orphans included.",
+    "refunds are gross, per account owed > 0; refund entries already in the ledger are listed apart as "
+    "already_refunded and not subtracted.",
+    "Windows are half-open [start, end). error_rate is the chance an in-scope request was failed by the "
+    "burst, on top of ~3% 429s and ~0.1% background 5xx everywhere.",
+)
+
+
+def _window(w: Any) -> dict[str, str]:
+    return {"start": iso(w.start), "end": iso(w.end)}
+
+
+def _refund_expr() -> pl.Expr:
+    label = pl.col(LABEL)
+    return (
+        pl.when(label.is_in(["duplicate", "failed_charged"]))
+        .then(pl.col(s.TOKENS))
+        .when(label == "overcharge")
+        .then(pl.col(s.TOKENS) - pl.col(EXPECTED))
+        .otherwise(0)
+    )
+
+
+def _per_account(frame: pl.DataFrame, value: str) -> dict[str, int]:
+    sums = frame.group_by(s.ACCOUNT_ID).agg(pl.col(value).sum()).filter(pl.col(value) > 0).sort(s.ACCOUNT_ID)
+    return {a: int(v) for a, v in zip(sums[s.ACCOUNT_ID], sums[value], strict=True)}
+
+
+def ledger_truth(t: Traffic, books: Books) -> dict[str, Any]:
+    """The ledger section: counts by kind, buckets and refunds owed, from the injection labels."""
+    led = books.ledger
+    deductions = led.filter(pl.col(s.KIND) == s.LEDGER_DEDUCT).with_columns(_refund_expr().alias("_refund"))
+    labels = deductions[LABEL].value_counts()
+    by_label = {str(k): int(v) for k, v in zip(labels[LABEL], labels["count"], strict=True)}
+    findings = {k: by_label.get(k, 0) for k in DEDUCTION_KINDS}
+    findings["unbilled"] = int(books.unbilled.sum())
+    findings["balance_break"] = int(led[BREAK].sum())
+    assert set(findings) == set(DEDUCTION_KINDS) | set(OTHER_FINDINGS)
+    buckets = np.bincount(books.bucket, minlength=len(REQUEST_BUCKETS))
+    assert int(buckets.sum()) == len(t.ts_us)
+    refund_by_kind = deductions.group_by(LABEL).agg(pl.col("_refund").sum())
+    served = t.served
+    expected_total = int(np.where(served, t.prompt + t.completion, 0).sum())
+    unbilled_tokens = int((t.prompt + t.completion)[books.unbilled].sum())
+    refunds = _per_account(deductions, "_refund")
+    total = int(deductions["_refund"].sum())
+    assert total == sum(refunds.values())
+    return {
+        "deductions": deductions.height,
+        "tokens_deducted": int(deductions[s.TOKENS].sum()),
+        "tokens_expected": expected_total,
+        "tokens_unbilled": unbilled_tokens,
+        "findings_by_kind": findings,
+        "balance_wiped": int(led[WIPED].sum()),
+        "request_buckets": {k: int(v) for k, v in zip(REQUEST_BUCKETS, buckets, strict=True)},
+        "refund_tokens_total": total,
+        "refund_tokens_by_kind": {
+            str(k): int(v)
+            for k, v in zip(refund_by_kind[LABEL], refund_by_kind["_refund"], strict=True)
+            if v > 0
+        },
+        "refunds": refunds,
+        "already_refunded": _per_account(led.filter(pl.col(s.KIND) == s.LEDGER_REFUND), s.TOKENS),
+    }
+
+
+def build_truth(
+    spec: SimSpec, story: Story, t: Traffic, books: Books, resets: list[str], events: pl.DataFrame
+) -> dict[str, Any]:
+    """The whole truth.json document."""
+    led = ledger_truth(t, books)
+    f = led["findings_by_kind"]
+    bursts = []
+    for i, b in enumerate(story.bursts):
+        lo, hi = to_us(b.window.start), to_us(b.window.end)
+        inside = (t.ts_us >= lo) & (t.ts_us < hi)
+        bursts.append(
+            {
+                **_window(b.window),
+                "scope": b.scope,
+                "statuses": list(b.statuses),
+                "error_rate": b.error_rate,
+                "injected_errors": int((t.burst == i).sum()),
+                "requests_in_window": int(inside.sum()),
+            }
+        )
+    sync = None
+    if story.sync is not None:
+        sync = {**_window(story.sync), "lag_seconds": story.sync_lag_s, "duplicates": f["duplicate"]}
+    bug = None
+    if story.token_bug is not None:
+        bug = {
+            **_window(story.token_bug),
+            "model": NEW_MODEL,
+            "completion_multiplier": story.token_multiplier,
+        }
+    cap = None
+    if story.prompt_cap_model is not None:
+        cap = {"model": story.prompt_cap_model, "cap": story.prompt_cap, "count": f["undercharge"]}
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "scenario": spec.scenario,
+        "seed": spec.seed,
+        "hours": spec.hours,
+        "rate": spec.rate,
+        "accounts": spec.accounts,
+        "start": iso(spec.start),
+        "end": iso(spec.end),
+        "requests": len(t.ts_us),
+        "launch_at": iso(story.launch_at),
+        "new_model": NEW_MODEL,
+        "bursts": bursts,
+        "latency_spikes": [
+            {**_window(sp.window), "scope": sp.scope, "factor": sp.factor} for sp in story.spikes
+        ],
+        "log_gaps": [],
+        "ledger": led,
+        "faults": {
+            "token_bug": bug,
+            "sync_failure": sync,
+            "prompt_cap": cap,
+            "failed_charged": {"count": f["failed_charged"]},
+            "orphans": {"count": f["orphan"]},
+            "wipes": {"count": led["balance_wiped"]},
+            "unbilled": {"count": f["unbilled"]},
+            "balance_breaks": {"count": f["balance_break"]},
+        },
+        "resets": resets,
+        "events": [
+            {"ts": iso(ts), "kind": k, "title": title}
+            for ts, k, title in zip(events[s.TS], events[s.KIND], events[s.TITLE], strict=True)
+        ],
+        "notes": list(NOTES),
+    }

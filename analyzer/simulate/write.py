@@ -1,0 +1,113 @@
+"""Write a Simulation to disk, byte for byte the same for the same spec.
+
+gzip headers carry no file name and mtime 0, zstd uses a fixed level, Parquet fixed options; gateway
+files are serialized one hour at a time (two hours in flight, since zlib and Polars release the GIL).
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import zstandard
+
+from analyzer import schema as s
+from analyzer.errors import OutputError
+from analyzer.simulate.spec import SimSpec, Simulation
+
+TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
+GZIP_LEVEL = 6
+ZSTD_LEVEL = 3
+PARQUET_CODEC = {"gz": "gzip", "zst": "zstd", "none": "uncompressed"}
+HOUR_US = 3_600_000_000
+
+
+def _text_ts(frame: pl.DataFrame) -> pl.DataFrame:
+    return frame.with_columns(pl.col(s.TS).dt.strftime(TS_FORMAT))
+
+
+def _serialize(frame: pl.DataFrame, fmt: str, compress: str) -> bytes:
+    buf = io.BytesIO()
+    if fmt == "parquet":
+        frame.write_parquet(buf, compression=PARQUET_CODEC[compress], statistics=True, row_group_size=262_144)
+        return buf.getvalue()
+    if fmt == "jsonl":
+        _text_ts(frame).write_ndjson(buf)
+    else:
+        _text_ts(frame).write_csv(buf)
+    data = buf.getvalue()
+    if compress == "gz":
+        return gzip.compress(data, compresslevel=GZIP_LEVEL, mtime=0)
+    if compress == "zst":
+        return zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(data)
+    return data
+
+
+def gateway_suffix(spec: SimSpec) -> str:
+    """The file suffix of the gateway files: .jsonl.gz, .csv.zst, .parquet, ..."""
+    if spec.format == "parquet":
+        return ".parquet"
+    return f".{spec.format}" + {"gz": ".gz", "zst": ".zst", "none": ""}[spec.compress]
+
+
+def _hours(gateway: pl.DataFrame) -> Iterator[tuple[str, pl.DataFrame]]:
+    """(hour label, rows of that hour) in time order; the frame is sorted by ts."""
+    if gateway.height == 0:
+        return
+    us = gateway[s.TS].dt.epoch("us").to_numpy()
+    first, last = us[0] // HOUR_US, us[-1] // HOUR_US
+    edges = np.searchsorted(us, np.arange(first, last + 2) * HOUR_US, side="left")
+    labels = (
+        pl.Series(np.arange(first, last + 1) * HOUR_US, dtype=pl.Int64)
+        .cast(s.TS_DTYPE)
+        .dt.strftime("%Y-%m-%dT%H")
+    )
+    for label, lo, hi in zip(labels, edges[:-1], edges[1:], strict=True):
+        if hi > lo:
+            yield label, gateway.slice(int(lo), int(hi - lo))
+
+
+def _prepare(out_dir: Path) -> None:
+    """Refuse a folder holding anything but an earlier simulation; clear that simulation's files."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputError("exists and is not a folder", path=str(out_dir))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    entries = {p.name for p in out_dir.iterdir()} - {"README.md", ".gitkeep"}
+    if entries and "truth.json" not in entries:
+        raise OutputError(
+            "folder is not empty and holds no earlier simulation (no truth.json)", path=str(out_dir)
+        )
+    stale = [*out_dir.glob("gateway/gateway-*"), *out_dir.glob("ledger.*"), *out_dir.glob("events.jsonl")]
+    for p in stale:
+        p.unlink()
+
+
+def write(sim: Simulation, out_dir: Path, spec: SimSpec) -> list[Path]:
+    """Write gateway/ hourly files, ledger, events.jsonl and truth.json; return the paths written."""
+    out_dir = Path(out_dir)
+    _prepare(out_dir)
+    gateway_dir = out_dir / "gateway"
+    gateway_dir.mkdir(exist_ok=True)
+    suffix = gateway_suffix(spec)
+    paths: list[Path] = []
+    hours = list(_hours(sim.gateway))
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        blobs = pool.map(lambda h: _serialize(h[1], spec.format, spec.compress), hours)
+        for (label, _), blob in zip(hours, blobs, strict=True):
+            path = gateway_dir / f"gateway-{label}{suffix}"
+            path.write_bytes(blob)
+            paths.append(path)
+    ledger_fmt = "parquet" if spec.format == "parquet" else "csv"
+    ledger_path = out_dir / f"ledger.{ledger_fmt}"
+    ledger_path.write_bytes(_serialize(sim.ledger, ledger_fmt, "zst" if ledger_fmt == "parquet" else "none"))
+    events_path = out_dir / "events.jsonl"
+    events_path.write_bytes(_serialize(sim.events, "jsonl", "none"))
+    truth_path = out_dir / "truth.json"
+    truth_path.write_text(json.dumps(sim.truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return [*paths, ledger_path, events_path, truth_path]

@@ -1,0 +1,105 @@
+"""The simulator's files load back, agree with truth.json, and are byte-identical across runs."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from analyzer import schema as s
+from analyzer.errors import ConfigError
+from analyzer.simulate import SimSpec, generate, simulate
+
+SPEC = SimSpec(rate=2.0, hours=8.0, accounts=40, seed=3)
+
+
+@pytest.fixture(scope="module")
+def out(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("sim")
+    simulate(d, SPEC)
+    return d
+
+
+def _gateway(d: Path) -> pl.DataFrame:
+    return pl.concat([pl.read_ndjson(p) for p in sorted((d / "gateway").glob("*.jsonl.gz"))])
+
+
+def _hashes(d: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(d)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(d.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_files_read_back_with_canonical_columns(out: Path) -> None:
+    truth = json.loads((out / "truth.json").read_text())
+    g = _gateway(out)
+    assert g.columns == list(s.GATEWAY)
+    assert g.height == truth["requests"] == SPEC.requests
+    led = pl.read_csv(out / "ledger.csv")
+    assert led.columns == list(s.LEDGER)
+
+
+def test_duplicates_unbilled_and_refunds_agree_with_truth(out: Path) -> None:
+    truth = json.loads((out / "truth.json").read_text())["ledger"]
+    g = _gateway(out)
+    led = pl.read_csv(out / "ledger.csv", schema_overrides={"request_id": pl.String}).sort("ts", "entry_id")
+    ded = led.filter(pl.col("kind") == "deduct")
+    dup = ded.filter(pl.col("request_id").is_not_null()).with_columns(
+        (pl.int_range(pl.len()).over("request_id") > 0).alias("dup")
+    )
+    assert dup["dup"].sum() == truth["findings_by_kind"]["duplicate"]
+    served = g.filter(
+        pl.col("status").is_between(200, 299), (pl.col("prompt_tokens") + pl.col("completion_tokens")) > 0
+    )
+    unbilled = served.join(ded, on="request_id", how="anti").height
+    assert unbilled == truth["findings_by_kind"]["unbilled"]
+    assert ded.height == truth["deductions"]
+
+
+def test_error_rate_inside_burst_exceeds_outside(out: Path) -> None:
+    truth = json.loads((out / "truth.json").read_text())
+    g = _gateway(out).with_columns(pl.col("ts").str.to_datetime(time_zone="UTC"))
+    b = truth["bursts"][0]
+    col, val = b["scope"].split("=")
+    scoped = g.filter(pl.col(col) == val)
+    inside = pl.col("ts").is_between(
+        pl.lit(b["start"]).str.to_datetime(time_zone="UTC"),
+        pl.lit(b["end"]).str.to_datetime(time_zone="UTC"),
+        closed="left",
+    )
+    rate = (
+        scoped.group_by(inside.alias("inside")).agg(pl.col("status").is_in([502, 504]).mean()).sort("inside")
+    )
+    assert rate["status"][1] > 0.25 > 0.02 > rate["status"][0]
+
+
+def test_two_runs_are_byte_identical(out: Path, tmp_path: Path) -> None:
+    simulate(tmp_path / "again", SPEC)
+    assert _hashes(out) == _hashes(tmp_path / "again")
+
+
+def test_quiet_has_no_incident_and_an_all_ok_ledger() -> None:
+    truth = generate(SimSpec(scenario="quiet", rate=2.0, hours=4.0, accounts=20)).truth
+    assert truth["bursts"] == [] and truth["latency_spikes"] == []
+    kinds = truth["ledger"]["findings_by_kind"]
+    assert kinds["ok"] == truth["ledger"]["deductions"] > 0
+    assert sum(kinds.values()) == kinds["ok"]
+    assert truth["ledger"]["tokens_deducted"] == truth["ledger"]["tokens_expected"]
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        pytest.param(SimSpec(scenario="nope"), id="unknown-scenario"),
+        pytest.param(SimSpec(rate=-1.0), id="negative-rate"),
+        pytest.param(SimSpec(format="xml"), id="unknown-format"),
+    ],
+)
+def test_bad_arguments_raise_config_error(spec: SimSpec) -> None:
+    with pytest.raises(ConfigError):
+        generate(spec)
