@@ -1,0 +1,129 @@
+"""Report renderers: JSON against its schema, golden Markdown, escaping of hostile strings, terminal, gate.
+
+Regenerate the golden file deliberately with: ANALYZER_REGEN_GOLDEN=1 python3 -m pytest tests/test_report_render.py
+"""
+
+import io
+import json
+import os
+from pathlib import Path
+
+import jsonschema
+import pytest
+from fixtures.report.records import (
+    HOSTILE,
+    HOSTILE_MERMAID,
+    detection,
+    empty_detection,
+    events,
+    inputs,
+    reconciliation,
+)
+from rich.console import Console
+
+from analyzer.config import Settings
+from analyzer.errors import ConfigError
+from analyzer.report import build_report, failing_rules, render_json, render_markdown, render_terminal, schema
+from analyzer.report.model import Report
+
+GOLDEN = Path(__file__).parent / "fixtures" / "report" / "expected.md"
+
+
+def _report(**kw: object) -> Report:
+    rec = kw.get("rec", reconciliation())
+    det = kw.get("det", detection())
+    return build_report(inputs(), det, rec, events(), Settings(), refunds_path="refunds.csv")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        pytest.param(_report(), id="full"),
+        pytest.param(_report(rec=None), id="no-ledger"),
+        pytest.param(_report(det=empty_detection(), rec=None), id="nothing-found"),
+    ],
+)
+def test_json_validates_against_schema_and_is_deterministic(report: Report) -> None:
+    text = render_json(report)
+    doc = json.loads(text)
+    jsonschema.validate(doc, schema())
+    assert text == render_json(report)
+    assert doc["schema_version"] == 1
+
+
+def test_json_ledger_null_without_ledger_and_contract_values() -> None:
+    assert json.loads(render_json(_report(rec=None)))["ledger"] is None
+    doc = json.loads(render_json(_report()))
+    assert doc["ledger"]["accounts"] == [
+        {"account_id": "acct-00042", "refund_tokens": 500, "findings": 5},
+        {"account_id": "acct-00007", "refund_tokens": 250, "findings": 5},
+    ]
+    assert doc["bursts"][0]["start"] == "2026-04-22T09:13:00Z"
+
+
+def test_what_moved_first_and_durations() -> None:
+    s = _report().summary
+    assert s["what_moved_first"] == (
+        "p95 latency moved first (09:10 UTC); p95 latency led 5xx rate by 3 min; "
+        "p95 latency led mismatched ledger entries by 10 min."
+    )
+    assert (s["symptom_to_response_seconds"], s["symptom_to_fix_seconds"], s["incident_seconds"]) == (
+        360,
+        2100,
+        2760,
+    )
+
+
+def test_markdown_matches_golden_and_renders_twice_the_same() -> None:
+    text = render_markdown(_report())
+    if os.environ.get("ANALYZER_REGEN_GOLDEN"):
+        GOLDEN.write_text(text, encoding="utf-8")
+    assert text == render_markdown(_report())
+    assert text == GOLDEN.read_text(encoding="utf-8")
+
+
+def test_hostile_strings_are_escaped_in_tables_and_mermaid() -> None:
+    report = build_report(
+        inputs(path=HOSTILE),
+        detection(scope_value=HOSTILE_MERMAID),
+        reconciliation(account=HOSTILE),
+        events(title=HOSTILE),
+        Settings(),
+    )
+    text = render_markdown(report)
+    assert "<script>" not in text and "acct|" not in text and "\n# x" not in text
+    gantt = text.split("```mermaid\ngantt\n", 1)[1].split("```", 1)[0]
+    assert 'a:b;c"d' not in gantt and "model=a∶b；c'd :crit" in gantt
+    for line in text.splitlines():
+        if line.startswith("| ") and "Time (UTC)" not in line:
+            assert line.count(" | ") + 2 == line.count("|")  # no cell split by a stray pipe
+
+
+def test_terminal_shows_summary_sparklines_and_plain_text_ids() -> None:
+    console = Console(file=io.StringIO(), width=120)
+    render_terminal(
+        build_report(inputs(), detection(), reconciliation(account="[bold]x"), events(), Settings()), console
+    )
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "▁▁▁█" in out and "[bold]x" in out and "p95 latency moved first" in out
+
+
+@pytest.mark.parametrize(
+    ("rules", "held"),
+    [
+        pytest.param(["bursts", "spikes"], ["bursts", "spikes"], id="bursts-spikes"),
+        pytest.param(["refunds>749"], ["refunds>749"], id="refunds-below"),
+        pytest.param(["refunds>750"], [], id="refunds-at-boundary"),
+        pytest.param(["rejects>0.1%"], ["rejects>0.1%"], id="rejects-below"),
+        pytest.param(["rejects>0.2%"], [], id="rejects-above"),
+    ],
+)
+def test_gate_rules(rules: list[str], held: list[str]) -> None:
+    assert [r.split(":")[0] for r in failing_rules(_report(), rules)] == held
+
+
+def test_gate_rules_boundary_exact_and_malformed() -> None:
+    # 10 rejected of 6133 rows read: exactly at 10/6133 is not above it.
+    assert failing_rules(_report(det=empty_detection(), rec=None), ["bursts", "spikes", "refunds>0"]) == []
+    with pytest.raises(ConfigError, match="unknown --fail-on rule"):
+        failing_rules(_report(), ["refunds>=3"])
