@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -30,5 +30,6 @@ def test_kinds_refunds_and_token_bug_match_truth(seed: int) -> None:
     named = [p for p in r.patterns if p.kind == "completion_multiplied" and p.model == bug["model"]]
     assert len(named) == 1
     assert named[0].multiplier == bug["completion_multiplier"]
-    assert abs(named[0].start - bug["start"]) <= timedelta(minutes=1)
-    assert abs(named[0].end - bug["end"]) <= timedelta(minutes=1)
+    start, end = (datetime.fromisoformat(str(bug[k]).replace("Z", "+00:00")) for k in ("start", "end"))
+    assert abs(named[0].start - start) <= timedelta(minutes=1)
+    assert abs(named[0].end - end) <= timedelta(minutes=1)
