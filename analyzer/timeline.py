@@ -111,7 +111,7 @@ def span_text(delta: timedelta) -> str:
 
 
 def _frame(rows: Sequence[_Row]) -> pl.DataFrame:
-    columns = list(zip(*rows, strict=True)) if rows else [[] for _ in TIMELINE_SCHEMA]
+    columns: list[Sequence[object]] = list(zip(*rows, strict=True)) if rows else [[] for _ in TIMELINE_SCHEMA]
     return pl.DataFrame(dict(zip(TIMELINE_SCHEMA, columns, strict=True)), schema=TIMELINE_SCHEMA)
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Any, cast
 
 from analyzer.report.escape import escape
 from analyzer.report.model import Report
@@ -75,9 +76,7 @@ def render_markdown(report: Report) -> str:
         ("First symptom to the fix", "symptom_to_fix_seconds"),
     ):
         v = s[key]
-        out.append(
-            f"- {label}: {'—' if v is None else span_text(__import__('datetime').timedelta(seconds=int(v)))}"
-        )  # type: ignore[call-overload]
+        out.append(f"- {label}: {'—' if not isinstance(v, int) else span_text(timedelta(seconds=v))}")
     out += ["", "## Impact", ""]
     out += _table(
         ["Measure", "Value"],
@@ -141,8 +140,11 @@ def render_markdown(report: Report) -> str:
     out += ["## Refunds", ""]
     out += _table(
         ["Account", "Refund tokens"],
-        [[escape(a["account_id"]), f"{a['refund_tokens']:,}"] for a in s["top_accounts"]],
-    )  # type: ignore[attr-defined]
+        [
+            [escape(a["account_id"]), f"{a['refund_tokens']:,}"]
+            for a in cast(list[dict[str, Any]], s["top_accounts"])
+        ],
+    )
     if report.refunds_path:
         out += [f"The full list is in {escape(report.refunds_path)}.", ""]
     out += ["## Data quality", ""]
