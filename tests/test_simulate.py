@@ -103,3 +103,18 @@ def test_quiet_has_no_incident_and_an_all_ok_ledger() -> None:
 def test_bad_arguments_raise_config_error(spec: SimSpec) -> None:
     with pytest.raises(ConfigError):
         generate(spec)
+
+
+def test_loader_reads_every_file_with_zero_rejects(out: Path) -> None:
+    from analyzer.config import Settings
+    from analyzer.ingest import find_inputs, load
+
+    truth = json.loads((out / "truth.json").read_text())
+    inputs = find_inputs(out)
+    rows = {}
+    for kind in ("gateway", "ledger", "events"):
+        loaded = load(kind, inputs[kind], Settings())
+        assert loaded.rejects.height == 0, kind
+        rows[kind] = loaded.frame.select(pl.len()).collect().item()
+    assert rows["gateway"] == truth["requests"]
+    assert rows["events"] == len(truth["events"])
