@@ -23,6 +23,12 @@ def test_kinds_refunds_and_token_bug_match_truth(seed: int) -> None:
     assert {k: r.by_kind[k].count for k in (*DEDUCTION_KINDS, *OTHER_FINDINGS)} == truth["findings_by_kind"]
     assert r.request_buckets == truth["request_buckets"]
     assert r.refund_tokens_total == truth["refund_tokens_total"]
+    assert (r.deductions, r.tokens_deducted, r.tokens_expected) == (
+        truth["deductions"],
+        truth["tokens_deducted"],
+        truth["tokens_expected"],
+    )
+    assert int(r.findings["balance_wiped"].sum()) == truth["balance_wiped"]
     refunds = dict(r.accounts.select("account_id", "refund_tokens").iter_rows())
     assert {a: v for a, v in refunds.items() if v} == {a: v for a, v in truth["refunds"].items() if v}
     assert all(i.holds for i in r.invariants)

@@ -22,7 +22,7 @@ from analyzer.reconcile import balances as bal
 from analyzer.reconcile import classify as cls
 from analyzer.reconcile.invariants import check_invariants
 from analyzer.reconcile.patterns import find_patterns
-from analyzer.schema import BALANCE_AFTER, KIND, LEDGER_KINDS, LEDGER_RESET, REQUEST_ID, TOKENS
+from analyzer.schema import BALANCE_AFTER, KIND, LEDGER_KINDS, LEDGER_RESET, REQUEST_ID, STATUS, TOKENS
 from analyzer.schema import TS as TS_COL
 
 __all__ = ["reconcile"]
@@ -44,11 +44,14 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
         "summary": deductions.select(
             pl.len().alias("deductions"),
             pl.col(TOKENS).sum().alias("tokens"),
-            pl.col(cls.EXPECTED).filter(acc.billed()).sum().alias("expected"),
             pl.col(TS_COL).min().alias("first"),
             pl.col(TS_COL).max().alias("last"),
         ),
         "buckets": buckets.group_by(cls.BUCKET).agg(pl.len().alias("count")),
+        # What a correct ledger deducts: the expected charge of every 2xx request.
+        "expected": requests.select(
+            pl.col(cls.EXPECTED).filter(pl.col(STATUS).is_between(200, 299)).sum().alias("expected")
+        ),
         "gateway": gateway.select(
             pl.len().alias("requests"),
             pl.col(REQUEST_ID).null_count().alias("null_ids"),
@@ -94,7 +97,7 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
     return Reconciliation(
         deductions=int(summary["deductions"]),
         tokens_deducted=int(summary["tokens"] or 0),
-        tokens_expected=int(summary["expected"] or 0),
+        tokens_expected=int(out["expected"]["expected"][0] or 0),
         refund_tokens_total=refund_total,
         by_kind=by_kind,
         request_buckets=request_buckets,
