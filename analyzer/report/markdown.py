@@ -127,6 +127,25 @@ def render_markdown(report: Report) -> str:
             for x in report.spikes
         ],
     )
+    out += ["### Burn-rate alerts", ""]
+    out += _table(
+        ["Alert", "Severity", "Fired", "Resolved"],
+        [
+            [escape(a.name), escape(a.severity), _t(f.fired_at), _t(f.resolved_at)]
+            for a in report.alerts
+            for f in a.firings
+        ]
+        + [
+            [escape(a.name), escape(a.severity), "not evaluable: window longer than the data", ""]
+            for a in report.alerts
+            if not a.evaluable
+        ],
+    )
+    out += ["### Log gaps", ""]
+    out += _table(
+        ["Start", "End", "Expected requests"],
+        [[_t(g.start), _t(g.end), f"{g.expected_requests:,.0f}"] for g in report.gaps],
+    )
     rec = report.reconciliation
     out += ["## Ledger findings", ""]
     if rec is None:
@@ -136,7 +155,15 @@ def render_markdown(report: Report) -> str:
             ["Kind", "Entries", "Tokens", "Refund tokens"],
             [[k, f"{t.count:,}", f"{t.tokens:,}", f"{t.refund_tokens:,}"] for k, t in rec.by_kind.items()],
         )
-        out += [f"- {escape(p.description)}" for p in rec.patterns] + [""]
+        out += [
+            f"- Likely fault: {escape(p.description)} ({_t(p.start)} to {_t(p.end)})" for p in rec.patterns
+        ]
+        out += [
+            f"- Invariant {escape(i.name)}: {'holds' if i.holds else 'BROKEN'} ({escape(i.detail)})"
+            for i in rec.invariants
+        ]
+        out += ["", "Requests by billing outcome:", ""]
+        out += _table(["Bucket", "Requests"], [[k, f"{v:,}"] for k, v in rec.request_buckets.items()])
     out += ["## Refunds", ""]
     out += _table(
         ["Account", "Refund tokens"],
@@ -170,4 +197,14 @@ def render_markdown(report: Report) -> str:
         f"- Burst window: {span_text(report.settings.bursts.window)}",
         "",
     ]
+    flat = _flatten(report.settings.to_dict())
+    out += ["<details><summary>All settings</summary>", ""]
+    out += _table(["Setting", "Value"], [[escape(k), escape(v)] for k, v in flat])
+    out += ["</details>", ""]
     return "\n".join(out)
+
+
+def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
+    if isinstance(value, dict):
+        return [item for k, v in value.items() for item in _flatten(v, f"{prefix}{k}." if prefix or k else k)]
+    return [(prefix.rstrip("."), str(value))]
