@@ -91,7 +91,9 @@ def story(spec: SimSpec) -> Story:
     day = spec.start
     launch_at = _at(day, 9, 0)
     if spec.scenario == "quiet":
-        events = ((launch_at, "launch", f"{NEW_MODEL} goes live"),)
+        quiet_events: tuple[tuple[datetime, str, str], ...] = (
+            (launch_at, "launch", f"{NEW_MODEL} goes live"),
+        )
         return Story(
             launch_at=launch_at,
             bursts=(),
@@ -109,7 +111,7 @@ def story(spec: SimSpec) -> Story:
             wipes=0,
             balance_breaks=0,
             support_refunds=0,
-            events=tuple(e for e in events if spec.start <= e[0] < spec.end),
+            events=tuple(e for e in quiet_events if spec.start <= e[0] < spec.end),
         )
     bursts = [
         (_at(day, 9, 40), _at(day, 10, 5), "model", NEW_MODEL, 0.35, 0.5),

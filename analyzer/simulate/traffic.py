@@ -69,7 +69,8 @@ def account_weights(accounts: int, rng: np.random.Generator) -> np.ndarray:
     """Zipf-like share of traffic per account index, the heavy accounts scattered over the ids."""
     ranks = rng.permutation(accounts) + 1
     w = 1.0 / (ranks + 2.0) ** 1.1
-    return w / w.sum()
+    out: np.ndarray = w / w.sum()
+    return out
 
 
 def _arrivals(spec: SimSpec, story: Story, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -164,7 +165,8 @@ def _in_scope(t: Traffic, column: str | None, value: str | None) -> np.ndarray:
         return np.ones(len(t.ts_us), dtype=bool)
     names = {"model": (MODELS, t.model), "region": (REGIONS, t.region), "endpoint": (ENDPOINTS, t.endpoint)}
     catalogue, codes = names[column]
-    return codes == catalogue.index(value)
+    hit: np.ndarray = codes == catalogue.index(value)
+    return hit
 
 
 def _window(t: Traffic, start_us: int, end_us: int) -> np.ndarray:

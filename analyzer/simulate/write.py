@@ -12,6 +12,7 @@ import json
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -24,7 +25,11 @@ from analyzer.simulate.spec import SimSpec, Simulation
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 GZIP_LEVEL = 6
 ZSTD_LEVEL = 3
-PARQUET_CODEC = {"gz": "gzip", "zst": "zstd", "none": "uncompressed"}
+PARQUET_CODEC: dict[str, Literal["gzip", "zstd", "uncompressed"]] = {
+    "gz": "gzip",
+    "zst": "zstd",
+    "none": "uncompressed",
+}
 HOUR_US = 3_600_000_000
 
 
