@@ -118,3 +118,29 @@ def test_loader_reads_every_file_with_zero_rejects(out: Path) -> None:
         rows[kind] = loaded.frame.select(pl.len()).collect().item()
     assert rows["gateway"] == truth["requests"]
     assert rows["events"] == len(truth["events"])
+
+
+def test_refunds_of_three_accounts_recomputed_from_the_files(out: Path) -> None:
+    truth = json.loads((out / "truth.json").read_text())["ledger"]["refunds"]
+    g = _gateway(out).select(
+        "request_id",
+        pl.col("status").alias("st"),
+        (pl.col("prompt_tokens").fill_null(0) + pl.col("completion_tokens").fill_null(0)).alias("exp"),
+    )
+    led = pl.read_csv(out / "ledger.csv", schema_overrides={"request_id": pl.String}).sort("ts", "entry_id")
+    ded = led.filter(pl.col("kind") == "deduct").join(g, on="request_id", how="left")
+    nth = pl.int_range(pl.len()).over("request_id")
+    refund = (
+        pl.when(pl.col("request_id").is_not_null() & (nth > 0))
+        .then(pl.col("tokens"))
+        .when(pl.col("st").is_null())
+        .then(0)
+        .when(~pl.col("st").is_between(200, 299))
+        .then(pl.col("tokens"))
+        .otherwise((pl.col("tokens") - pl.col("exp")).clip(lower_bound=0))
+    )
+    got = ded.group_by("account_id").agg(refund.sum().alias("r")).filter(pl.col("r") > 0)
+    got_map = dict(zip(got["account_id"], got["r"], strict=True))
+    top3 = sorted(truth, key=lambda a: (-truth[a], a))[:3]
+    assert {a: got_map.get(a) for a in top3} == {a: truth[a] for a in top3}
+    assert got_map == truth
