@@ -128,3 +128,28 @@ def test_gate_rules_boundary_exact_and_malformed() -> None:
     assert failing_rules(_report(det=empty_detection(), rec=None), ["bursts", "spikes", "refunds>0"]) == []
     with pytest.raises(ConfigError, match="unknown --fail-on rule"):
         failing_rules(_report(), ["refunds>=3"])
+
+
+@pytest.mark.parametrize(
+    ("rule", "holds"),
+    [
+        pytest.param("rejects>0.5%", False, id="at-boundary"),
+        pytest.param("rejects>0.49%", True, id="just-below"),
+    ],
+)
+def test_gate_rejects_boundary_is_exact(rule: str, holds: bool) -> None:
+    from analyzer.findings import InputReport
+
+    report = build_report(
+        [InputReport("gateway", "g.jsonl", "jsonl", "none", 200, 1, {"bad_value:status": 1})],
+        empty_detection(),
+        None,
+        events(),
+        Settings(),
+    )
+    assert bool(failing_rules(report, [rule])) is holds
+
+
+def test_no_events_means_no_response_or_fix_time() -> None:
+    s = build_report(inputs(), detection(), None, events().head(0), Settings()).summary
+    assert (s["first_response_at"], s["fix_at"], s["symptom_to_fix_seconds"]) == (None, None, None)
