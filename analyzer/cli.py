@@ -1,26 +1,58 @@
 """The `analyzer` command line: each command parses options, calls one library function and renders.
 
 No Polars here (tests/test_architecture.py checks it). Errors from the library arrive as AnalyzerError
-and leave as one line on stderr with exit code 2.
+and leave as one line on stderr with exit code 2; a --fail-on rule that holds gives exit code 1.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from enum import StrEnum
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
 from analyzer import __version__
-from analyzer.errors import AnalyzerError
+from analyzer.errors import AnalyzerError, ConfigError
 
 app = typer.Typer(
     help="Post-mortem analysis of LLM API gateway logs and billing ledgers.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+class Kind(StrEnum):
+    gateway = "gateway"
+    ledger = "ledger"
+    events = "events"
+
+
+class Scenario(StrEnum):
+    launch = "launch"
+    quiet = "quiet"
+
+
+class SimFormat(StrEnum):
+    jsonl = "jsonl"
+    csv = "csv"
+    parquet = "parquet"
+
+
+class Compression(StrEnum):
+    gz = "gz"
+    zst = "zst"
+    none = "none"
 
 
 def _version(value: bool) -> None:
@@ -38,10 +70,241 @@ def _root(
     """Post-mortem analysis of LLM API gateway logs and billing ledgers."""
 
 
-def fail(e: AnalyzerError) -> typer.Exit:
-    """Print the error as one line on stderr and give exit code 2."""
-    err.print(f"error: {e.one_line()}", markup=False)
-    return typer.Exit(2)
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn library errors into one line on stderr and exit code 2."""
+    try:
+        yield
+    except AnalyzerError as e:
+        err.print(f"error: {e.one_line()}", markup=False)
+        raise typer.Exit(2) from None
+    except MemoryError:
+        err.print(
+            "error: out of memory; convert the inputs to Parquet first (analyzer convert)", markup=False
+        )
+        raise typer.Exit(2) from None
+
+
+def _time(value: str | None, option: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        text = value.replace("Z", "+00:00")
+        t = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(f"'{value}' is not an ISO 8601 time", field=option) from None
+    if t.tzinfo is None:
+        from datetime import UTC
+
+        t = t.replace(tzinfo=UTC)
+    return t
+
+
+GatewayOpt = Annotated[
+    list[Path] | None, typer.Option("--gateway", help="Gateway log file, folder or glob (repeatable).")
+]
+LedgerOpt = Annotated[
+    list[Path] | None, typer.Option("--ledger", help="Billing ledger file, folder or glob (repeatable).")
+]
+EventsOpt = Annotated[
+    list[Path] | None, typer.Option("--events", help="Operator events file (JSON lines or CSV).")
+]
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="Settings TOML (default: DIR/analyzer.toml if present).")
+]
+DirArg = Annotated[
+    Path | None, typer.Argument(help="Folder holding gateway*/ledger*/events* files (default: .).")
+]
+
+
+def _request(
+    directory: Path | None,
+    gateway: list[Path] | None,
+    ledger: list[Path] | None,
+    events: list[Path] | None,
+    config: Path | None,
+    since: str | None = None,
+    until: str | None = None,
+    refunds: Path | None = None,
+):  # type: ignore[no-untyped-def]
+    from analyzer.pipeline import ReportRequest
+
+    return ReportRequest(
+        directory=directory,
+        gateway=tuple(gateway or ()),
+        ledger=tuple(ledger or ()),
+        events=tuple(events or ()),
+        config=config,
+        since=_time(since, "--since"),
+        until=_time(until, "--until"),
+        refunds_path=refunds,
+    )
+
+
+@contextmanager
+def _progress(quiet: bool) -> Iterator[object]:
+    """A status line on stderr while inputs load; none when stderr is not a terminal or with --quiet."""
+    if quiet or not err.is_terminal:
+        yield None
+        return
+    with err.status("loading…") as status:
+        yield status
+
+
+@app.command()
+def report(
+    directory: DirArg = None,
+    gateway: GatewayOpt = None,
+    ledger: LedgerOpt = None,
+    events: EventsOpt = None,
+    config: ConfigOpt = None,
+    json_out: Annotated[
+        str | None, typer.Option("--json", help="Write the JSON report to FILE, or - for stdout.")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the Markdown post-mortem to FILE.")
+    ] = None,
+    refunds: Annotated[
+        Path | None, typer.Option("--refunds", help="Write every account owed a refund (.csv/.parquet).")
+    ] = None,
+    findings: Annotated[
+        Path | None, typer.Option("--findings", help="Write every flagged ledger entry (.csv/.parquet).")
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option("--rejects", help="Write every rejected input line with file, line, reason."),
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only analyze from this ISO 8601 time on.")
+    ] = None,
+    until: Annotated[
+        str | None, typer.Option("--until", help="Only analyze before this ISO 8601 time.")
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option("--fail-on", help="Exit 1 if a rule holds: bursts, spikes, refunds>N, rejects>P%."),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Print nothing but errors and requested output.")
+    ] = False,
+) -> None:
+    """Write the incident timeline report: terminal, Markdown and JSON; gate CI with --fail-on.
+
+    Example: analyzer report sample_logs --markdown postmortem.md --json report.json --fail-on refunds>0
+    """
+    from analyzer.pipeline import run_report, write_outputs
+    from analyzer.report.gate import failing_rules
+    from analyzer.report.terminal import render_terminal
+
+    json_to_stdout = json_out == "-"
+    out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+    with _errors():
+        request = _request(directory, gateway, ledger, events, config, since, until, refunds)
+        with _progress(quiet) as status:
+            analysis = run_report(request, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
+        failing = failing_rules(analysis.report, list(fail_on or []))
+        written = write_outputs(
+            analysis,
+            json_path=None if json_out in (None, "-") else Path(json_out),
+            markdown_path=markdown,
+            refunds_path=refunds,
+            findings_path=findings,
+            rejects_path=rejects,
+        )
+    if json_to_stdout:
+        from analyzer.report.jsonreport import render_json
+
+        sys.stdout.write(render_json(analysis.report))
+    elif not quiet:
+        render_terminal(analysis.report, out)
+    if not quiet:
+        for path in written:
+            err.print(f"wrote {path}", markup=False)
+    for reason in failing:
+        err.print(f"fail-on: {reason}", markup=False)
+    raise typer.Exit(1 if failing else 0)
+
+
+@app.command()
+def inspect(
+    paths: Annotated[list[Path], typer.Argument(help="Files, folders or globs to inspect.")],
+    kind: Annotated[Kind, typer.Option("--kind", help="What the inputs are.")] = Kind.gateway,
+    config: ConfigOpt = None,
+    json_flag: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    rejects: Annotated[
+        Path | None, typer.Option("--rejects", help="Write every rejected line with file, line, reason.")
+    ] = None,
+) -> None:
+    """Show per input: format, compression, field sources, rows, rejects by reason, time range.
+
+    Example: analyzer inspect sample_logs/gateway --kind gateway
+    """
+    from analyzer.pipeline import describe_inputs, run_inspect, write_rejects
+
+    with _errors():
+        loaded = run_inspect(paths, kind.value, config)
+        described = describe_inputs(loaded)
+        if rejects is not None:
+            write_rejects(loaded, rejects, [Path(d["path"]) for d in described])
+    if json_flag:
+        sys.stdout.write(json.dumps(described, indent=2, sort_keys=True) + "\n")
+        return
+    out = Console(highlight=False)
+    table = Table(title=f"{kind.value} inputs", show_lines=False)
+    for col in ("path", "format", "compression", "rows", "rejected", "rejects by reason", "first", "last"):
+        table.add_column(col, justify="right" if col in ("rows", "rejected") else "left", overflow="fold")
+    for d in described:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(d["rejects_by_reason"].items())) or "-"
+        table.add_row(
+            d["path"], d["format"], d["compression"], f"{d['rows_read']:,}", f"{d['rows_rejected']:,}",
+            reasons, d["first_ts"] or "-", d["last_ts"] or "-",
+        )  # fmt: skip
+    out.print(table)
+    fields = Table(title="canonical column ← source field")
+    fields.add_column("column")
+    fields.add_column("source field")
+    first = described[0]["fields"] if described else {}
+    for column, source in first.items():
+        fields.add_row(column, source or "(absent: null)")
+    out.print(fields)
+    for note in [n for item in loaded for n in item.notes]:
+        out.print(f"note: {note}", markup=False)
+
+
+@app.command()
+def simulate(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the simulated outage into.")],
+    scenario: Annotated[
+        Scenario, typer.Option(help="launch: the launch-day outage; quiet: same traffic, no incident.")
+    ] = Scenario.launch,
+    seed: Annotated[int, typer.Option(help="Random seed; same arguments give byte-identical files.")] = 7,
+    hours: Annotated[float, typer.Option(help="Hours of traffic from 06:00 UTC.")] = 18.0,
+    rate: Annotated[float, typer.Option(help="Mean requests per second.")] = 1.0,
+    accounts: Annotated[int, typer.Option(help="Number of accounts.")] = 300,
+    fmt: Annotated[
+        SimFormat, typer.Option("--format", help="Format of the gateway logs and ledger.")
+    ] = SimFormat.jsonl,
+    compress: Annotated[Compression, typer.Option(help="Compression of the gateway logs.")] = Compression.gz,
+) -> None:
+    """Write a simulated launch-day outage with its ground truth (truth.json).
+
+    Example: analyzer simulate /tmp/outage --rate 5 --hours 6 && analyzer report /tmp/outage
+    """
+    from analyzer.simulate import SimSpec
+    from analyzer.simulate import simulate as run_simulation
+
+    with _errors():
+        spec = SimSpec(
+            scenario=scenario.value, seed=seed, hours=hours, rate=rate, accounts=accounts,
+            format=fmt.value, compress=compress.value,
+        )  # fmt: skip
+        sim = run_simulation(out_dir, spec)
+    truth = sim.truth
+    err.print(
+        f"wrote {truth['requests']:,} requests, {len(truth['bursts'])} bursts, "
+        f"{len(truth['latency_spikes'])} latency spikes to {out_dir}",
+        markup=False,
+    )
 
 
 def main() -> None:

@@ -1,0 +1,237 @@
+"""The jobs the CLI runs, each one library call: find inputs, load, analyze, build the report, write it.
+
+    run_report(request)   -> Analysis     the main job: timeline report of an incident
+    run_inspect(...)      -> Loaded list  what each input is and what could not be read
+    write_outputs(...)                    JSON / Markdown / refunds / findings / rejects files
+
+Everything here is plain Python over library functions; the CLI only parses options and renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import polars as pl
+
+from analyzer.config import Settings, load_settings
+from analyzer.detect import detect
+from analyzer.errors import InputError, OutputError
+from analyzer.findings import Detection, InputReport, Reconciliation
+from analyzer.ingest import Loaded, find_inputs, load
+from analyzer.reconcile import reconcile
+from analyzer.report.model import Report, build_report
+from analyzer.schema import EVENTS, TS
+
+CONFIG_NAME = "analyzer.toml"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ReportRequest:
+    """What `analyzer report` was asked for."""
+
+    directory: Path | None = None
+    gateway: Sequence[Path] = ()
+    ledger: Sequence[Path] = ()
+    events: Sequence[Path] = ()
+    config: Path | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    refunds_path: Path | None = None
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """The report and the frames behind it that can be exported."""
+
+    report: Report
+    detection: Detection
+    reconciliation: Reconciliation | None
+    rejects: pl.DataFrame
+    input_paths: tuple[Path, ...]
+    loaded: tuple[Loaded, ...] = field(default_factory=tuple)
+
+
+def resolve_sources(request: ReportRequest) -> tuple[dict[str, list[Path]], Path | None]:
+    """The inputs and config of a request: explicit paths win over what is found by name in its directory."""
+    found: dict[str, list[Path]] = {"gateway": [], "ledger": [], "events": []}
+    config = request.config
+    directory = request.directory
+    if directory is None and not request.gateway:
+        directory = Path(".")
+    if directory is not None:
+        if not directory.exists():
+            raise InputError("no such directory", path=str(directory))
+        if not directory.is_dir():
+            raise InputError(
+                "not a directory (give files with --gateway/--ledger/--events)", path=str(directory)
+            )
+        found = find_inputs(directory)
+        if config is None and (directory / CONFIG_NAME).is_file():
+            config = directory / CONFIG_NAME
+    explicit = {
+        "gateway": list(request.gateway),
+        "ledger": list(request.ledger),
+        "events": list(request.events),
+    }
+    sources = {kind: explicit[kind] or found.get(kind, []) for kind in explicit}
+    if not sources["gateway"]:
+        where = str(directory) if directory is not None else "the command line"
+        raise InputError(
+            "no gateway logs found (name them gateway*/access* or pass --gateway PATH)", path=where
+        )
+    return sources, config
+
+
+def _window(frame: pl.LazyFrame, since: datetime | None, until: datetime | None) -> pl.LazyFrame:
+    if since is not None:
+        frame = frame.filter(pl.col(TS) >= since)
+    if until is not None:
+        frame = frame.filter(pl.col(TS) < until)
+    return frame
+
+
+def run_report(request: ReportRequest, *, progress: Progress | None = None) -> Analysis:
+    """Load every input once, detect, reconcile, and build the incident report."""
+    say = progress or (lambda _msg: None)
+    sources, config_path = resolve_sources(request)
+    settings = load_settings(config_path)
+    loaded: list[Loaded] = []
+    for kind in ("gateway", "ledger", "events"):
+        if sources[kind]:
+            say(f"loading {kind} ({len(sources[kind])} path(s))")
+            loaded.append(load(kind, sources[kind], settings))
+    by_kind = {item.kind: item for item in loaded}
+    gateway = _window(by_kind["gateway"].frame, request.since, request.until)
+    say("detecting bursts, latency spikes and log gaps")
+    detection = detect(gateway, settings)
+    reconciliation = None
+    if "ledger" in by_kind:
+        say("reconciling the ledger")
+        ledger = _window(by_kind["ledger"].frame, request.since, request.until)
+        reconciliation = reconcile(gateway, ledger, settings)
+    events = (
+        _window(by_kind["events"].frame, request.since, request.until).collect()
+        if "events" in by_kind
+        else pl.DataFrame(schema=EVENTS)
+    )
+    inputs: list[InputReport] = [report for item in loaded for report in item.inputs]
+    notes = [note for item in loaded for note in item.notes]
+    say("building the report")
+    report = build_report(
+        inputs,
+        detection,
+        reconciliation,
+        events,
+        settings,
+        notes=notes,
+        refunds_path=None if request.refunds_path is None else str(request.refunds_path),
+    )
+    rejects = pl.concat([item.rejects for item in loaded], how="vertical_relaxed")
+    input_paths = tuple(Path(i.path) for i in inputs)
+    return Analysis(report, detection, reconciliation, rejects, input_paths, tuple(loaded))
+
+
+def run_inspect(paths: Sequence[Path], kind: str, config: Path | None) -> list[Loaded]:
+    """Load the given inputs as `kind` and say what each one is."""
+    settings = load_settings(config)
+    return [load(kind, list(paths), settings)]
+
+
+def guard_output(path: Path, inputs: Sequence[Path]) -> None:
+    """Refuse to write a report over one of the inputs it was made from."""
+    target = path.resolve()
+    for p in inputs:
+        if p.resolve() == target:
+            raise OutputError("refusing to overwrite an input file with a report", path=str(path))
+
+
+def write_text(path: Path, text: str, inputs: Sequence[Path]) -> None:
+    """Write a report file, never over an input, with an OutputError naming the path on failure."""
+    guard_output(path, inputs)
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as e:
+        raise OutputError(f"cannot write: {e.strerror}", path=str(path)) from None
+
+
+def settings_for(config: Path | None) -> Settings:
+    """Settings from a config file, or the defaults."""
+    return load_settings(config)
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def describe_inputs(loaded: Sequence[Loaded]) -> list[dict[str, object]]:
+    """Plain, JSON-able rows describing every input of `loaded`, for `analyzer inspect`."""
+    return [
+        {
+            "kind": i.kind,
+            "path": i.path,
+            "format": i.format,
+            "compression": i.compression,
+            "rows_read": i.rows_read,
+            "rows_rejected": i.rows_rejected,
+            "rows_analyzed": i.rows_analyzed,
+            "rejects_by_reason": dict(sorted(i.rejects_by_reason.items())),
+            "fields": dict(i.fields),
+            "first_ts": _iso(i.first_ts),
+            "last_ts": _iso(i.last_ts),
+        }
+        for item in loaded
+        for i in item.inputs
+    ]
+
+
+def write_rejects(loaded: Sequence[Loaded], path: Path, inputs: Sequence[Path]) -> None:
+    """Write every rejected raw line with its file, line number and reason."""
+    from analyzer.report.exports import write_table
+
+    guard_output(path, inputs)
+    rejects = pl.concat([item.rejects for item in loaded], how="vertical_relaxed")
+    write_table(rejects.sort("file", "line"), path)
+
+
+def write_outputs(
+    analysis: Analysis,
+    *,
+    json_path: Path | None = None,
+    markdown_path: Path | None = None,
+    refunds_path: Path | None = None,
+    findings_path: Path | None = None,
+    rejects_path: Path | None = None,
+) -> list[Path]:
+    """Write the requested report files, never over an input; return the paths written."""
+    from analyzer.report.exports import write_table
+    from analyzer.report.jsonreport import render_json
+    from analyzer.report.markdown import render_markdown
+
+    inputs = analysis.input_paths
+    written: list[Path] = []
+    if json_path is not None:
+        write_text(json_path, render_json(analysis.report), inputs)
+        written.append(json_path)
+    if markdown_path is not None:
+        write_text(markdown_path, render_markdown(analysis.report), inputs)
+        written.append(markdown_path)
+    rec = analysis.reconciliation
+    for path, frame in (
+        (refunds_path, None if rec is None else rec.accounts.filter(pl.col("refund_tokens") > 0)),
+        (findings_path, None if rec is None else rec.findings),
+    ):
+        if path is None:
+            continue
+        if frame is None:
+            raise InputError("no ledger was given, so there is nothing to write", path=str(path))
+        guard_output(path, inputs)
+        write_table(frame, path)
+        written.append(path)
+    if rejects_path is not None:
+        write_rejects(analysis.loaded, rejects_path, inputs)
+        written.append(rejects_path)
+    return written
