@@ -110,6 +110,8 @@ class Detection:
     series: pl.DataFrame
     quantile_method: str = "exact"  # or "approximate"
     notes: tuple[str, ...] = ()  # e.g. "latency: no latency_ms column, spikes not searched"
+    # Distinct accounts with at least one 5xx inside any burst (bursts overlap in accounts, so not a sum).
+    accounts_hit: int = 0
 
 
 # --- reconciliation --------------------------------------------------------------------------
