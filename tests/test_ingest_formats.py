@@ -72,7 +72,7 @@ def test_truncated_gzip_keeps_every_line_before_the_cut(tmp_path: Path) -> None:
     assert 0 < report.rows_analyzed < 40
     assert report.rows_analyzed + report.rows_rejected == cut_at
     assert report.rejects_by_reason in ({}, {"malformed_json": 1})  # the last line may end mid-object
-    assert loaded.notes[-1] == f"gateway: {path} is a truncated gzip stream; read up to the cut"
+    assert loaded.notes[-1] == f"gateway: {path} is a truncated or damaged gzip stream; read up to the break"
 
 
 def test_truncated_zstd_keeps_every_line_before_the_cut(tmp_path: Path) -> None:

@@ -26,6 +26,8 @@ def scan(path: Path) -> pl.LazyFrame:
 
 def fields(path: Path) -> dict[str, tuple[KeyPath, pl.DataType]]:
     """Every leaf column: dotted name -> (key path, dtype)."""
+    if path.is_dir():
+        _same_types(path)
     try:
         schema = scan(path).collect_schema()
     except (pl.exceptions.PolarsError, OSError) as e:
@@ -34,6 +36,25 @@ def fields(path: Path) -> dict[str, tuple[KeyPath, pl.DataType]]:
     for name, dtype in schema.items():
         _leaves((name,), dtype, out)
     return out
+
+
+def _same_types(folder: Path) -> None:
+    """A folder is read as one table: its files must agree on each column's type (else say which)."""
+    first: dict[str, tuple[pl.DataType, Path]] = {}
+    for file in sorted(folder.rglob("*.parquet")):
+        try:
+            schema = pl.read_parquet_schema(file)
+        except (pl.exceptions.PolarsError, OSError) as e:
+            raise InputError(f"cannot read Parquet: {e}", path=str(file)) from None
+        for name, dtype in schema.items():
+            seen, where = first.setdefault(name, (dtype, file))
+            if seen != dtype:
+                raise InputError(
+                    f"column is {seen} in {where.relative_to(folder)} but {dtype} in "
+                    f"{file.relative_to(folder)}; give the files as separate inputs",
+                    path=str(folder),
+                    field=name,
+                )
 
 
 def _leaves(path: KeyPath, dtype: pl.DataType, out: dict[str, tuple[KeyPath, pl.DataType]]) -> None:

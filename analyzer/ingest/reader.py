@@ -44,7 +44,9 @@ def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRe
         decompress_readable(path, sniffed.compression, readable)
         fields, unverified, notes = _parse(kind, readable, label, fmt, sniffed, config, sink)
         readable.unlink()
-        notes += (f"{kind}: {label} is a truncated {sniffed.compression} stream; read up to the cut",)
+        notes += (
+            f"{kind}: {label} is a truncated or damaged {sniffed.compression} stream; read up to the break",
+        )
     report = _report(kind, label, fmt.name, sniffed.compression, fields, unverified, sink)
     return FileRead(report, sink, notes)
 

@@ -6,7 +6,6 @@ are not rows: they are dropped here and never counted.
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import zlib
 from collections.abc import Sequence
@@ -23,8 +22,11 @@ from analyzer.schema import REJECT_REASON, SOURCE_LINE
 RAW: Final = "_raw"
 SRC: Final = "src:"  # prefix of source-field columns, so a field named like `_line` cannot collide
 SAMPLE_BYTES: Final = 256 * 1024
+LINE_LIMIT: Final = 64 * 1024 * 1024  # a longer first line is not a log line
 RAW_LIMIT: Final = 1000  # characters of a rejected line kept in the rejects table
 
+# Compressed bytes fed to a decompressor at a time: the output of a chunk that holds damage is lost.
+_CHUNK: Final = 16 * 1024
 _GZIP: Final = b"\x1f\x8b"
 _ZSTD: Final = b"\x28\xb5\x2f\xfd"
 _PARQUET: Final = b"PAR1"
@@ -48,6 +50,8 @@ class Sniff:
 
     compression: str  # none | gzip | zstd | parquet
     sample: tuple[str, ...]
+    # The compressed stream broke before the sample was full: damage (or a cut) near the head.
+    damaged: bool = False
 
 
 def resolve(paths: Sequence[str | Path]) -> list[Path]:
@@ -109,7 +113,11 @@ def find_inputs(directory: Path) -> dict[str, list[Path]]:
 
 
 def sniff(path: Path) -> Sniff:
-    """Read the magic bytes and a decompressed sample of lines from the start of `path`."""
+    """Read the magic bytes and a decompressed sample of lines from the start of `path`.
+
+    The sample is at least SAMPLE_BYTES and at least one whole line (up to LINE_LIMIT): a file whose
+    first line is a 5 MB prompt is still recognized, not taken for an empty file.
+    """
     if path.is_dir():
         return Sniff("parquet", ())
     try:
@@ -119,14 +127,19 @@ def sniff(path: Path) -> Sniff:
             if head == _PARQUET:
                 return Sniff("parquet", ())
             compression = "gzip" if head.startswith(_GZIP) else "zstd" if head.startswith(_ZSTD) else "none"
-            data = f.read(SAMPLE_BYTES) if compression == "none" else _head(f, compression)
+            data, whole, damaged = _head(f, compression)
     except OSError as e:
         raise InputError(f"cannot read: {e}", path=str(path)) from None
-    text = data.decode("utf-8", errors="replace")
+    if damaged and not data.strip():
+        raise InputError(f"damaged {compression} stream: not one line could be decompressed", path=str(path))
+    if not whole and b"\n" not in data:
+        raise InputError(f"no line break in the first {LINE_LIMIT >> 20} MiB: not a log", path=str(path))
+    # A leading byte-order mark (Excel, PowerShell) is not part of the first field's name.
+    text = data.decode("utf-8", errors="replace").removeprefix("\ufeff")
     lines = text.splitlines()
-    if len(data) >= SAMPLE_BYTES and lines:
+    if not whole and lines:
         lines = lines[:-1]  # the last one is probably cut in the middle
-    return Sniff(compression, tuple(line for line in lines if line.strip()))
+    return Sniff(compression, tuple(line for line in lines if line.strip()), damaged)
 
 
 def decompress_readable(path: Path, compression: str, out: Path) -> None:
@@ -134,7 +147,7 @@ def decompress_readable(path: Path, compression: str, out: Path) -> None:
     with path.open("rb") as f, out.open("wb") as w:
         inflate = _decompressor(compression)
         try:
-            while chunk := f.read(1 << 20):
+            while chunk := f.read(_CHUNK):
                 while chunk:
                     w.write(inflate.decompress(chunk))
                     chunk = inflate.unused_data  # the next gzip member, if any
@@ -150,14 +163,20 @@ def _decompressor(compression: str) -> Any:
     return zstandard.ZstdDecompressor().decompressobj()
 
 
-def _head(f: BinaryIO, compression: str) -> bytes:
+def _head(f: BinaryIO, compression: str) -> tuple[bytes, bool, bool]:
+    """The first SAMPLE_BYTES (more until a line ends), whether that is the whole file, and damage."""
     # Decompressed by hand so a file cut short still yields its first lines.
     out = bytearray()
-    inflate = _decompressor(compression)
-    with contextlib.suppress(zlib.error, zstandard.ZstdError):
-        while len(out) < SAMPLE_BYTES and (chunk := f.read(64 * 1024)):
-            out += inflate.decompress(chunk)
-    return bytes(out[:SAMPLE_BYTES])
+    inflate = None if compression == "none" else _decompressor(compression)
+    while len(out) < SAMPLE_BYTES or (b"\n" not in out and len(out) < LINE_LIMIT):
+        chunk = f.read(_CHUNK)
+        if not chunk:
+            return bytes(out), True, False
+        try:
+            out += chunk if inflate is None else inflate.decompress(chunk)
+        except (zlib.error, zstandard.ZstdError):
+            return bytes(out), False, True
+    return bytes(out), False, False
 
 
 def scan_raw_lines(path: Path) -> pl.LazyFrame:

@@ -1,0 +1,206 @@
+"""The broken-file corpus (tests/corpus/make_corpus.py): each case's exact outcome, counted rejects or one error.
+
+Counted rejects: rows read = analyzed + rejected per input, reasons exact. Errors: one AnalyzerError whose
+one_line() names the file (and field where there is one); the CLI prints it as one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+import io
+import sys
+import zlib
+from pathlib import Path
+
+import polars as pl
+import pytest
+import zstandard
+from typer.testing import CliRunner
+
+from analyzer.cli import app
+from analyzer.config import Settings
+from analyzer.errors import AnalyzerError, InputError, UnknownFormatError
+from analyzer.ingest import Loaded, load
+
+sys.path.insert(0, str(Path(__file__).parent / "corpus"))
+import make_corpus  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_corpus.build(tmp_path_factory.mktemp("corpus"))
+
+
+def _load(kind: str, corpus: Path, *names: str) -> Loaded:
+    loaded = load(kind, [corpus / n for n in names], Settings())
+    good = dict(loaded.frame.group_by("_file").agg(pl.len()).collect().iter_rows())
+    for r in loaded.inputs:
+        assert r.rows_read == r.rows_analyzed + r.rows_rejected
+        assert r.rows_analyzed == good.get(r.path, 0)
+        assert r.rows_rejected == sum(r.rejects_by_reason.values())
+    return loaded
+
+
+def _counts(loaded: Loaded) -> list[tuple[int, int, int, dict[str, int]]]:
+    return [(r.rows_read, r.rows_analyzed, r.rows_rejected, r.rejects_by_reason) for r in loaded.inputs]
+
+
+def _column(loaded: Loaded, name: str) -> list[object]:
+    return loaded.frame.select(name).collect()[name].to_list()
+
+
+def _salvaged(text: str) -> tuple[int, int]:
+    """(rows read, rows analyzed) of JSON lines cut at the end of `text`: whole lines, plus a cut one."""
+    whole = text.count("\n")
+    return whole + (text.rsplit("\n", 1)[-1] != ""), whole
+
+
+def test_empty_file_has_no_rows(corpus: Path) -> None:
+    loaded = _load("gateway", corpus, "empty.jsonl")
+    assert [r.format for r in loaded.inputs] == ["empty"]
+    assert _counts(loaded) == [(0, 0, 0, {})]
+
+
+def test_header_only_csv_has_no_rows_but_its_columns(corpus: Path) -> None:
+    loaded = _load("gateway", corpus, "header_only.csv")
+    (report,) = loaded.inputs
+    assert (report.format, report.fields["ts"], report.fields["latency_ms"]) == (
+        "csv",
+        "timestamp",
+        "duration_ms",
+    )
+    assert _counts(loaded) == [(0, 0, 0, {})]
+
+
+def test_truncated_gzip_reads_every_line_before_the_cut(corpus: Path) -> None:
+    path = corpus / "truncated.jsonl.gz"
+    text = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(path.read_bytes()).decode()
+    read, analyzed = _salvaged(text)
+    loaded = _load("gateway", corpus, "truncated.jsonl.gz")
+    assert 0 < analyzed < make_corpus.GOOD_LINES
+    assert _counts(loaded) == [(read, analyzed, 1, {"malformed_json": 1})]
+    assert _column(loaded, "request_id") == [f"r{i}" for i in range(analyzed)]
+    assert f"gateway: {path} is a truncated or damaged gzip stream; read up to the break" in loaded.notes
+
+
+def test_corrupt_zstd_reads_the_blocks_before_the_damage(corpus: Path) -> None:
+    path = corpus / "corrupt.jsonl.zst"
+    # A floor from an independent reader: zstd's stream reader, until its error.
+    prefix = bytearray()
+    reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(path.read_bytes()))
+    try:
+        while chunk := reader.read(4096):
+            prefix += chunk
+    except zstandard.ZstdError:
+        pass
+    _, floor = _salvaged(prefix.decode())
+    loaded = _load("gateway", corpus, "corrupt.jsonl.zst")
+    (report,) = loaded.inputs
+    assert 0 < floor <= report.rows_analyzed < make_corpus.ZSTD_LINES
+    # Exactly the file's first lines, in order, and the one line the damage cut.
+    original = zstandard.ZstdDecompressor().decompressobj()
+    ids = pl.Series(original.decompress(make_corpus.CLEAN_ZSTD).decode().splitlines()).str.json_path_match(
+        "$.request_id"
+    )
+    assert _column(loaded, "request_id") == ids[: report.rows_analyzed].to_list()
+    assert _counts(loaded) == [(report.rows_analyzed + 1, report.rows_analyzed, 1, {"malformed_json": 1})]
+    assert f"gateway: {path} is a truncated or damaged zstd stream; read up to the break" in loaded.notes
+
+
+@pytest.mark.parametrize(
+    ("name", "error", "message"),
+    [
+        pytest.param(
+            "corrupt_head.jsonl.zst",
+            InputError,
+            "damaged zstd stream: not one line could be decompressed",
+            id="zstd-damaged-at-the-head",
+        ),
+        pytest.param(
+            "binary.png",
+            UnknownFormatError,
+            "content matches no supported format (parquet, jsonl, nginx, alb, tsv, csv)",
+            id="binary",
+        ),
+    ],
+)
+def test_unreadable_file_is_one_error_naming_it(
+    corpus: Path, name: str, error: type[AnalyzerError], message: str
+) -> None:
+    with pytest.raises(error) as caught:
+        load("gateway", [corpus / name], Settings())
+    assert caught.value.one_line() == f"{corpus / name}: {message}"
+
+
+def test_a_5mb_first_line_is_a_row(corpus: Path) -> None:
+    loaded = _load("gateway", corpus, "huge_line.jsonl")
+    assert [r.format for r in loaded.inputs] == ["jsonl"]
+    assert _counts(loaded) == [(4, 4, 0, {})]
+    assert _column(loaded, "request_id") == ["big", "r0", "r1", "r2"]
+
+
+def test_non_utf8_bytes_reject_their_line(corpus: Path) -> None:
+    loaded = _load("gateway", corpus, "latin1.jsonl")
+    assert _counts(loaded) == [(4, 3, 1, {"invalid_utf8": 1})]
+    assert loaded.rejects.select("line", "reason").rows() == [(4, "invalid_utf8")]
+
+
+@pytest.mark.parametrize(
+    ("name", "ids"),
+    [
+        pytest.param("bom.csv", ["b1", "b2"], id="bom-csv"),
+        pytest.param("bom.jsonl", ["r0", "r1", "r2"], id="bom-jsonl"),
+        pytest.param("crlf.csv", ["c1", "c2"], id="crlf-csv"),
+        pytest.param("crlf.jsonl", ["r0", "r1", "r2"], id="crlf-jsonl"),
+    ],
+)
+def test_bom_and_crlf_read_like_plain_files(corpus: Path, name: str, ids: list[str]) -> None:
+    loaded = _load("gateway", corpus, name)
+    assert _counts(loaded) == [(len(ids), len(ids), 0, {})]
+    assert loaded.inputs[0].fields["ts"] == "timestamp"
+    assert _column(loaded, "request_id") == ids
+
+
+def test_column_type_differing_between_two_files(corpus: Path) -> None:
+    loaded = _load("gateway", corpus, "types/a.parquet", "types/b.parquet")
+    assert _counts(loaded) == [(3, 3, 0, {}), (3, 2, 1, {"bad_value:status": 1})]
+    assert _column(loaded, "status") == [200, 502, 200, 200, 503]
+    # The same two files as one folder are one table: which files disagree on what is said.
+    with pytest.raises(InputError) as caught:
+        load("gateway", [corpus / "types"], Settings())
+    assert caught.value.one_line() == (
+        f"{corpus / 'types'}: field 'status': column is Int64 in a.parquet but String in b.parquet; "
+        "give the files as separate inputs"
+    )
+
+
+def test_ledger_with_non_numeric_amounts(corpus: Path) -> None:
+    loaded = _load("ledger", corpus, "ledger_bad_amount.csv")
+    assert _counts(loaded) == [(6, 3, 3, {"bad_value:tokens": 2, "missing_field:tokens": 1})]
+    assert loaded.rejects.select("line", "reason").rows() == [
+        (3, "bad_value:tokens"),
+        (4, "missing_field:tokens"),
+        (6, "bad_value:tokens"),
+    ]
+    assert _column(loaded, "tokens") == [120, 1000, -120]  # "1e3" is a whole number
+
+
+@pytest.mark.parametrize(
+    ("args", "name", "message"),
+    [
+        pytest.param(["inspect"], "binary.png", "content matches no supported format", id="binary"),
+        pytest.param(["inspect"], "corrupt_head.jsonl.zst", "damaged zstd stream", id="zstd"),
+        pytest.param(
+            ["inspect", "--kind", "gateway"], "types", "field 'status': column is Int64", id="types"
+        ),
+    ],
+)
+def test_cli_says_one_line_naming_the_file_and_exits_2(
+    corpus: Path, args: list[str], name: str, message: str
+) -> None:
+    result = CliRunner().invoke(app, [*args, str(corpus / name)])
+    assert result.exit_code == 2
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith(f"error: {corpus / name}: ")
+    assert message in lines[0]
