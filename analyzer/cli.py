@@ -17,7 +17,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from analyzer import __version__
 from analyzer.errors import AnalyzerError, ConfigError
@@ -115,6 +114,18 @@ ConfigOpt = Annotated[
 DirArg = Annotated[
     Path | None, typer.Argument(help="Folder holding gateway*/ledger*/events* files (default: .).")
 ]
+SinceOpt = Annotated[str | None, typer.Option("--since", help="Only analyze from this ISO 8601 time on.")]
+UntilOpt = Annotated[str | None, typer.Option("--until", help="Only analyze before this ISO 8601 time.")]
+JsonOpt = Annotated[str | None, typer.Option("--json", help="Write JSON to FILE, or - for stdout.")]
+QuietOpt = Annotated[
+    bool, typer.Option("--quiet", "-q", help="Print nothing but errors and requested output.")
+]
+RefundsOpt = Annotated[
+    Path | None, typer.Option("--refunds", help="Write every account owed a refund (.csv/.parquet).")
+]
+FindingsOpt = Annotated[
+    Path | None, typer.Option("--findings", help="Write every flagged ledger entry (.csv/.parquet).")
+]
 
 
 def _request(
@@ -164,29 +175,19 @@ def report(
     markdown: Annotated[
         Path | None, typer.Option("--markdown", help="Write the Markdown post-mortem to FILE.")
     ] = None,
-    refunds: Annotated[
-        Path | None, typer.Option("--refunds", help="Write every account owed a refund (.csv/.parquet).")
-    ] = None,
-    findings: Annotated[
-        Path | None, typer.Option("--findings", help="Write every flagged ledger entry (.csv/.parquet).")
-    ] = None,
+    refunds: RefundsOpt = None,
+    findings: FindingsOpt = None,
     rejects: Annotated[
         Path | None,
         typer.Option("--rejects", help="Write every rejected input line with file, line, reason."),
     ] = None,
-    since: Annotated[
-        str | None, typer.Option("--since", help="Only analyze from this ISO 8601 time on.")
-    ] = None,
-    until: Annotated[
-        str | None, typer.Option("--until", help="Only analyze before this ISO 8601 time.")
-    ] = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
     fail_on: Annotated[
         list[str] | None,
         typer.Option("--fail-on", help="Exit 1 if a rule holds: bursts, spikes, refunds>N, rejects>P%."),
     ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="Print nothing but errors and requested output.")
-    ] = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Write the incident timeline report: terminal, Markdown and JSON; gate CI with --fail-on.
 
@@ -225,6 +226,182 @@ def report(
     raise typer.Exit(1 if failing else 0)
 
 
+def _emit_json(json_out: str | None, text: str, inputs: tuple[Path, ...]) -> None:
+    """JSON to stdout for `-`, else to a file that is not an input."""
+    from analyzer.pipeline import write_text
+
+    if json_out == "-":
+        sys.stdout.write(text)
+    elif json_out is not None:
+        write_text(Path(json_out), text, inputs)
+        err.print(f"wrote {json_out}", markup=False)
+
+
+def _gateway_only(
+    directory: Path | None, gateway: list[Path] | None, config: Path | None,
+    since: str | None, until: str | None, quiet: bool,
+):  # type: ignore[no-untyped-def]  # fmt: skip
+    """The report of the gateway logs alone (no ledger), for `bursts` and `latency`."""
+    from analyzer.pipeline import run_report
+
+    request = _request(directory, gateway, None, None, config, since, until)
+    with _progress(quiet) as status:
+        return run_report(
+            request,
+            reconcile_ledger=False,
+            progress=(lambda m: status.update(m)) if status else None,  # type: ignore[attr-defined]
+        )
+
+
+@app.command()
+def bursts(
+    directory: DirArg = None,
+    gateway: GatewayOpt = None,
+    config: ConfigOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    json_out: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find 5xx bursts, replay the SLO burn-rate alerts and list log gaps.
+
+    Example: analyzer bursts sample_logs --json -
+    """
+    from analyzer.pipeline import section_json
+    from analyzer.report.tables import alerts_table, bursts_table
+
+    with _errors():
+        analysis = _gateway_only(directory, gateway, config, since, until, quiet)
+        report = analysis.report
+        _emit_json(
+            json_out, section_json(report, ("inputs", "bursts", "alerts", "log_gaps")), analysis.input_paths
+        )
+    if json_out == "-" or quiet:
+        return
+    out = _console()
+    out.print(bursts_table(report.bursts))
+    out.print(alerts_table(report.alerts))
+    for g in report.gaps:
+        out.print(
+            f"log gap: {g.start:%Y-%m-%d %H:%M} to {g.end:%H:%M} UTC, no lines where ~{g.expected_requests:,.0f} were expected",
+            markup=False,
+        )
+
+
+@app.command()
+def latency(
+    directory: DirArg = None,
+    gateway: GatewayOpt = None,
+    config: ConfigOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    json_out: JsonOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find latency spikes of successful requests, judged against what their sizes lead one to expect.
+
+    Example: analyzer latency sample_logs
+    """
+    from analyzer.pipeline import section_json
+    from analyzer.report.tables import spikes_table
+
+    with _errors():
+        analysis = _gateway_only(directory, gateway, config, since, until, quiet)
+        report = analysis.report
+        _emit_json(
+            json_out,
+            section_json(report, ("inputs", "latency_spikes", "quantile_method")),
+            analysis.input_paths,
+        )
+    if json_out == "-" or quiet:
+        return
+    out = _console()
+    out.print(spikes_table(report.spikes))
+    out.print(f"quantiles: {report.quantile_method}", markup=False)
+
+
+@app.command()
+def reconcile(
+    directory: DirArg = None,
+    gateway: GatewayOpt = None,
+    ledger: LedgerOpt = None,
+    config: ConfigOpt = None,
+    refunds: RefundsOpt = None,
+    findings: FindingsOpt = None,
+    since: SinceOpt = None,
+    until: UntilOpt = None,
+    json_out: JsonOpt = None,
+    top: Annotated[int, typer.Option("--top", min=0, help="How many accounts to list.")] = 10,
+    quiet: QuietOpt = False,
+) -> None:
+    """Check every ledger deduction against the tokens served and say what each account is owed.
+
+    Example: analyzer reconcile sample_logs --refunds refunds.csv
+    """
+    from analyzer.errors import InputError
+    from analyzer.pipeline import run_report, section_json, write_outputs
+    from analyzer.report.tables import ledger_table, refunds_table
+
+    with _errors():
+        request = _request(directory, gateway, ledger, None, config, since, until, refunds)
+        with _progress(quiet) as status:
+            analysis = run_report(request, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
+        rec = analysis.reconciliation
+        if rec is None:
+            raise InputError(
+                "no ledger found (name it ledger* or pass --ledger PATH)", path=str(directory or ".")
+            )
+        written = write_outputs(analysis, refunds_path=refunds, findings_path=findings)
+        _emit_json(json_out, section_json(analysis.report, ("inputs", "ledger")), analysis.input_paths)
+    if json_out == "-" or quiet:
+        return
+    out = _console()
+    out.print(ledger_table(rec))
+    out.print(refunds_table(rec, top))
+    for p in rec.patterns:
+        out.print(f"pattern: {p.description} ({p.start:%H:%M}-{p.end:%H:%M} UTC)", markup=False)
+    for i in rec.invariants:
+        if not i.holds:
+            out.print(f"invariant broken: {i.name}: {i.detail}", markup=False)
+    for path in written:
+        err.print(f"wrote {path}", markup=False)
+
+
+@app.command()
+def convert(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write canonical Parquet into.")],
+    directory: DirArg = None,
+    gateway: GatewayOpt = None,
+    ledger: LedgerOpt = None,
+    events: EventsOpt = None,
+    config: ConfigOpt = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Parse the inputs once into canonical Parquet partitioned by hour; `analyzer report OUT` reads it.
+
+    Example: analyzer convert sample_logs --out /tmp/canonical && analyzer report /tmp/canonical
+    """
+    from analyzer.pipeline import run_convert
+
+    with _errors():
+        request = _request(directory, gateway, ledger, events, config)
+        with _progress(quiet) as status:
+            reports = run_convert(request, out_dir, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
+    if quiet:
+        return
+    rows = sum(r.rows_read for r in reports)
+    rejected = sum(r.rows_rejected for r in reports)
+    err.print(
+        f"converted {len(reports)} input(s): {rows:,} rows read, {rejected:,} rejected, into {out_dir}",
+        markup=False,
+    )
+
+
+def _console() -> Console:
+    """Rich console on stdout; 120 columns wide when stdout is not a terminal."""
+    return Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+
+
 @app.command()
 def inspect(
     paths: Annotated[list[Path], typer.Argument(help="Files, folders or globs to inspect.")],
@@ -240,33 +417,20 @@ def inspect(
     Example: analyzer inspect sample_logs/gateway --kind gateway
     """
     from analyzer.pipeline import describe_inputs, run_inspect, write_rejects
+    from analyzer.report.tables import fields_table, inputs_table
 
     with _errors():
         loaded = run_inspect(paths, kind.value, config)
         described = describe_inputs(loaded)
         if rejects is not None:
-            write_rejects(loaded, rejects, [Path(d["path"]) for d in described])
+            write_rejects(loaded, rejects, [Path(i.path) for item in loaded for i in item.inputs])
     if json_flag:
         sys.stdout.write(json.dumps(described, indent=2, sort_keys=True) + "\n")
         return
-    out = Console(highlight=False)
-    table = Table(title=f"{kind.value} inputs", show_lines=False)
-    for col in ("path", "format", "compression", "rows", "rejected", "rejects by reason", "first", "last"):
-        table.add_column(col, justify="right" if col in ("rows", "rejected") else "left", overflow="fold")
-    for d in described:
-        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(d["rejects_by_reason"].items())) or "-"
-        table.add_row(
-            d["path"], d["format"], d["compression"], f"{d['rows_read']:,}", f"{d['rows_rejected']:,}",
-            reasons, d["first_ts"] or "-", d["last_ts"] or "-",
-        )  # fmt: skip
-    out.print(table)
-    fields = Table(title="canonical column ← source field")
-    fields.add_column("column")
-    fields.add_column("source field")
-    first = described[0]["fields"] if described else {}
-    for column, source in first.items():
-        fields.add_row(column, source or "(absent: null)")
-    out.print(fields)
+    reports = [i for item in loaded for i in item.inputs]
+    out = _console()
+    out.print(inputs_table(reports, title=f"{kind.value} inputs"))
+    out.print(fields_table(reports[0].fields if reports else {}))
     for note in [n for item in loaded for n in item.notes]:
         out.print(f"note: {note}", markup=False)
 

@@ -1,8 +1,11 @@
 """The jobs the CLI runs, each one library call: find inputs, load, analyze, build the report, write it.
 
     run_report(request)   -> Analysis     the main job: timeline report of an incident
+                                          (reconcile=False: gateway only, for `bursts` / `latency`)
     run_inspect(...)      -> Loaded list  what each input is and what could not be read
+    run_convert(...)      -> InputReports canonical Parquet partitioned by hour, rejects accounted for
     write_outputs(...)                    JSON / Markdown / refunds / findings / rejects files
+    section_json(...)     -> str          some top-level keys of the JSON report, same shapes
 
 Everything here is plain Python over library functions; the CLI only parses options and renders.
 """
@@ -94,10 +97,14 @@ def _window(frame: pl.LazyFrame, since: datetime | None, until: datetime | None)
     return frame
 
 
-def run_report(request: ReportRequest, *, progress: Progress | None = None) -> Analysis:
-    """Load every input once, detect, reconcile, and build the incident report."""
+def run_report(
+    request: ReportRequest, *, progress: Progress | None = None, reconcile_ledger: bool = True
+) -> Analysis:
+    """Load every input once, detect, reconcile (unless told not to), and build the incident report."""
     say = progress or (lambda _msg: None)
     sources, config_path = resolve_sources(request)
+    if not reconcile_ledger:
+        sources["ledger"] = []
     settings = load_settings(config_path)
     loaded: list[Loaded] = []
     for kind in ("gateway", "ledger", "events"):
@@ -139,6 +146,26 @@ def run_inspect(paths: Sequence[Path], kind: str, config: Path | None) -> list[L
     """Load the given inputs as `kind` and say what each one is."""
     settings = load_settings(config)
     return [load(kind, list(paths), settings)]
+
+
+def section_json(report: Report, keys: Sequence[str]) -> str:
+    """Only `keys` of the JSON report, in the same shapes as in the full report (a contract)."""
+    import json
+
+    from analyzer.report.jsonreport import render_json
+
+    doc = json.loads(render_json(report))
+    return json.dumps({k: doc[k] for k in keys}, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+
+
+def run_convert(request: ReportRequest, out: Path, *, progress: Progress | None = None) -> list[InputReport]:
+    """Parse the request's inputs once into canonical Parquet under `out`, partitioned by hour."""
+    from analyzer.convert import convert
+
+    say = progress or (lambda _msg: None)
+    sources, config_path = resolve_sources(request)
+    say(f"converting into {out}")
+    return convert({k: v for k, v in sources.items() if v}, out, load_settings(config_path))
 
 
 def guard_output(path: Path, inputs: Sequence[Path]) -> None:
