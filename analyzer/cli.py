@@ -7,6 +7,7 @@ and leave as one line on stderr with exit code 2; a --fail-on rule that holds gi
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -84,6 +85,35 @@ def _errors() -> Iterator[None]:
         raise typer.Exit(2) from None
 
 
+@contextmanager
+def _memory_guard(max_memory: str | None) -> Iterator[None]:
+    """Stop the run with one line and exit code 2 before the machine runs out of memory."""
+    from analyzer.memguard import default_limit, human_size, parse_size, start_guard
+
+    try:
+        limit = default_limit() if max_memory is None else parse_size(max_memory)
+    except ValueError as e:
+        raise ConfigError(str(e), field="--max-memory") from None
+    if limit is None:
+        yield
+        return
+
+    def stop(rss: int) -> None:
+        err.print(
+            f"error: memory use reached {human_size(rss)}, over the limit of {human_size(limit)} "
+            "(--max-memory); convert the inputs to Parquet first (analyzer convert) or narrow with --since/--until",
+            markup=False,
+        )
+        sys.stderr.flush()
+        os._exit(2)  # from the watchdog thread: the main thread may be deep inside a Polars call
+
+    cancel = start_guard(limit, stop)
+    try:
+        yield
+    finally:
+        cancel()
+
+
 def _time(value: str | None, option: str) -> datetime | None:
     if value is None:
         return None
@@ -119,6 +149,13 @@ UntilOpt = Annotated[str | None, typer.Option("--until", help="Only analyze befo
 JsonOpt = Annotated[str | None, typer.Option("--json", help="Write JSON to FILE, or - for stdout.")]
 QuietOpt = Annotated[
     bool, typer.Option("--quiet", "-q", help="Print nothing but errors and requested output.")
+]
+MaxMemoryOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-memory",
+        help="Stop with a message if resident memory passes this (e.g. 4GB). Default: 90% of what is free.",
+    ),
 ]
 RefundsOpt = Annotated[
     Path | None, typer.Option("--refunds", help="Write every account owed a refund (.csv/.parquet).")
@@ -188,6 +225,7 @@ def report(
         typer.Option("--fail-on", help="Exit 1 if a rule holds: bursts, spikes, refunds>N, rejects>P%."),
     ] = None,
     quiet: QuietOpt = False,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Write the incident timeline report: terminal, Markdown and JSON; gate CI with --fail-on.
 
@@ -199,7 +237,7 @@ def report(
 
     json_to_stdout = json_out == "-"
     out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
-    with _errors():
+    with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, events, config, since, until, refunds)
         with _progress(quiet) as status:
             analysis = run_report(request, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
@@ -262,6 +300,7 @@ def bursts(
     until: UntilOpt = None,
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Find 5xx bursts, replay the SLO burn-rate alerts and list log gaps.
 
@@ -270,7 +309,7 @@ def bursts(
     from analyzer.pipeline import section_json
     from analyzer.report.tables import alerts_table, bursts_table
 
-    with _errors():
+    with _errors(), _memory_guard(max_memory):
         analysis = _gateway_only(directory, gateway, config, since, until, quiet)
         report = analysis.report
         _emit_json(
@@ -297,6 +336,7 @@ def latency(
     until: UntilOpt = None,
     json_out: JsonOpt = None,
     quiet: QuietOpt = False,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Find latency spikes of successful requests, judged against what their sizes lead one to expect.
 
@@ -305,7 +345,7 @@ def latency(
     from analyzer.pipeline import section_json
     from analyzer.report.tables import spikes_table
 
-    with _errors():
+    with _errors(), _memory_guard(max_memory):
         analysis = _gateway_only(directory, gateway, config, since, until, quiet)
         report = analysis.report
         _emit_json(
@@ -333,6 +373,7 @@ def reconcile(
     json_out: JsonOpt = None,
     top: Annotated[int, typer.Option("--top", min=0, help="How many accounts to list.")] = 10,
     quiet: QuietOpt = False,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Check every ledger deduction against the tokens served and say what each account is owed.
 
@@ -342,7 +383,7 @@ def reconcile(
     from analyzer.pipeline import run_report, section_json, write_outputs
     from analyzer.report.tables import ledger_table, refunds_table
 
-    with _errors():
+    with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, None, config, since, until, refunds)
         with _progress(quiet) as status:
             analysis = run_report(request, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
@@ -376,6 +417,7 @@ def convert(
     events: EventsOpt = None,
     config: ConfigOpt = None,
     quiet: QuietOpt = False,
+    max_memory: MaxMemoryOpt = None,
 ) -> None:
     """Parse the inputs once into canonical Parquet partitioned by hour; `analyzer report OUT` reads it.
 
@@ -383,7 +425,7 @@ def convert(
     """
     from analyzer.pipeline import run_convert
 
-    with _errors():
+    with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, events, config)
         with _progress(quiet) as status:
             reports = run_convert(request, out_dir, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
