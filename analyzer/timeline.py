@@ -190,8 +190,10 @@ def _pattern_rows(reconciliation: Reconciliation) -> list[_Row]:
         where = f" ({p.model})" if p.model else ""
         scope = None if p.model is None else f"model={p.model}"
         rows.append((p.start, "pattern_start", f"Likely fault: {p.kind}{where}", p.description, scope))
-        fixed = f"last affected entry; {p.entries:,} entries ({p.share:.1%} of their kind) over {span_text(p.end - p.start)}"
-        rows.append((p.end, "pattern_end", f"Fault stops: {p.kind}{where}", fixed, scope))
+        if p.end > p.start:  # a fault seen at one instant has no separate end
+            entries = f"{p.entries:,} entr{'y' if p.entries == 1 else 'ies'}"
+            fixed = f"last affected entry; {entries} ({p.share:.1%} of their kind) over {span_text(p.end - p.start)}"
+            rows.append((p.end, "pattern_end", f"Fault stops: {p.kind}{where}", fixed, scope))
     return rows
 
 
@@ -208,13 +210,20 @@ def _events_frame(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+def _grouped(n: pl.Expr) -> pl.Expr:
+    """An integer as text with thousands separators (2,145), like the f"{n:,}" of the other items."""
+    return (
+        n.cast(pl.String).str.reverse().str.replace_all(r"(\d{3})", "$1,").str.reverse().str.strip_prefix(",")
+    )
+
+
 def _spans_frame(spans: pl.DataFrame) -> pl.DataFrame:
     if spans.is_empty():
         return _frame([])
     spans = spans.filter(pl.col("kind") != "ok")
     where = pl.when(pl.col("model").is_null()).then(pl.lit("")).otherwise(pl.format(" ({})", pl.col("model")))
     scope = pl.when(pl.col("model").is_null()).then(None).otherwise(pl.format("model={}", pl.col("model")))
-    count = pl.col("count").cast(pl.Int64)
+    count = _grouped(pl.col("count").cast(pl.Int64))
     first = spans.select(
         pl.col("first_at").cast(TS_DTYPE).alias("ts"),
         pl.lit("fault_first").alias("kind"),

@@ -64,8 +64,8 @@ def test_json_ledger_null_without_ledger_and_contract_values() -> None:
 def test_what_moved_first_and_durations() -> None:
     s = _report().summary
     assert s["what_moved_first"] == (
-        "p95 latency moved first (09:10 UTC); p95 latency led 5xx rate by 3 min; "
-        "p95 latency led mismatched ledger entries by 10 min."
+        "First to move: p95 latency, at 09:10 UTC; it led the 5xx rate by 3 min "
+        "and mismatched ledger entries by 10 min."
     )
     assert (s["symptom_to_response_seconds"], s["symptom_to_fix_seconds"], s["incident_seconds"]) == (
         360,
@@ -106,7 +106,7 @@ def test_terminal_shows_summary_sparklines_and_plain_text_ids() -> None:
         build_report(inputs(), detection(), reconciliation(account="[bold]x"), events(), Settings()), console
     )
     out = console.file.getvalue()  # type: ignore[attr-defined]
-    assert "▁▁▁█" in out and "[bold]x" in out and "p95 latency moved first" in out
+    assert "▁▁▁█" in out and "[bold]x" in out and "First to move: p95 latency" in out
 
 
 @pytest.mark.parametrize(

@@ -1,5 +1,8 @@
 """build_timeline: chronological order, fixed tie-breaks, content of each item."""
 
+import dataclasses
+
+import polars as pl
 from fixtures.report.records import at, detection, events, reconciliation
 
 from analyzer.timeline import build_timeline, span_text
@@ -34,3 +37,29 @@ def test_timeline_without_ledger_has_no_ledger_items() -> None:
 
 def test_span_text() -> None:
     assert [span_text(at(9, 0) - at(8, 0)), span_text(at(9, 3) - at(9, 0))] == ["1 h", "3 min"]
+
+
+def test_ledger_items_per_kind_and_model_with_grouped_counts() -> None:
+    rec = reconciliation()
+    spans = rec.spans.with_columns(
+        pl.when(pl.col("kind") == "overcharge").then(2145).otherwise("count").alias("count")
+    )
+    tl = build_timeline(detection(), dataclasses.replace(rec, spans=spans), events())
+    first = tl.filter(kind="fault_first", title="First overcharge (kimi-k2.6)")
+    assert first.select("ts", "detail", "scope").row(0) == (
+        at(9, 20),
+        "2,145× overcharge until 09:44:00",
+        "model=kimi-k2.6",
+    )
+    # One instant (failed_charged on glm-5 at 09:22) gives a first item and no last one.
+    assert tl.filter(pl.col("title").str.contains("failed_charged \\(glm-5\\)"))["kind"].to_list() == [
+        "fault_first"
+    ]
+    assert tl.filter(kind="quota_reset")["ts"].to_list() == [at(9, 59, 59)]
+
+
+def test_a_fault_pattern_of_one_instant_has_no_end_item() -> None:
+    rec = reconciliation()
+    one = dataclasses.replace(rec.patterns[0], end=rec.patterns[0].start, entries=1)
+    tl = build_timeline(detection(), dataclasses.replace(rec, patterns=(one,)), events())
+    assert tl.filter(pl.col("kind").str.starts_with("pattern"))["kind"].to_list() == ["pattern_start"]

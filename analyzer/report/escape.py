@@ -17,7 +17,10 @@ _MD = {
     "#": "&#35;",
     "\\": "&#92;",
     "~": "&#126;",
+    # GitHub turns @name into a mention and links bare URLs; neither may come from a log line.
+    "@": "&#64;",
 }
+_AUTOLINK = re.compile(r"(?i)(?<=[a-z0-9]):(?=//)|(?<=www)\.")
 # Mermaid has no reliable escape inside gantt/xychart labels: swap breaking characters for look-alikes.
 _MERMAID = {
     '"': "'",
@@ -39,7 +42,13 @@ _MERMAID = {
 
 
 def escape(text: object, where: str = "md") -> str:
-    """Make a log string safe in a Markdown table cell ("md") or a Mermaid label ("mermaid")."""
+    """Make a log string safe in a Markdown table cell ("md"), a Mermaid label ("mermaid") or a terminal."""
+    # Control characters would end a table row, or reach a terminal as escape sequences.
     flat = _CONTROL.sub(" ", "" if text is None else str(text))
-    table = _MERMAID if where == "mermaid" else _MD
-    return "".join(table.get(c, c) for c in flat)
+    if where == "terminal":
+        return flat
+    if where == "mermaid":
+        return "".join(_MERMAID.get(c, c) for c in flat)
+    return _AUTOLINK.sub(
+        lambda m: "&#58;" if m.group() == ":" else "&#46;", "".join(_MD.get(c, c) for c in flat)
+    )

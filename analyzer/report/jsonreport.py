@@ -9,18 +9,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
-from analyzer.report.model import Report
-
-FINDING_KINDS = (
-    "overcharge",
-    "undercharge",
-    "duplicate",
-    "failed_charged",
-    "orphan",
-    "out_of_span",
-    "unbilled",
-    "balance_break",
-)
+from analyzer.report.model import Report, owed_accounts
 
 
 def schema() -> dict[str, Any]:
@@ -56,9 +45,6 @@ def render_json(report: Report) -> str:
     rec = report.reconciliation
     ledger: dict[str, Any] | None = None
     if rec is not None:
-        acc = rec.accounts
-        kinds = [k for k in FINDING_KINDS if k in acc.columns]
-        owed = acc.filter(acc["refund_tokens"] > 0) if "refund_tokens" in acc.columns else acc
         ledger = {
             "deductions": rec.deductions,
             "tokens_deducted": rec.tokens_deducted,
@@ -67,14 +53,7 @@ def render_json(report: Report) -> str:
             "refund_tokens_total": rec.refund_tokens_total,
             "refund_usd": rec.refund_usd,
             "request_buckets": rec.request_buckets,
-            "accounts": [
-                {
-                    "account_id": r["account_id"],
-                    "refund_tokens": int(r["refund_tokens"]),
-                    "findings": int(sum(int(r[k] or 0) for k in kinds)),
-                }
-                for r in owed.iter_rows(named=True)
-            ],
+            "accounts": owed_accounts(rec.accounts).to_dicts(),
             "patterns": [asdict(p) for p in rec.patterns],
             "invariants": [asdict(i) for i in rec.invariants],
         }
@@ -89,7 +68,10 @@ def render_json(report: Report) -> str:
                 "rows_read": i.rows_read,
                 "rows_rejected": i.rows_rejected,
                 "rows_analyzed": i.rows_analyzed,
-                "rejects_by_reason": i.rejects_by_reason,
+                "rejects_by_reason": dict(sorted(i.rejects_by_reason.items())),
+                "fields": dict(sorted(i.fields.items())),
+                "first_ts": i.first_ts,
+                "last_ts": i.last_ts,
             }
             for i in report.inputs
         ],

@@ -1,210 +1,270 @@
-"""The post-mortem in Markdown, with Mermaid charts that render on GitHub and GitLab."""
+"""The post-mortem in Markdown, in the order one is read: summary, impact, timeline, then the evidence.
+
+Every string that came from the logs (paths, scopes, account ids, event titles, descriptions) goes
+through `escape`, so it can neither break a table nor inject HTML, links or mentions. Times are UTC;
+a report within one date says the date once and shows times of day.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+import json
 from typing import Any, cast
 
+from analyzer.findings import Contributor
 from analyzer.report.escape import escape
+from analyzer.report.formatting import (
+    DASH,
+    Clock,
+    count,
+    duration,
+    headline,
+    ms,
+    percent,
+    report_day,
+    table,
+    times,
+)
+from analyzer.report.ledger_md import ledger_section, refunds_section
+from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
 from analyzer.timeline import span_text
 
-
-def _t(t: datetime | None) -> str:
-    return "—" if t is None else t.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    out = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    out += ["| " + " | ".join(r) + " |" for r in rows]
-    return out + [""]
-
-
-def _gantt(report: Report) -> list[str]:
-    lines = [
-        "```mermaid",
-        "gantt",
-        "    title Incident windows (UTC)",
-        "    dateFormat YYYY-MM-DD HH:mm:ss",
-        "    axisFormat %H:%M",
-    ]
-    groups = [
-        ("5xx bursts", [(b.scope, b.start, b.end) for b in report.bursts], "crit, "),
-        ("Latency spikes", [(s.scope, s.start, s.end) for s in report.spikes], "active, "),
-        ("Log gaps", [("no lines", g.start, g.end) for g in report.gaps], ""),
-    ]
-    if report.reconciliation is not None:
-        groups.append(
-            (
-                "Ledger faults",
-                [(f"{p.kind} {p.model or ''}", p.start, p.end) for p in report.reconciliation.patterns],
-                "",
-            )
-        )
-    for name, items, tag in groups:
-        if items:
-            lines.append(f"    section {name}")
-            lines += [f"    {escape(label, 'mermaid')} :{tag}{_t(a)}, {_t(b)}" for label, a, b in items]
-    return lines + ["```", ""]
-
-
-def _xychart(report: Report, title: str, column: str, scale: float) -> list[str]:
-    s = report.series
-    if s.is_empty():
-        return []
-    labels = ", ".join(f'"{t:%H:%M}"' for t in s["window"])
-    values = ", ".join(f"{(v or 0.0) * scale:.3f}" for v in s[column])
-    return [
-        "```mermaid",
-        "xychart-beta",
-        f'    title "{title}"',
-        f"    x-axis [{labels}]",
-        f"    line [{values}]",
-        "```",
-        "",
-    ]
+_CONTRIBUTORS = 3  # slices named per burst
+_MIN_ERROR_SHARE = 0.1  # a slice with fewer of the errors explains little, however skewed
 
 
 def render_markdown(report: Report) -> str:
     """The post-mortem: summary, impact, timeline, bursts, latency, ledger, refunds, data quality, method."""
+    clock = Clock(report_day(report))
+    day = f": {clock.day:%Y-%m-%d}" if clock.day else ""
+    out = [f"# Incident post-mortem{day}", ""]
+    out += [f"All times are UTC{f' on {clock.day:%Y-%m-%d}' if clock.day else ''}.", ""]
+    for section in (_summary, _impact, _timeline, _bursts, _latency):
+        out += section(report, clock)
+    out += ledger_section(report, clock)
+    out += refunds_section(report)
+    out += _data_quality(report, clock)
+    out += _method(report)
+    return "\n".join(out)
+
+
+def _summary(report: Report, clock: Clock) -> list[str]:
     s = report.summary
-    out = ["# Incident post-mortem", "", "## Summary", ""]
-    out += [f"- {escape(s['what_moved_first'])}"]
-    for label, key in (
-        ("First symptom to first operator event", "symptom_to_response_seconds"),
-        ("Incident length", "incident_seconds"),
-        ("First symptom to the fix", "symptom_to_fix_seconds"),
-    ):
-        v = s[key]
-        out.append(f"- {label}: {'—' if not isinstance(v, int) else span_text(timedelta(seconds=v))}")
-    out += ["", "## Impact", ""]
-    out += _table(
-        ["Measure", "Value"],
-        [
-            ["Requests", f"{s['requests']:,}"],
-            ["Failed requests (5xx)", f"{s['failed_requests']:,}"],
-            ["Minutes in a burst", f"{int(s['seconds_in_burst']) / 60:.1f}"],  # type: ignore[call-overload]
-            ["Accounts hit by errors", f"{s['accounts_hit_by_errors']:,}"],
-            ["Accounts overcharged", f"{s['accounts_overcharged']:,}"],
-            ["Tokens owed", f"{s['refund_tokens_total']:,}"],
-        ],
-    )
-    out += ["## Timeline", ""] + _gantt(report)
-    out += _table(
-        ["Time (UTC)", "Kind", "What", "Detail"],
-        [
-            [_t(r["ts"]), r["kind"], escape(r["title"]), escape(r["detail"])]
-            for r in report.timeline.iter_rows(named=True)
-        ],
-    )
-    out += ["## Bursts", ""] + _xychart(report, "5xx error rate (%)", "error_rate", 100.0)
-    out += _table(
-        ["Start", "End", "Scope", "Peak rate", "Errors", "Requests"],
-        [
-            [
-                _t(b.start),
-                _t(b.end),
-                escape(b.scope),
-                f"{b.peak_error_rate:.1%}",
-                f"{b.errors:,}",
-                f"{b.requests:,}",
-            ]
-            for b in report.bursts
-        ],
-    )
-    out += ["## Latency", ""] + _xychart(report, "p95 latency (ms)", "p95_ms", 1.0)
-    out += _table(
-        ["Start", "End", "Scope", "Baseline p95 ms", "Peak p95 ms", "Factor"],
-        [
-            [
-                _t(x.start),
-                _t(x.end),
-                escape(x.scope),
-                f"{x.baseline_p95_ms:,.0f}",
-                f"{x.peak_p95_ms:,.0f}",
-                f"{x.factor:.2f}",
-            ]
-            for x in report.spikes
-        ],
-    )
-    out += ["### Burn-rate alerts", ""]
-    out += _table(
-        ["Alert", "Severity", "Fired", "Resolved"],
-        [
-            [escape(a.name), escape(a.severity), _t(f.fired_at), _t(f.resolved_at)]
-            for a in report.alerts
-            for f in a.firings
-        ]
-        + [
-            [escape(a.name), escape(a.severity), "not evaluable: window longer than the data", ""]
-            for a in report.alerts
-            if not a.evaluable
-        ],
-    )
-    out += ["### Log gaps", ""]
-    out += _table(
-        ["Start", "End", "Expected requests"],
-        [[_t(g.start), _t(g.end), f"{g.expected_requests:,.0f}"] for g in report.gaps],
-    )
-    rec = report.reconciliation
-    out += ["## Ledger findings", ""]
-    if rec is None:
-        out += ["No ledger was given.", ""]
-    else:
-        out += _table(
-            ["Kind", "Entries", "Tokens", "Refund tokens"],
-            [[k, f"{t.count:,}", f"{t.tokens:,}", f"{t.refund_tokens:,}"] for k, t in rec.by_kind.items()],
-        )
-        out += [
-            f"- Likely fault: {escape(p.description)} ({_t(p.start)} to {_t(p.end)})" for p in rec.patterns
-        ]
-        out += [
-            f"- Invariant {escape(i.name)}: {'holds' if i.holds else 'BROKEN'} ({escape(i.detail)})"
-            for i in rec.invariants
-        ]
-        out += ["", "Requests by billing outcome:", ""]
-        out += _table(["Bucket", "Requests"], [[k, f"{v:,}"] for k, v in rec.request_buckets.items()])
-    out += ["## Refunds", ""]
-    out += _table(
-        ["Account", "Refund tokens"],
-        [
-            [escape(a["account_id"]), f"{a['refund_tokens']:,}"]
-            for a in cast(list[dict[str, Any]], s["top_accounts"])
-        ],
-    )
-    if report.refunds_path:
-        out += [f"The full list is in {escape(report.refunds_path)}.", ""]
-    out += ["## Data quality", ""]
-    out += _table(
-        ["Kind", "Path", "Format", "Rows read", "Rejected", "Rejects by reason"],
-        [
-            [
-                i.kind,
-                escape(i.path),
-                escape(i.format),
-                f"{i.rows_read:,}",
-                f"{i.rows_rejected:,}",
-                escape(", ".join(f"{k}: {v}" for k, v in sorted(i.rejects_by_reason.items()))),
-            ]
-            for i in report.inputs
-        ],
-    )
-    out += [f"- {escape(n)}" for n in report.notes] + [""]
-    out += [
-        "## Method and settings",
+    out = [
+        "## Summary",
         "",
-        f"- Quantiles: {report.quantile_method}",
-        f"- Burst window: {span_text(report.settings.bursts.window)}",
+        headline(report),
+        "",
+        f"**What moved first:** {escape(s['what_moved_first'])}",
         "",
     ]
-    flat = _flatten(report.settings.to_dict())
-    out += ["<details><summary>All settings</summary>", ""]
-    out += _table(["Setting", "Value"], [[escape(k), escape(v)] for k, v in flat])
-    out += ["</details>", ""]
-    return "\n".join(out)
+    first = s["first_symptom_at"]
+    rows = [["First symptom", clock.at(first), DASH]]  # type: ignore[arg-type]
+    for label, at_key, secs_key in (
+        ("First operator event", "first_response_at", "symptom_to_response_seconds"),
+        ("Fix", "fix_at", "symptom_to_fix_seconds"),
+        ("Last symptom (incident length)", "last_symptom_at", "incident_seconds"),
+    ):
+        rows.append([label, clock.at(s[at_key]), duration(s[secs_key])])  # type: ignore[arg-type]
+    return out + table(["Milestone", "Time", "After the first symptom"], rows)
+
+
+def _impact(report: Report, clock: Clock) -> list[str]:
+    s = report.summary
+    owed = f"{cast(int, s['refund_tokens_total']):,}"
+    if s.get("refund_usd"):
+        owed += f" (USD {escape(s['refund_usd'])})"
+    top = cast(list[dict[str, Any]], s["top_accounts"])[:3]
+    rows = [
+        ["Requests", count(s["requests"])],
+        ["Failed requests (5xx)", f"{count(s['failed_requests'])} ({percent(cast(float, s['error_rate']))})"],
+        ["Time in a 5xx burst", duration(s["seconds_in_burst"])],
+        ["Accounts hit by errors in a burst", count(s["accounts_hit_by_errors"])],
+    ]
+    if report.reconciliation is not None:
+        rows += [
+            ["Accounts overcharged", count(s["accounts_overcharged"])],
+            ["Accounts owed a refund", count(s["accounts_owed"])],
+            ["Tokens owed", owed],
+            [
+                "Largest refunds",
+                ", ".join(f"{escape(a['account_id'])} ({a['refund_tokens']:,})" for a in top) or DASH,
+            ],
+        ]
+    return ["## Impact", "", *table(["Measure", "Value"], rows)]
+
+
+def _timeline(report: Report, clock: Clock) -> list[str]:
+    out = ["## Timeline", "", *gantt(report, clock)]
+    rows = []
+    for r in report.timeline.iter_rows(named=True):
+        what = escape(r["title"])
+        # Operator notes stand out among the findings: they are what people did.
+        rows.append([clock.at(r["ts"]), f"**{what}**" if r["kind"] == "event" else what, escape(r["detail"])])
+    return out + table(
+        ["Time", "What", "Detail"], rows, empty="Nothing happened: no finding and no operator event."
+    )
+
+
+def _contributors(top: tuple[Contributor, ...]) -> str:
+    """The slices most over-represented among a burst's errors (error share against traffic share)."""
+    telling = sorted(
+        (c for c in top if c.error_share >= _MIN_ERROR_SHARE and c.traffic_share > 0),
+        key=lambda c: (-c.error_share / c.traffic_share, c.column, c.value),
+    )[:_CONTRIBUTORS]
+    return (
+        "; ".join(
+            f"{escape(c.column)}={escape(c.value)}: {c.error_share:.0%} of errors, {c.traffic_share:.0%} of traffic"
+            for c in telling
+        )
+        or DASH
+    )
+
+
+def _bursts(report: Report, clock: Clock) -> list[str]:
+    out = ["## Bursts", "", *xychart(report, clock, "5xx error rate", "%", "error_rate", 100.0, 2)]
+    rows = [
+        [
+            clock.at(b.start),
+            span_text(b.end - b.start),
+            escape(b.scope),
+            f"{percent(b.peak_error_rate)} at {clock.short(b.peak_at)}",
+            f"{b.errors:,} of {b.requests:,}",
+            escape(", ".join(f"{code}: {n:,}" for code, n in sorted(b.status_counts.items()))),
+            f"{b.accounts_affected:,}",
+            escape(b.severity) if b.severity else DASH,
+            _contributors(b.top),
+        ]
+        for b in report.bursts
+    ]
+    head = [
+        "Start",
+        "Lasted",
+        "Scope",
+        "Peak 5xx rate",
+        "Failed",
+        "Statuses",
+        "Accounts",
+        "Alert",
+        "Most affected",
+    ]
+    out += table(head, rows, right=("Failed", "Accounts"), empty="No 5xx burst stood out from the baseline.")
+    alerts = [
+        [
+            escape(a.name),
+            escape(a.severity),
+            clock.at(f.fired_at),
+            clock.at(f.resolved_at) if f.resolved_at else "still firing",
+        ]
+        for a in report.alerts
+        for f in a.firings
+    ]
+    idle = [escape(a.name) for a in report.alerts if not a.evaluable]
+    out += ["### Burn-rate alerts", ""]
+    out += table(
+        ["Alert", "Severity", "Fired", "Resolved"], alerts, empty="No burn-rate alert would have fired."
+    )
+    if idle:
+        out += [f"Not evaluable (window longer than the data): {', '.join(idle)}.", ""]
+    return out
+
+
+def _latency(report: Report, clock: Clock) -> list[str]:
+    out = ["## Latency", "", *xychart(report, clock, "p95 latency", "ms", "p95_ms", 1.0, 0)]
+    rows = [
+        [
+            clock.at(x.start),
+            span_text(x.end - x.start),
+            escape(x.scope),
+            ms(x.baseline_p95_ms),
+            f"{ms(x.peak_p95_ms)} at {clock.short(x.peak_at)}",
+            ms(x.peak_p99_ms),
+            times(x.factor),
+            count(x.requests),
+        ]
+        for x in report.spikes
+    ]
+    head = ["Start", "Lasted", "Scope", "Baseline p95", "Peak p95", "Peak p99", "Factor", "Requests"]
+    out += table(
+        head,
+        rows,
+        right=("Baseline p95", "Peak p99", "Factor", "Requests"),
+        empty="No latency spike stood out from what the request sizes predict.",
+    )
+    gaps = [
+        [clock.at(g.start), span_text(g.end - g.start), f"{g.expected_requests:,.0f}"] for g in report.gaps
+    ]
+    out += ["### Log gaps", ""]
+    return out + table(
+        ["Start", "Lasted", "Requests expected"],
+        gaps,
+        right=("Requests expected",),
+        empty="No gap in the gateway logs.",
+    )
+
+
+def _data_quality(report: Report, clock: Clock) -> list[str]:
+    out = ["## Data quality", ""]
+    dated = Clock(None)  # an input's range may pass midnight when the incident does not
+    for kind in ("gateway", "ledger", "events"):
+        files = [i for i in report.inputs if i.kind == kind]
+        if files:
+            read = sum(i.rows_read for i in files)
+            rejected = sum(i.rows_rejected for i in files)
+            share = f" ({percent(rejected / read)})" if read else ""
+            out.append(
+                f"- {kind}: {len(files):,} file{'s' if len(files) != 1 else ''}, {read:,} rows read, "
+                f"{rejected:,} rejected{share}"
+            )
+    out.append("")
+    rows = [
+        [
+            i.kind,
+            escape(i.path),
+            escape(i.format) + ("" if i.compression == "none" else f" ({escape(i.compression)})"),
+            f"{i.rows_read:,}",
+            f"{i.rows_rejected:,}",
+            escape(", ".join(f"{k}: {v:,}" for k, v in sorted(i.rejects_by_reason.items()))) or DASH,
+            dated.at(i.first_ts),
+            dated.at(i.last_ts),
+        ]
+        for i in report.inputs
+    ]
+    head = ["Kind", "Path", "Format", "Rows read", "Rejected", "Rejects by reason", "First", "Last"]
+    out += table(head, rows, right=("Rows read", "Rejected"))
+    if report.notes:
+        out += [f"- {escape(n)}" for n in report.notes] + [""]
+    return out
+
+
+def _method(report: Report) -> list[str]:
+    st = report.settings
+    b, lat, slo, rec = st.bursts, st.latency, st.slo, st.reconcile
+    out = [
+        "## Method and settings",
+        "",
+        f"- Windows of {span_text(b.window)}; latency quantiles {report.quantile_method}.",
+        f"- A 5xx burst opens on a window with at least {b.min_errors} errors, a 5xx rate above "
+        f"{b.rate_floor * 100:g}% and {b.baseline_multiple:g}× the baseline, and a robust score of "
+        f"{b.z_open:g} (it stays open down to {b.z_stay:g}); statuses {', '.join(map(str, b.statuses))}; "
+        f"searched globally and by {escape(', '.join(b.slices))}.",
+        f"- A latency spike opens when p95 is {lat.factor:g}× what the request sizes predict (it stays open "
+        f"down to {lat.factor_stay:g}×), in windows with at least {lat.min_requests} successful requests.",
+        f"- Burn-rate alerts replayed against an SLO of {slo.target * 100:g}% availability.",
+        f"- A log gap is at least {span_text(st.gaps.min_gap)} with no gateway lines where traffic was expected.",
+        f"- Ledger: a deduction matches its request within {rec.tolerance_tokens:,} tokens; a likely fault "
+        f"explains at least {rec.min_pattern_share * 100:g}% of its kind's entries within "
+        f"{span_text(rec.pattern_window)}.",
+        "",
+        "<details><summary>All settings</summary>",
+        "",
+    ]
+    rows = [[escape(k), escape(v)] for k, v in _flatten(st.to_dict())]
+    return out + table(["Setting", "Value"], rows) + ["</details>", ""]
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
     if isinstance(value, dict):
-        return [item for k, v in value.items() for item in _flatten(v, f"{prefix}{k}." if prefix or k else k)]
-    return [(prefix.rstrip("."), str(value))]
+        return [item for k, v in value.items() for item in _flatten(v, f"{prefix}{k}.")]
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
+    return [(prefix.rstrip("."), DASH if value is None else text)]

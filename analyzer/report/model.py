@@ -18,11 +18,29 @@ from analyzer.findings import (
     LogGap,
     Reconciliation,
 )
-from analyzer.timeline import build_timeline, span_text
+from analyzer.timeline import build_timeline, clock, span_text
 
 SCHEMA_VERSION = 1
 MISMATCH_KINDS = ("overcharge", "duplicate", "failed_charged")
-SIGNALS = {"errors": "5xx rate", "latency": "p95 latency", "ledger": "mismatched ledger entries"}
+SIGNALS = {"errors": "the 5xx rate", "latency": "p95 latency", "ledger": "mismatched ledger entries"}
+# Finding kinds counted per account (every kind but ok), in the order the report lists them.
+FINDING_KINDS = (
+    "overcharge",
+    "undercharge",
+    "duplicate",
+    "failed_charged",
+    "orphan",
+    "out_of_span",
+    "unbilled",
+    "balance_break",
+)
+# Operator events that mark the fix: by their kind, or by a title that says a fix shipped
+# ("fix in progress" is a statement, not the fix).
+_FIX_KINDS = r"(?i)^(hot)?fix|rollback|revert|mitigat"
+_FIX_TITLES = (
+    r"(?i)\b(hotfix|rolled back|rollback|reverted|mitigated|fix(ed)? (deployed|shipped|applied|rolled out))\b"
+)
+_CHANGE_KINDS = r"(?i)^(launch|release|rollout|change)$"
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,7 +78,7 @@ def build_report(
     rec_notes = () if reconciliation is None else reconciliation.notes
     return Report(
         inputs=tuple(inputs),
-        summary=_summary(detection, reconciliation, timeline, settings),
+        summary=_summary(detection, reconciliation, events, settings),
         bursts=detection.bursts,
         spikes=detection.spikes,
         alerts=detection.alerts,
@@ -116,25 +134,71 @@ def _onsets(detection: Detection, reconciliation: Reconciliation | None) -> dict
 
 
 def what_moved_first(onsets: dict[str, datetime | None]) -> str:
-    """A sentence of onset order and lead/lag, e.g. 'p95 latency moved first; it led 5xx rate by 3 min.'"""
+    """Onset order and lead/lag in one sentence: 'First to move: p95 latency, at 09:10 UTC; it led ...'."""
     seen = sorted((t, name) for name, t in onsets.items() if t is not None)
     if not seen:
         return "Nothing moved: no burst, latency spike or ledger mismatch was found."
     first_t, first = seen[0]
-    parts = [f"{SIGNALS[first]} moved first ({first_t:%H:%M} UTC)"]
-    for t, name in seen[1:]:
-        parts.append(
-            f"{SIGNALS[name]} moved at the same time"
-            if t == first_t
-            else f"{SIGNALS[first]} led {SIGNALS[name]} by {span_text(t - first_t)}"
-        )
+    text = f"First to move: {SIGNALS[first]}, at {clock(first_t)} UTC"
+    leads = [f"{SIGNALS[name]} by {span_text(t - first_t)}" for t, name in seen[1:] if t > first_t]
+    if leads:
+        text += "; it led " + " and ".join(leads)
+    together = [SIGNALS[name] for t, name in seen[1:] if t == first_t]
+    if together:
+        text += f"; {' and '.join(together)} moved at the same time"
     missing = [SIGNALS[n] for n, t in onsets.items() if t is None]
-    tail = f"; no onset of {', '.join(missing)}" if missing else ""
-    return "; ".join(parts) + tail + "."
+    if missing:
+        text += f"; {' and '.join(missing)} never stood out"
+    return text + "."
+
+
+def _union_seconds(windows: Sequence[tuple[datetime, datetime]]) -> int:
+    """Seconds covered by at least one window: bursts in different scopes overlap and count once."""
+    total, reach = 0.0, None
+    for start, end in sorted(windows):
+        if reach is not None and start < reach:
+            start = reach
+        if end > start:
+            total += (end - start).total_seconds()
+            reach = end if reach is None else max(reach, end)
+    return int(total)
+
+
+def _first_response_and_fix(
+    events: pl.DataFrame, since: datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """The first operator event after `since` that is not a launch, and the first one that is a fix."""
+    if since is None or events.is_empty():
+        return None, None
+    kind = pl.col("kind").fill_null("") if "kind" in events.columns else pl.lit("")
+    after = events.filter(pl.col("ts") >= since)
+    # A launch or release is the change under suspicion, not a response to it.
+    response = after.filter(~kind.str.contains(_CHANGE_KINDS))["ts"].min()
+    fixes = after.filter(
+        kind.str.contains(_FIX_KINDS) | pl.col("title").fill_null("").str.contains(_FIX_TITLES)
+    )
+    return response, fixes["ts"].min()  # type: ignore[return-value]
+
+
+def owed_accounts(accounts: pl.DataFrame) -> pl.DataFrame:
+    """Every account owed a refund, largest first (ties by id): account_id, refund_tokens, findings."""
+    if accounts.is_empty() or "refund_tokens" not in accounts.columns:
+        return pl.DataFrame(schema={"account_id": pl.String, "refund_tokens": pl.Int64, "findings": pl.Int64})
+    kinds = [k for k in FINDING_KINDS if k in accounts.columns]
+    findings = pl.sum_horizontal(pl.col(kinds).fill_null(0)) if kinds else pl.lit(0)
+    return (
+        accounts.filter(pl.col("refund_tokens") > 0)
+        .sort(["refund_tokens", "account_id"], descending=[True, False])
+        .select(
+            pl.col("account_id").cast(pl.String),
+            pl.col("refund_tokens").cast(pl.Int64),
+            findings.cast(pl.Int64).alias("findings"),
+        )
+    )
 
 
 def _summary(
-    detection: Detection, reconciliation: Reconciliation | None, timeline: pl.DataFrame, settings: Settings
+    detection: Detection, reconciliation: Reconciliation | None, events: pl.DataFrame, settings: Settings
 ) -> dict[str, object]:
     s = detection.series
     requests = int(s["requests"].sum()) if not s.is_empty() else 0
@@ -150,46 +214,29 @@ def _summary(
     if reconciliation is not None:
         ends += [p.end for p in reconciliation.patterns]
     last_symptom = max(ends, default=first_symptom)
-    ev = timeline.filter(pl.col("kind") == "event")
-    response = fix = None
-    if first_symptom is not None:
-        after = ev.filter(pl.col("ts") >= first_symptom)
-        response = after["ts"].min() if after.height else None
-        fixes = after.filter(
-            pl.col("detail").str.contains(r"(?i)\b(hot)?fix|rollback|revert|mitigat")
-            | pl.col("title").str.contains(r"(?i)\b(hot)?fix|rollback|revert|mitigat")
-        )
-        fix = fixes["ts"].min() if fixes.height else None
+    response, fix = _first_response_and_fix(events, first_symptom)
 
-    def secs(a: object, b: datetime | None) -> int | None:
-        return None if a is None or b is None else int((a - b).total_seconds())  # type: ignore[operator]
+    def secs(a: datetime | None, b: datetime | None) -> int | None:
+        return None if a is None or b is None else int((a - b).total_seconds())
 
     accounts = reconciliation.accounts if reconciliation is not None else pl.DataFrame()
-    owed = accounts.filter(pl.col("refund_tokens") > 0) if "refund_tokens" in accounts.columns else accounts
-    top = (
-        owed.sort(["refund_tokens", "account_id"], descending=[True, False]).head(settings.report.top_n)
-        if owed.height
-        else owed
-    )
+    owed = owed_accounts(accounts)
     return {
         "requests": requests,
         "failed_requests": errors,
         "error_rate": errors / requests if requests else 0.0,
         "bursts": len(detection.bursts),
         "latency_spikes": len(detection.spikes),
-        "seconds_in_burst": int(sum((b.end - b.start).total_seconds() for b in detection.bursts)),
-        "accounts_hit_by_errors": sum(b.accounts_affected for b in detection.bursts),
+        "log_gaps": len(detection.gaps),
+        "seconds_in_burst": _union_seconds([(b.start, b.end) for b in detection.bursts]),
+        "accounts_hit_by_errors": detection.accounts_hit,
         "accounts_overcharged": int((accounts["overcharge"] > 0).sum())
         if "overcharge" in accounts.columns
         else 0,
         "accounts_owed": owed.height,
         "refund_tokens_total": 0 if reconciliation is None else reconciliation.refund_tokens_total,
-        "top_accounts": [
-            {"account_id": r["account_id"], "refund_tokens": int(r["refund_tokens"])}
-            for r in top.iter_rows(named=True)
-        ]
-        if top.height
-        else [],
+        "refund_usd": None if reconciliation is None else reconciliation.refund_usd,
+        "top_accounts": owed.head(settings.report.top_n).to_dicts(),
         "first_symptom_at": first_symptom,
         "last_symptom_at": last_symptom,
         "first_response_at": response,

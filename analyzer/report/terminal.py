@@ -1,16 +1,26 @@
-"""The report in a terminal: summary, sparklines of error rate and p95, timeline and top tables."""
+"""The report in a terminal: summary, sparklines of error rate and p95, timeline and top tables.
+
+Every string from the logs goes into a `Text` (never read as Rich markup) after `escape(..., "terminal")`
+(no control characters, so no escape sequence reaches the terminal). Tables fold long cells, so the
+output fits the console width (120 columns when stdout is not a terminal).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any, cast
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.report.model import Report
+from analyzer.report.escape import escape
+from analyzer.report.formatting import Clock, count, duration, headline, ms, percent, report_day, times
+from analyzer.report.model import Report, downsample
+from analyzer.timeline import span_text
 
 BLOCKS = "▁▂▃▄▅▆▇█"
+SPARK_POINTS = 72
 
 
 def sparkline(values: Sequence[float | None]) -> str:
@@ -23,33 +33,122 @@ def sparkline(values: Sequence[float | None]) -> str:
     return "".join(BLOCKS[min(7, int((v - lo) / span * 7.999))] for v in vals)
 
 
-def render_terminal(report: Report, console: Console) -> None:
-    """Print the report with Rich; strings from the logs are never parsed as markup."""
-    s = report.summary
-    console.print(Text("Incident summary", style="bold"))
-    console.print(Text(str(s["what_moved_first"])))
-    console.print(
+def _text(value: object) -> Text:
+    return Text(escape(value, "terminal"))
+
+
+def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
+    table = Table(title=title, title_justify="left", title_style="bold")
+    for col in columns:
+        table.add_column(col, justify="right" if col in right else "left", overflow="fold")
+    return table
+
+
+def _sparklines(report: Report, clock: Clock) -> list[Text]:
+    series = downsample(report.series, SPARK_POINTS)
+    if series.is_empty():
+        return []
+    first, last = clock.short(series["window"].min()), clock.short(series["window"].max())  # type: ignore[arg-type]
+    peak_rate = cast(float, series["error_rate"].max())
+    peak_p95 = cast(float | None, series["p95_ms"].max())
+    return [
         Text(
-            f"requests {s['requests']:,}  failed {s['failed_requests']:,}  tokens owed {s['refund_tokens_total']:,}"
-        )
-    )
-    console.print(
-        Text("5xx rate  " + sparkline(report.series["error_rate"].to_list() if report.series.height else []))
-    )
-    console.print(
-        Text("p95 ms    " + sparkline(report.series["p95_ms"].to_list() if report.series.height else []))
-    )
-    table = Table(title="Timeline (UTC)")
-    for col in ("Time", "Kind", "What", "Detail"):
-        table.add_column(col)
+            f"5xx rate  {first} {sparkline(series['error_rate'].to_list())} {last}  peak {percent(peak_rate)}"
+        ),
+        Text(f"p95       {first} {sparkline(series['p95_ms'].to_list())} {last}  peak {ms(peak_p95)}"),
+    ]
+
+
+def _milestones(report: Report, clock: Clock) -> Text:
+    s = report.summary
+    parts = [f"first symptom {clock.short(s['first_symptom_at'])}"]  # type: ignore[arg-type]
+    for label, at_key, secs_key in (
+        ("first operator event", "first_response_at", "symptom_to_response_seconds"),
+        ("fix", "fix_at", "symptom_to_fix_seconds"),
+    ):
+        if s[at_key] is not None:
+            parts.append(f"{label} {clock.short(s[at_key])} (+{duration(s[secs_key])})")  # type: ignore[arg-type]
+    parts.append(f"incident length {duration(s['incident_seconds'])}")
+    return Text(" · ".join(parts))
+
+
+def _timeline(report: Report, clock: Clock) -> Table:
+    table = _table(f"Timeline ({clock.heading()})", ("Time", "What", "Detail"))
     for r in report.timeline.iter_rows(named=True):
+        style = "bold" if r["kind"] == "event" else ""
         table.add_row(
-            Text(f"{r['ts']:%Y-%m-%d %H:%M:%S}"), Text(r["kind"]), Text(r["title"]), Text(r["detail"])
+            Text(clock.at(r["ts"])), Text(escape(r["title"], "terminal"), style=style), _text(r["detail"])
         )
-    console.print(table)
-    top = Table(title="Top refunds")
-    top.add_column("Account")
-    top.add_column("Refund tokens", justify="right")
-    for a in s["top_accounts"]:  # type: ignore[attr-defined]
-        top.add_row(Text(str(a["account_id"])), Text(f"{a['refund_tokens']:,}"))
-    console.print(top)
+    return table
+
+
+def _bursts(report: Report, clock: Clock) -> Table:
+    table = _table(
+        f"5xx bursts ({len(report.bursts)})",
+        ("Start", "Lasted", "Scope", "Peak", "Failed", "Accounts", "Most affected"),
+        right=("Failed", "Accounts"),
+    )
+    for b in report.bursts:
+        top = b.top[0] if b.top else None
+        lead = "—" if top is None else f"{top.column}={top.value}: {top.error_share:.0%} of errors"
+        table.add_row(
+            Text(clock.at(b.start)),
+            Text(span_text(b.end - b.start)),
+            _text(b.scope),
+            Text(f"{percent(b.peak_error_rate)} at {clock.short(b.peak_at)}"),
+            Text(f"{b.errors:,} of {b.requests:,}"),
+            Text(count(b.accounts_affected)),
+            _text(lead),
+        )
+    return table
+
+
+def _spikes(report: Report, clock: Clock) -> Table:
+    table = _table(
+        f"Latency spikes ({len(report.spikes)})",
+        ("Start", "Lasted", "Scope", "Baseline p95", "Peak p95", "Factor"),
+        right=("Baseline p95", "Factor"),
+    )
+    for x in report.spikes:
+        table.add_row(
+            Text(clock.at(x.start)),
+            Text(span_text(x.end - x.start)),
+            _text(x.scope),
+            Text(ms(x.baseline_p95_ms)),
+            Text(f"{ms(x.peak_p95_ms)} at {clock.short(x.peak_at)}"),
+            Text(times(x.factor)),
+        )
+    return table
+
+
+def _refunds(report: Report) -> Table:
+    s = report.summary
+    top = cast(list[dict[str, Any]], s["top_accounts"])
+    table = _table(
+        f"Top refunds: {count(s['accounts_owed'])} accounts owed {count(s['refund_tokens_total'])} tokens",
+        ("Account", "Refund tokens", "Findings"),
+        right=("Refund tokens", "Findings"),
+    )
+    for a in top:
+        table.add_row(
+            _text(a["account_id"]), Text(f"{a['refund_tokens']:,}"), Text(count(a.get("findings", 0)))
+        )
+    return table
+
+
+def render_terminal(report: Report, console: Console) -> None:
+    """Print the report with Rich: summary, sparklines, timeline, bursts, spikes and top refunds."""
+    clock = Clock(report_day(report))
+    console.print(Text(f"Incident summary ({clock.heading()})", style="bold"))
+    console.print(_text(headline(report)))
+    console.print(_text(report.summary["what_moved_first"]))
+    console.print(_milestones(report, clock))
+    for line in _sparklines(report, clock):
+        console.print(line)
+    console.print(_timeline(report, clock))
+    if report.bursts:
+        console.print(_bursts(report, clock))
+    if report.spikes:
+        console.print(_spikes(report, clock))
+    if report.reconciliation is not None and report.summary["top_accounts"]:
+        console.print(_refunds(report))

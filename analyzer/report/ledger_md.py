@@ -1,0 +1,115 @@
+"""The ledger and refunds sections of the Markdown post-mortem."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from analyzer.report.escape import escape
+from analyzer.report.formatting import DASH, Clock, percent, table
+from analyzer.report.model import Report
+
+# What each finding kind means, for a reader who has not seen the code.
+KIND_MEANING = {
+    "ok": "charged what the request served",
+    "overcharge": "charged more than the request served",
+    "undercharge": "charged less than the request served",
+    "duplicate": "the same request charged again",
+    "failed_charged": "a failed request charged",
+    "orphan": "no such request in the gateway logs",
+    "out_of_span": "request outside the logs given (not judged)",
+    "unbilled": "a served request never charged",
+    "balance_break": "balance_after does not follow from the previous balance",
+}
+BUCKET_MEANING = {
+    "charged_ok": "served and charged right",
+    "overcharged": "served and charged too much",
+    "undercharged": "served and charged too little",
+    "charged_on_failure": "failed but charged",
+    "unbilled": "served but never charged",
+    "failed_free": "failed and not charged",
+}
+
+
+def ledger_section(report: Report, clock: Clock) -> list[str]:
+    """Ledger findings: totals, findings by kind, likely causes, invariant checks, requests by outcome."""
+    out = ["## Ledger findings", ""]
+    rec = report.reconciliation
+    if rec is None:
+        return [*out, "No ledger was given.", ""]
+    diff = rec.tokens_deducted - rec.tokens_expected
+    out += [
+        f"{rec.deductions:,} deductions took {rec.tokens_deducted:,} tokens where the requests they charge "
+        f"come to {rec.tokens_expected:,} ({'+' if diff >= 0 else '−'}{abs(diff):,}).",
+        "",
+    ]
+    rows = [
+        [k, KIND_MEANING.get(k, ""), f"{t.count:,}", f"{t.tokens:,}", f"{t.refund_tokens:,}"]
+        # ok last: it is the remainder the findings stand out from.
+        for k, t in sorted(rec.by_kind.items(), key=lambda item: item[0] == "ok")
+    ]
+    right = ("Entries", "Tokens", "Refund tokens")
+    out += table(["Kind", "Meaning", "Entries", "Tokens", "Refund tokens"], rows, right=right)
+    causes = [
+        [
+            escape(p.kind),
+            escape(p.model) if p.model else "all models",
+            clock.at(p.start),
+            clock.at(p.end),
+            f"{p.entries:,}",
+            percent(p.share),
+            escape(p.description),
+        ]
+        for p in rec.patterns
+    ]
+    out += ["### Likely causes", ""]
+    head = ["Fault", "Model", "First", "Last", "Entries", "Share of kind", "Evidence"]
+    out += table(head, causes, right=("Entries", "Share of kind"), empty="No pattern explains the findings.")
+    checks = [
+        [escape(i.name), "holds" if i.holds else "**BROKEN**", escape(i.detail)] for i in rec.invariants
+    ]
+    out += ["### Checks", ""] + table(["Total that must add up", "Result", "Detail"], checks)
+    requests = sum(rec.request_buckets.values())
+    buckets = [
+        [k, BUCKET_MEANING.get(k, ""), f"{n:,}", percent(n / requests) if requests else DASH]
+        for k, n in rec.request_buckets.items()
+    ]
+    out += ["### Requests by billing outcome", ""]
+    return out + table(["Outcome", "Meaning", "Requests", "Share"], buckets, right=("Requests", "Share"))
+
+
+def refunds_section(report: Report) -> list[str]:
+    """The largest refunds, and where the full list is."""
+    out = ["## Refunds", ""]
+    if report.reconciliation is None:
+        return [*out, "No ledger was given, so no refund was computed.", ""]
+    s = report.summary
+    owed, total = cast(int, s["accounts_owed"]), cast(int, s["refund_tokens_total"])
+    if not owed:
+        return [*out, "No account is owed a refund.", ""]
+    usd = f" (USD {escape(s['refund_usd'])})" if s.get("refund_usd") else ""
+    top = cast(list[dict[str, Any]], s["top_accounts"])
+    out += [
+        f"{owed:,} account{'s are' if owed != 1 else ' is'} owed {total:,} tokens{usd}; "
+        f"the {len(top)} largest refunds:",
+        "",
+    ]
+    rows = [
+        [
+            escape(a["account_id"]),
+            f"{a['refund_tokens']:,}",
+            percent(a["refund_tokens"] / total) if total else DASH,
+            f"{a.get('findings', 0):,}",
+        ]
+        for a in top
+    ]
+    out += table(
+        ["Account", "Refund tokens", "Share", "Findings"], rows, right=("Refund tokens", "Share", "Findings")
+    )
+    if report.refunds_path:
+        where = f"The full list of {owed:,} accounts is in {escape(report.refunds_path)}."
+    else:
+        where = (
+            f"The full list of {owed:,} accounts is `ledger.accounts` in the JSON report; "
+            "`analyzer report … --refunds refunds.csv` writes it as CSV."
+        )
+    return [*out, where, ""]
