@@ -176,11 +176,12 @@ def test_json_and_markdown_are_byte_identical_whatever_the_input_order() -> None
 
 def test_terminal_fits_120_columns_and_shows_every_part() -> None:
     console = Console(file=io.StringIO(), width=120, color_system=None)
-    report = _report(rec=reconciliation(account="acct-\x1b[31mred"))
+    # An escape sequence, and an id too long for any column: folded, never past the edge.
+    report = _report(rec=reconciliation(account="acct-\x1b[31mred" + "x" * 150))
     render_terminal(report, console)
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert max(len(line) for line in out.splitlines()) <= 120
-    assert "\x1b" not in out and "acct- [31mred" in out
+    assert "\x1b" not in out and "[31mredxxx" in out
     for part in (
         "First to move: p95 latency",
         "5xx rate",
@@ -238,7 +239,7 @@ def test_bursts_name_the_most_over_represented_slices() -> None:
     top = (
         Contributor("endpoint", "/v1/chat", 90, 900, 0.9, 0.91),
         Contributor("region", "ap-southeast-1", 21, 100, 0.21, 0.10),
-        Contributor("region", "us-east-1", 42, 390, 0.42, 0.39),
+        Contributor("region", "us-east-1", 42, 390, 0.42, 0.39),  # about its share of the traffic
         Contributor("upstream", "pool-x", 5, 10, 0.05, 0.001),  # skewed, but 5% of the errors
         Contributor("model", "m", 50, 500, 0.5, 0.25),
     )
@@ -250,6 +251,23 @@ def test_bursts_name_the_most_over_represented_slices() -> None:
         if line.startswith("| 09:13:00 | 20 min |")
     )
     assert row.endswith(
-        "| region=ap-southeast-1: 21% of errors, 10% of traffic; model=m: 50% of errors, 25% of traffic; "
-        "region=us-east-1: 42% of errors, 39% of traffic |"
+        "| region=ap-southeast-1: 21% of errors, 10% of traffic; model=m: 50% of errors, 25% of traffic |"
     )
+
+
+def test_ledger_onset_is_where_mismatches_bunch_not_a_stray_one() -> None:
+    rec = reconciliation()
+    stray = pl.DataFrame(
+        {
+            "kind": ["duplicate"],
+            "model": ["glm-5"],
+            "first_at": [at(9, 1)],
+            "last_at": [at(9, 1)],
+            "count": [1],
+        },
+        schema=rec.spans.schema,
+    )
+    rec = dataclasses.replace(rec, spans=rec.spans.vstack(stray))
+    assert _report(rec=rec).summary["onsets"]["ledger"] == at(9, 20)  # type: ignore[index]
+    no_pattern = dataclasses.replace(rec, patterns=())
+    assert _report(rec=no_pattern).summary["onsets"]["ledger"] == at(9, 1)  # type: ignore[index]

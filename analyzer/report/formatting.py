@@ -10,10 +10,14 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import cast
 
+from analyzer.findings import Contributor
 from analyzer.report.model import Report
 from analyzer.timeline import span_text
 
 DASH = "—"
+CONTRIBUTORS = 3  # slices named per burst
+_MIN_ERROR_SHARE = 0.1  # a slice with fewer of the errors explains little, however skewed
+_MIN_LIFT = 1.5  # error share over traffic share: below it a slice failed about as much as the rest
 
 
 def report_day(report: Report) -> date | None:
@@ -128,3 +132,11 @@ def headline(report: Report) -> str:
             f"{owed:,} account{'s are' if owed != 1 else ' is'} owed {tokens:,} tokens"
         )
     return "; ".join(parts) + "."
+
+
+def telling_contributors(top: Sequence[Contributor], n: int = CONTRIBUTORS) -> list[Contributor]:
+    """The slices most over-represented among a burst's errors: error share over traffic share, largest first."""
+    telling = [
+        c for c in top if c.error_share >= _MIN_ERROR_SHARE and c.error_share >= _MIN_LIFT * c.traffic_share
+    ]
+    return sorted(telling, key=lambda c: (-c.error_share / max(c.traffic_share, 1e-9), c.column, c.value))[:n]

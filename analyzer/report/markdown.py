@@ -22,15 +22,13 @@ from analyzer.report.formatting import (
     percent,
     report_day,
     table,
+    telling_contributors,
     times,
 )
 from analyzer.report.ledger_md import ledger_section, refunds_section
 from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
 from analyzer.timeline import span_text
-
-_CONTRIBUTORS = 3  # slices named per burst
-_MIN_ERROR_SHARE = 0.1  # a slice with fewer of the errors explains little, however skewed
 
 
 def render_markdown(report: Report) -> str:
@@ -107,15 +105,10 @@ def _timeline(report: Report, clock: Clock) -> list[str]:
 
 
 def _contributors(top: tuple[Contributor, ...]) -> str:
-    """The slices most over-represented among a burst's errors (error share against traffic share)."""
-    telling = sorted(
-        (c for c in top if c.error_share >= _MIN_ERROR_SHARE and c.traffic_share > 0),
-        key=lambda c: (-c.error_share / c.traffic_share, c.column, c.value),
-    )[:_CONTRIBUTORS]
     return (
         "; ".join(
             f"{escape(c.column)}={escape(c.value)}: {c.error_share:.0%} of errors, {c.traffic_share:.0%} of traffic"
-            for c in telling
+            for c in telling_contributors(top)
         )
         or DASH
     )

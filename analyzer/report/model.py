@@ -122,10 +122,12 @@ def downsample(series: pl.DataFrame, points: int) -> pl.DataFrame:
 def _onsets(detection: Detection, reconciliation: Reconciliation | None) -> dict[str, datetime | None]:
     ledger: list[datetime] = []
     if reconciliation is not None:
+        # A pattern is where mismatches bunch; without one, the first mismatch of any model is the onset
+        # (with one, a stray early mismatch would claim the ledger moved first).
+        ledger = [p.start for p in reconciliation.patterns]
         spans = reconciliation.spans
-        if not spans.is_empty():
-            ledger += spans.filter(pl.col("kind").is_in(MISMATCH_KINDS))["first_at"].to_list()
-        ledger += [p.start for p in reconciliation.patterns]
+        if not ledger and not spans.is_empty():
+            ledger = spans.filter(pl.col("kind").is_in(MISMATCH_KINDS))["first_at"].to_list()
     return {
         "errors": min((b.start for b in detection.bursts), default=None),
         "latency": min((s.start for s in detection.spikes), default=None),

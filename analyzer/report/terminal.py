@@ -15,7 +15,17 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.report.escape import escape
-from analyzer.report.formatting import Clock, count, duration, headline, ms, percent, report_day, times
+from analyzer.report.formatting import (
+    Clock,
+    count,
+    duration,
+    headline,
+    ms,
+    percent,
+    report_day,
+    telling_contributors,
+    times,
+)
 from analyzer.report.model import Report, downsample
 from analyzer.timeline import span_text
 
@@ -38,7 +48,7 @@ def _text(value: object) -> Text:
 
 
 def _table(title: str, columns: Sequence[str], right: Sequence[str] = ()) -> Table:
-    table = Table(title=title, title_justify="left", title_style="bold")
+    table = Table(title=title, title_justify="left", title_style="bold", min_width=len(title))
     for col in columns:
         table.add_column(col, justify="right" if col in right else "left", overflow="fold")
     return table
@@ -89,8 +99,10 @@ def _bursts(report: Report, clock: Clock) -> Table:
         right=("Failed", "Accounts"),
     )
     for b in report.bursts:
-        top = b.top[0] if b.top else None
-        lead = "—" if top is None else f"{top.column}={top.value}: {top.error_share:.0%} of errors"
+        lead = "; ".join(
+            f"{c.column}={c.value}: {c.error_share:.0%} of errors, {c.traffic_share:.0%} of traffic"
+            for c in telling_contributors(b.top, 1)
+        )
         table.add_row(
             Text(clock.at(b.start)),
             Text(span_text(b.end - b.start)),
@@ -98,7 +110,7 @@ def _bursts(report: Report, clock: Clock) -> Table:
             Text(f"{percent(b.peak_error_rate)} at {clock.short(b.peak_at)}"),
             Text(f"{b.errors:,} of {b.requests:,}"),
             Text(count(b.accounts_affected)),
-            _text(lead),
+            _text(lead or "—"),
         )
     return table
 
@@ -125,7 +137,7 @@ def _refunds(report: Report) -> Table:
     s = report.summary
     top = cast(list[dict[str, Any]], s["top_accounts"])
     table = _table(
-        f"Top refunds: {count(s['accounts_owed'])} accounts owed {count(s['refund_tokens_total'])} tokens",
+        f"Top refunds ({count(s['accounts_owed'])} accounts owed {count(s['refund_tokens_total'])} tokens)",
         ("Account", "Refund tokens", "Findings"),
         right=("Refund tokens", "Findings"),
     )
