@@ -183,6 +183,13 @@ def test_mapping_example_reads_nested_json_and_a_ledger(tmp_path: Path) -> None:
     ]
 
 
+def test_local_links_point_to_files() -> None:
+    targets = re.findall(r"\]\(([^)#:]+)\)", TEXT)
+    assert targets, "the README links to the example report and the benchmarks"
+    missing = [t for t in targets if not (README.parent / t).exists()]
+    assert missing == []
+
+
 def test_every_alias_is_documented() -> None:
     missing = [
         f"{kind}.{column}: {name}"
@@ -205,3 +212,12 @@ def _commands() -> dict[str, set[str]]:
 def test_readme_names_commands() -> None:
     named = {re.match(r"analyzer\s+([a-z][\w-]*)", c).group(1) for c in _invocations()}  # type: ignore[union-attr]
     assert {"report", "inspect", "simulate"} <= named
+
+
+@pytest.mark.parametrize("call", sorted(set(_invocations())), ids=lambda c: re.sub(r"\W+", "_", c)[:60])
+def test_every_command_and_option_in_the_readme_exists(call: str) -> None:
+    commands = _commands()
+    name = call.split()[1]
+    assert name in commands, f"`analyzer {name}` is not a command of the app"
+    options = set(re.findall(r"(?<![\w-])--[a-z][\w-]*", call))
+    assert options <= commands[name], f"not options of `analyzer {name}`: {sorted(options - commands[name])}"
