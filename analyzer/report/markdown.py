@@ -10,6 +10,8 @@ from __future__ import annotations
 import json
 from typing import Any, cast
 
+import polars as pl
+
 from analyzer.findings import Contributor
 from analyzer.report.escape import escape
 from analyzer.report.formatting import (
@@ -46,25 +48,33 @@ def render_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
+# Timeline kinds that can be the first or the last symptom, for naming it in the milestones.
+_FIRST_KINDS = ("burst_start", "spike_start", "gap_start", "pattern_start", "fault_first")
+_LAST_KINDS = ("burst_end", "spike_end", "gap_end", "pattern_end", "pattern_start")
+
+
+def _what_at(report: Report, t: object, kinds: tuple[str, ...]) -> str:
+    """The title of the first timeline item of one of `kinds` at `t` (ties come in the timeline's order)."""
+    if t is None:
+        return DASH
+    rows = report.timeline.filter((pl.col("ts") == t) & pl.col("kind").is_in(kinds))
+    return escape(rows["title"][0]) if rows.height else DASH
+
+
 def _summary(report: Report, clock: Clock) -> list[str]:
     s = report.summary
-    out = [
-        "## Summary",
-        "",
-        headline(report),
-        "",
-        f"**What moved first:** {escape(s['what_moved_first'])}",
-        "",
-    ]
-    first = s["first_symptom_at"]
-    rows = [["First symptom", clock.at(first), DASH]]  # type: ignore[arg-type]
-    for label, at_key, secs_key in (
-        ("First operator event", "first_response_at", "symptom_to_response_seconds"),
-        ("Fix", "fix_at", "symptom_to_fix_seconds"),
-        ("Last symptom (incident length)", "last_symptom_at", "incident_seconds"),
+    out = ["## Summary", "", headline(report), "", escape(s["what_moved_first"]), ""]
+    rows = []
+    for label, at_key, secs_key, kinds in (
+        ("First symptom", "first_symptom_at", None, _FIRST_KINDS),
+        ("First operator event", "first_response_at", "symptom_to_response_seconds", ("event",)),
+        ("Fix", "fix_at", "symptom_to_fix_seconds", ("event",)),
+        ("Last symptom (incident length)", "last_symptom_at", "incident_seconds", _LAST_KINDS),
     ):
-        rows.append([label, clock.at(s[at_key]), duration(s[secs_key])])  # type: ignore[arg-type]
-    return out + table(["Milestone", "Time", "After the first symptom"], rows)
+        at = s[at_key]
+        after = DASH if secs_key is None else duration(s[secs_key])
+        rows.append([label, clock.at(at), after, _what_at(report, at, kinds)])  # type: ignore[arg-type]
+    return out + table(["Milestone", "Time", "After the first symptom", "What"], rows)
 
 
 def _impact(report: Report, clock: Clock) -> list[str]:
