@@ -204,3 +204,56 @@ def test_cli_says_one_line_naming_the_file_and_exits_2(
     assert len(lines) == 1
     assert lines[0].startswith(f"error: {corpus / name}: ")
     assert message in lines[0]
+
+
+def test_shipper_duplicates_are_counted_and_kept_once(corpus: Path) -> None:
+    loaded = _load("gateway", corpus, "shipped/gateway-1.jsonl", "shipped/gateway-2.jsonl")
+    assert _counts(loaded) == [(15, 10, 5, {"duplicate_line": 5}), (11, 6, 5, {"duplicate_line": 5})]
+    first, second = (str(corpus / "shipped" / n) for n in ("gateway-1.jsonl", "gateway-2.jsonl"))
+    assert loaded.rejects.select("file", "line", "reason").rows() == [
+        *[(first, line, "duplicate_line") for line in range(11, 16)],
+        *[(second, line, "duplicate_line") for line in range(1, 6)],
+    ]
+    kept = loaded.frame.select("_file", "_line", "request_id", "status").collect()
+    # The first copy is kept; r5 of the second file is another record (a 502) with the same id: kept.
+    assert kept.filter(pl.col("request_id") == "r5").rows() == [(first, 6, "r5", 200), (second, 6, "r5", 502)]
+    assert kept["request_id"].to_list() == [
+        *(f"r{i}" for i in range(10)),
+        "r5",
+        *(f"r{i}" for i in range(10, 15)),
+    ]
+
+
+def test_duplicates_of_rejected_lines_keep_their_reason(tmp_path: Path) -> None:
+    good, other, broken = (
+        make_corpus.gateway_line(1),
+        make_corpus.gateway_line(3),
+        make_corpus.gateway_line(2)[:-5],
+    )
+    (tmp_path / "g.jsonl").write_text("\n".join([good, other, broken, good, broken]) + "\n")
+    loaded = _load("gateway", tmp_path, "g.jsonl")
+    assert _counts(loaded) == [(5, 2, 3, {"duplicate_line": 1, "malformed_json": 2})]
+    assert loaded.rejects.select("line", "reason").rows() == [
+        (3, "malformed_json"),
+        (4, "duplicate_line"),
+        (5, "malformed_json"),
+    ]
+
+
+def test_ledger_lines_are_not_deduplicated(tmp_path: Path) -> None:
+    # Two identical deductions are a finding of reconciliation, not a shipping artefact to drop.
+    row = "2026-04-22T09:00:01Z,acct-1,deduct,120"
+    (tmp_path / "ledger.csv").write_text(f"ts,account_id,kind,tokens\n{row}\n{row}\n")
+    loaded = _load("ledger", tmp_path, "ledger.csv")
+    assert _counts(loaded) == [(2, 2, 0, {})]
+    assert _column(loaded, "tokens") == [120, 120]
+
+
+def test_clock_skew_between_rotated_files_is_noted(corpus: Path) -> None:
+    loaded = _load("gateway", corpus, "skew")
+    assert _counts(loaded) == [(61, 61, 0, {})] * 5  # merged as written, not dropped
+    skewed = corpus / "skew" / "gateway-2026-04-22T10.jsonl"
+    assert [n for n in loaded.notes if "clock skew" in n] == [
+        f"gateway: {skewed}: times look shifted by +2:00:00 against its neighbours (clock skew?); "
+        "its rows, 2026-04-22 12:00:00 to 2026-04-22 12:59:00 UTC, are analyzed as written"
+    ]

@@ -7,6 +7,9 @@ Paths may be files, folders or globs; each group is read in name order (rotated 
 stream). Formats are detected from content (modules: sources, formats, jsonl, delimited, parquet,
 nginx, alb); fields are mapped and cast by `mapping`, times by `timestamps`. Nothing is lost: for
 every input, rows_read = rows analyzed + rows rejected. Blank lines are not rows and are not counted.
+A gateway line delivered twice by a log shipper is analyzed once; each later copy is a reject of its
+file with the reason `duplicate_line` (module duplicates). Files whose time ranges say a host's clock
+was off are named in the notes (module skew).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import polars as pl
 
 from analyzer.config import Settings
 from analyzer.findings import InputReport
+from analyzer.ingest import duplicates, skew
 from analyzer.ingest.reader import FileRead, read_file
 from analyzer.ingest.sources import RAW, find_inputs, resolve
 from analyzer.schema import (
@@ -68,12 +72,19 @@ def load(
         read_file(kind, path, config, folder / f"{i:05d}.parquet") for i, path in enumerate(resolve(paths))
     ]
     inputs = tuple(r.report for r in reads)
+    frame, rejects = _frame(kind, reads), _rejects(reads)
+    if kind == "gateway" and reads:
+        order = [r.report.path for r in reads]
+        copies = duplicates.find([r.sink for r in reads], order)
+        frame = duplicates.drop(frame, copies)
+        rejects = duplicates.with_rejects(rejects, copies, order)
+        inputs = duplicates.counted(inputs, copies)
     return Loaded(
         kind=kind,
-        frame=_frame(kind, reads),
+        frame=frame,
         inputs=inputs,
-        rejects=_rejects(reads),
-        notes=_notes(kind, inputs) + tuple(n for r in reads for n in r.notes),
+        rejects=rejects,
+        notes=_notes(kind, inputs) + tuple(n for r in reads for n in r.notes) + skew.skew_notes(kind, inputs),
         _workdir=keep,
     )
 

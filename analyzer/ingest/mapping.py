@@ -173,11 +173,13 @@ def canonicalize(
     clock_offset: timedelta = timedelta(0),
     text: bool = True,
     check_seen: Sequence[str] = (),
+    keep: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """Source columns (`src:<field>`) -> `_file`, `_line`, `_reject`, `_raw` and every canonical column.
 
     `_raw` is kept (up to RAW_LIMIT characters) only on rejected rows. For each canonical column in
-    `check_seen`, a `_seen:<col>` flag tells whether its source value was present on the row.
+    `check_seen`, a `_seen:<col>` flag tells whether its source value was present on the row. The
+    columns named in `keep` are passed through as they are.
     """
     schema = SCHEMAS[kind]
     required = ROW_REQUIRED[kind]
@@ -214,6 +216,7 @@ def canonicalize(
             pl.when(pl.col(REJECT_REASON).is_not_null()).then(pl.col(RAW).str.slice(0, RAW_LIMIT)).alias(RAW),
             *[_derived(kind, c, fields, file).cast(dtype).alias(c) for c, dtype in schema.items()],
             *[pl.col(_PRESENT + c).alias(f"_seen:{c}") for c in check_seen],
+            *keep,
         )
     )
 

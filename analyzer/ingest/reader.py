@@ -15,7 +15,7 @@ import polars as pl
 from analyzer.config import SourceConfig
 from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
-from analyzer.ingest import formats, mapping
+from analyzer.ingest import duplicates, formats, mapping
 from analyzer.ingest.sources import Sniff, decompress_readable, sniff
 from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, TS
 
@@ -74,9 +74,13 @@ def _parse(
     units = mapping.units_for(fields, config.units, source.units)
     wanted = sorted({name for name in fields.values() if name is not None})
 
+    # Gateway rows carry a hash of their raw line, to find lines a shipper delivered twice.
+    hashes = duplicates.HASHES if kind == "gateway" else ()
+
     def plan(robust: bool) -> pl.LazyFrame:
+        scanned = source.scan(wanted, robust)
         return mapping.canonicalize(
-            source.scan(wanted, robust),
+            scanned.with_columns(duplicates.line_hashes()) if hashes else scanned,
             kind,
             fields,
             source.fields,
@@ -85,6 +89,7 @@ def _parse(
             clock_offset=config.clock_offset,
             text=source.text,
             check_seen=unverified,
+            keep=hashes,
         )
 
     try:

@@ -98,7 +98,7 @@ def _skewed() -> dict[str, bytes]:
     for hour in (8, 9, 10, 11, 12):
         shown = hour + 2 if hour == 10 else hour
         files[f"skew/gateway-2026-04-22T{hour:02d}.jsonl"] = _lines(
-            [gateway_line(i * 59, hour=shown) for i in range(61)]
+            [gateway_line(i * 59, hour=shown, request_id=f"h{hour}-{i}") for i in range(61)]
         )
     return files
 

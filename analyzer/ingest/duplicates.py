@@ -1,0 +1,88 @@
+"""Lines a log shipper delivered twice: found by a hash of the raw line, counted, kept once.
+
+Only an exact copy of a whole record is a duplicate (same bytes, so the same request id and content);
+two different records with one request id are both kept, since reconciliation must see them. Each
+row's raw line is hashed twice (two seeds, 128 bits) while its file is read; after every file is staged,
+the first copy in path and line order is kept and every later one is counted as a `duplicate_line`
+reject of its own file, so rows read = analyzed + rejected still holds per file. Memory: one 64-bit hash
+per analyzed row for the candidate search, then only the rows whose hash occurs twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Final
+
+import polars as pl
+
+from analyzer.findings import InputReport
+from analyzer.ingest.sources import RAW
+from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
+
+DUPLICATE: Final = "duplicate_line"
+HASHES: Final = ("_hash1", "_hash2")
+
+
+def line_hashes() -> list[pl.Expr]:
+    """The two hash columns of a row's raw line (before the raw text is dropped from good rows)."""
+    return [pl.col(RAW).hash(seed=seed).alias(name) for seed, name in enumerate(HASHES)]
+
+
+def find(sinks: Sequence[Path], order: Sequence[str]) -> pl.DataFrame:
+    """`_file`, `_line` of every analyzed row that repeats an earlier one (files in `order`)."""
+    good = pl.scan_parquet(list(sinks)).filter(pl.col(REJECT_REASON).is_null())
+    h1, h2 = HASHES
+    # A first pass keeps one hash per row only; real duplicates are few, so the second pass is small.
+    repeated = good.group_by(h1).agg(pl.len()).filter(pl.col("len") > 1).select(h1)
+    candidates = (
+        good.select(SOURCE_FILE, SOURCE_LINE, h1, h2)
+        .join(repeated, on=h1, how="semi")
+        .collect()
+        .with_columns(_rank(SOURCE_FILE, order).alias("_rank"))
+        .sort("_rank", SOURCE_LINE)
+    )
+    return candidates.filter(~pl.struct(h1, h2).is_first_distinct()).select(SOURCE_FILE, SOURCE_LINE)
+
+
+def drop(frame: pl.LazyFrame, duplicates: pl.DataFrame) -> pl.LazyFrame:
+    """`frame` without the duplicate rows."""
+    if duplicates.is_empty():
+        return frame
+    return frame.join(duplicates.lazy(), on=[SOURCE_FILE, SOURCE_LINE], how="anti", maintain_order="left")
+
+
+def _rank(column: str, order: Sequence[str]) -> pl.Expr:
+    # Position of the file in path order: the order inputs are read in, not the names' sort order.
+    return pl.col(column).replace_strict(list(order), range(len(order)), return_dtype=pl.Int64)
+
+
+def with_rejects(rejects: pl.DataFrame, duplicates: pl.DataFrame, order: Sequence[str]) -> pl.DataFrame:
+    """The rejects table plus a `duplicate_line` row per duplicate, in path and line order.
+
+    A duplicate's raw text is the kept copy's, which is not repeated here: its `raw` is null.
+    """
+    if duplicates.is_empty():
+        return rejects
+    extra = duplicates.select(
+        pl.col(SOURCE_FILE).alias("file"),
+        pl.col(SOURCE_LINE).alias("line"),
+        pl.lit(DUPLICATE).alias("reason"),
+        pl.lit(None, pl.String).alias("raw"),
+    )
+    merged = pl.concat([rejects, extra])
+    return merged.sort(_rank("file", order), "line")
+
+
+def counted(inputs: Sequence[InputReport], duplicates: pl.DataFrame) -> tuple[InputReport, ...]:
+    """Each report with its duplicates added to its rejects, so its rows still add up."""
+    per_file = dict(duplicates.group_by(SOURCE_FILE).agg(pl.len()).iter_rows())
+    out = []
+    for report in inputs:
+        n = int(per_file.get(report.path, 0))
+        if n:
+            reasons = dict(sorted({**report.rejects_by_reason, DUPLICATE: n}.items()))
+            report = replace(report, rows_rejected=report.rows_rejected + n, rejects_by_reason=reasons)
+        out.append(report)
+    return tuple(out)
