@@ -17,15 +17,14 @@ from analyzer.detect.bursts import find_bursts
 from analyzer.detect.gaps import find_gaps
 from analyzer.detect.latency import find_spikes
 from analyzer.detect.windows import (
-    ALL_SIZES,
     BUCKET,
     COLUMN,
     ERRORS,
     GLOBAL_COLUMN,
+    OK,
     P95,
     P99,
     REQUESTS,
-    SERVER_ERRORS,
     UNKNOWN_SIZE,
     WINDOW,
     aggregate,
@@ -48,9 +47,11 @@ SERIES_SCHEMA: dict[str, pl.DataType] = {
 
 def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
     """Find bursts, latency spikes, burn-rate firings and log gaps in the canonical gateway frame."""
-    method = "approximate" if settings.latency.approximate_quantiles else "exact"
-    table = aggregate(gateway, settings)
-    glob = _grid(table.filter((pl.col(COLUMN) == GLOBAL_COLUMN) & (pl.col(BUCKET) == ALL_SIZES)), settings)
+    agg = aggregate(gateway, settings)
+    method = "approximate" if agg.approximate else "exact"
+    table = agg.table
+    counts = all_sizes(table)
+    glob = _grid(counts.filter(pl.col(COLUMN) == GLOBAL_COLUMN), agg.quantiles, settings)
     series = glob.select(
         WINDOW,
         REQUESTS,
@@ -60,30 +61,31 @@ def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
         P99,
     ).cast(SERIES_SCHEMA)  # type: ignore[arg-type]
     notes = _notes(table, settings)
-    if table.height == 0:
-        return Detection(
-            (), (), replay(glob, settings.slo, settings.bursts.window), (), series, method, notes
-        )
     alerts = replay(glob, settings.slo, settings.bursts.window)
-    bursts = find_bursts(all_sizes(table), gateway, settings, alerts)
-    has_latency = table[P95].is_not_null().any()
-    spikes = find_spikes(table, gateway, settings) if has_latency else ()
+    if table.height == 0:
+        return Detection((), (), alerts, (), series, method, notes)
+    bursts, accounts_hit = find_bursts(counts, gateway, settings, alerts)
+    has_latency = bool((table[OK] > 0).any())
+    spikes = find_spikes(table, series, gateway, settings) if has_latency else ()
     gaps = find_gaps(glob, settings.gaps)
-    return Detection(bursts, spikes, alerts, gaps, series, method, notes)
+    return Detection(bursts, spikes, alerts, gaps, series, method, notes, accounts_hit)
 
 
-def _grid(glob: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """The global all-sizes rows on every window from the first to the last, empty ones zero."""
+def _grid(glob: pl.DataFrame, quantiles: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """The global rows on every window from the first to the last, empty ones zero, with the quantiles."""
     if glob.height == 0:
-        return glob
+        return glob.join(quantiles, on=WINDOW, how="left")
     first: datetime = glob[WINDOW].min()  # type: ignore[assignment]
     last: datetime = glob[WINDOW].max()  # type: ignore[assignment]
     windows = pl.datetime_range(first, last, polars_every(settings.bursts.window), eager=True)
-    counts = [REQUESTS, ERRORS, SERVER_ERRORS, *[c for c in glob.columns if c.startswith("status_")], "ok"]
+    counts = [
+        c for c in glob.columns if c not in (WINDOW, "idx", COLUMN, "value", "scope", "first_ts", "last_ts")
+    ]
     return (
         windows.alias(WINDOW)
         .to_frame()
         .join(glob.drop("idx"), on=WINDOW, how="left")
+        .join(quantiles, on=WINDOW, how="left")
         .with_columns(pl.col(counts).fill_null(0), window_index(settings.bursts.window))
         .sort(WINDOW)
     )
@@ -91,9 +93,9 @@ def _grid(glob: pl.DataFrame, settings: Settings) -> pl.DataFrame:
 
 def _notes(table: pl.DataFrame, settings: Settings) -> tuple[str, ...]:
     notes = []
-    if table.height and not table[P95].is_not_null().any():
+    if table.height and not (table[OK] > 0).any():
         notes.append("latency: no latency_ms on successful requests, spikes not searched")
-    buckets = table.filter(pl.col(BUCKET) != ALL_SIZES)[BUCKET]
+    buckets = table[BUCKET]
     if table.height and buckets.len() and (buckets == UNKNOWN_SIZE).all():
         notes.append("latency: no prompt_tokens, latency not normalized for request size")
     if settings.latency.window != settings.bursts.window:

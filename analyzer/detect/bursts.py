@@ -264,14 +264,17 @@ def find_bursts(
     gateway: pl.LazyFrame,
     settings: Settings,
     alerts: tuple[BurnRateAlert, ...] = (),
-) -> tuple[Burst, ...]:
-    """Bursts from the all-sizes window counts, attributed with a second pass over the burst rows only."""
+) -> tuple[tuple[Burst, ...], int]:
+    """Bursts from the all-sizes window counts, attributed with a second pass over the burst rows only.
+
+    Also returns the number of distinct accounts with at least one error inside any kept burst.
+    """
     b = settings.bursts
     status_cols = sorted(c for c in counts.columns if c.startswith("status_"))
     scored = score(counts, b)
     cands = _candidates(scored, b, status_cols)
     if not cands:
-        return ()
+        return (), 0
     slices = list(b.slices)
     inside = _inside(gateway, cands, settings)
     contrib = _contributors(inside, slices)
@@ -282,8 +285,12 @@ def find_bursts(
         .iter_rows()
     )
     end_of_data = max(c.end for c in cands)
+    kept = _keep(cands, contrib, b.attribution_lift, slices)
+    accounts_hit = (
+        inside.filter(pl.col("_err") & pl.col("_bid").is_in(kept))[s.ACCOUNT_ID].drop_nulls().n_unique()
+    )
     bursts = []
-    for i in _keep(cands, contrib, b.attribution_lift, slices):
+    for i in kept:
         c = cands[i]
         top = tuple(
             Contributor(
@@ -315,4 +322,4 @@ def find_bursts(
                 severity=_severity(c, alerts, end_of_data),
             )
         )
-    return tuple(sorted(bursts, key=lambda x: (x.start, x.scope)))
+    return tuple(sorted(bursts, key=lambda x: (x.start, x.scope))), int(accounts_hit)

@@ -1,15 +1,23 @@
-"""Latency spikes: each window's p95 per prompt-size bucket against that bucket's own baseline.
+"""Latency spikes: each window's latency against what its requests' model and size usually take.
 
-Requests are bucketed by log2(prompt tokens), so a wave of 200K-token prompts is compared with what
-200K-token prompts usually take, not with the short ones. A bucket's baseline is the median of its
-per-window p95s over the windows not flagged (re-estimated twice), so a long incident cannot drag it
-along. A window scores the request-weighted ratio of its bucket p95s to their baselines; only 2xx
-requests count. Spikes open at `factor`, stay open at `factor_stay`.
+Requests are classed by model and log2(prompt tokens), so a wave of 200K-token prompts is compared
+with what 200K-token prompts usually take, and a shift of the traffic towards a slower model is not a
+slowdown. Latency is taken on a log scale (only 2xx requests count): a class's baseline is the mean
+log latency of its scope's windows that are not flagged (re-estimated three times, so a long incident
+cannot drag it along). A window scores the mean, over its requests, of log latency minus the baseline
+of the request's class: `factor` = exp(that mean), the typical slowdown for the sizes served. The
+log-latency sums the one pass keeps give it exactly and merge across windows, so thin scopes are scored
+on 3 or 5 centred windows. Its z is that mean over its standard error (the scope's pooled spread within
+classes): a window opens a spike when factor >= `factor` and z >= Z_OPEN and stays in one at
+`factor_stay` and Z_STAY, so a handful of slow requests in a thin slice is not a spike, while medians
+or p95s of tiny groups (biased upwards, and noisy) are never compared.
 
 Shadows: a slice spike is kept only when its column discriminates, i.e. some other value of that
-column was scored at the same time and spiked in fewer than half of those windows; the global spike is kept only when no
-discriminating slice spike overlaps it. Of overlapping discriminating slice spikes, the one with the
-highest factor is kept.
+column was scored at the same time and spiked in fewer than half of those windows; the global spike is
+kept only when no discriminating slice spike overlaps it. Of overlapping discriminating slice spikes,
+the one with the highest factor is kept. Reported p95/p99 are those of the peak window (the series'
+for the global scope, the peak window's own rows for a slice); the baseline p95 is the p95 those
+requests would have had at their usual speed: the observed p95 over the factor.
 """
 
 from __future__ import annotations
@@ -22,11 +30,15 @@ from analyzer import schema as s
 from analyzer.config import Settings
 from analyzer.detect.islands import END_IDX, START_IDX, episode_summary, episode_windows, islands
 from analyzer.detect.windows import (
-    ALL_SIZES,
     BUCKET,
+    CLASS,
     COLUMN,
     GLOBAL_COLUMN,
     IDX,
+    LOG_SQ,
+    LOG_SQ_UNIT,
+    LOG_SUM,
+    LOG_UNIT,
     OK,
     P95,
     P99,
@@ -37,65 +49,94 @@ from analyzer.detect.windows import (
 )
 from analyzer.findings import GLOBAL, LatencySpike
 
+# Standard errors the mean log slowdown of a window must reach to open / keep open a spike.
+Z_OPEN = 5.0
+Z_STAY = 2.5
+_ROUNDS = 3
+EXCESS_SHARE = 0.8
+
 
 def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """Per scope and window: the weighted p95 ratio to baselines, expected p95, and open/stay flags."""
+    """Per scope and window: the slowdown `ratio` for the request sizes, its z, and open/stay flags."""
     lat = settings.latency
-    per_size = table.filter((pl.col(BUCKET) != ALL_SIZES) & (pl.col(OK) > 0) & pl.col(P95).is_not_null())
-    per_size = per_size.select(WINDOW, IDX, COLUMN, VALUE, SCOPE, BUCKET, OK, P95).with_columns(
-        pl.lit(False).alias("_flagged")
+    cells = table.filter(pl.col(OK) > 0).select(
+        WINDOW, IDX, COLUMN, VALUE, SCOPE, CLASS, BUCKET, OK, LOG_SUM, LOG_SQ
     )
-    # A slice too thin for one window (a model at 1 request/s) is scored on 3 or 5 centred windows.
-    typical = pl.col("_ok1").median().over(SCOPE)
+    if cells.height == 0:
+        return pl.DataFrame()
+    flagged = cells.select(SCOPE, WINDOW).clear()
     windows = pl.DataFrame()
-    for _ in range(3):
+    for _ in range(_ROUNDS):
+        clean = cells.join(flagged, on=[SCOPE, WINDOW], how="anti")
         base = (
-            per_size.filter(~pl.col("_flagged"))
-            .group_by(SCOPE, BUCKET)
-            .agg(pl.col(P95).median().alias("_base"))
+            clean.group_by(SCOPE, CLASS, BUCKET)
+            .agg(pl.col(OK, LOG_SUM, LOG_SQ).sum())
+            .with_columns(
+                pl.col(LOG_SUM) * LOG_UNIT,
+                pl.col(LOG_SQ) * LOG_SQ_UNIT,
+            )
+            .with_columns((pl.col(LOG_SUM) / pl.col(OK)).alias("_mu"))
         )
-        joined = per_size.drop("_base", strict=False).join(base, on=[SCOPE, BUCKET], how="left")
+        # Spread within classes, pooled over the scope (one class at one request has none to give).
+        spread = base.group_by(SCOPE).agg(
+            (
+                (pl.col(LOG_SQ) - pl.col(OK) * pl.col("_mu") ** 2).sum()
+                / (pl.col(OK).sum() - pl.len()).clip(1, None)
+            )
+            .clip(1e-6, None)
+            .alias("_var")
+        )
         windows = (
-            joined.filter(pl.col("_base") > 0)
+            cells.join(
+                base.select(SCOPE, CLASS, BUCKET, "_mu"),
+                on=[SCOPE, CLASS, BUCKET],
+                how="inner",
+                maintain_order="left",
+            )
             .group_by(SCOPE, WINDOW, IDX)
             .agg(
                 pl.col(COLUMN).first(),
                 pl.col(VALUE).first(),
                 pl.col(OK).sum().alias("_ok1"),
-                (pl.col(OK) * pl.col(P95) / pl.col("_base")).sum().alias("_ratio_sum"),
-                (pl.col(OK) * pl.col("_base")).sum().alias("_base_sum"),
-                (pl.col(OK) * pl.col(P95)).sum().alias("_p95_sum"),
+                (pl.col(LOG_SUM) * LOG_UNIT - pl.col(OK) * pl.col("_mu")).sum().alias("_dev1"),
             )
+            .join(spread, on=SCOPE, how="left")
             .sort(SCOPE, WINDOW)
             .with_columns(
-                *[
-                    smoothed(c, typical, lat.min_requests, pl.lit(False)).alias(c)
-                    for c in ("_ratio_sum", "_base_sum", "_p95_sum")
-                ],
-                smoothed("_ok1", typical, lat.min_requests, pl.lit(False)).alias("ok"),
+                smoothed("_dev1", pl.col("_ok1").median().over(SCOPE), lat.min_requests, pl.lit(False)).alias(
+                    "_dev"
+                ),
+                smoothed("_ok1", pl.col("_ok1").median().over(SCOPE), lat.min_requests, pl.lit(False)).alias(
+                    "ok"
+                ),
             )
             .with_columns(
-                (pl.col("_ratio_sum") / pl.col("ok")).alias("ratio"),
-                (pl.col("_base_sum") / pl.col("ok")).alias("expected_p95_ms"),
-                (pl.col("_p95_sum") / pl.col("ok")).alias("weighted_p95_ms"),
+                (pl.col("_dev") / pl.col("ok")).exp().alias("ratio"),
+                (pl.col("_dev") / (pl.col("ok") * pl.col("_var")).sqrt()).alias("z"),
                 (pl.col("ok") >= lat.min_requests).alias("_scorable"),
             )
-            .drop("_ratio_sum", "_base_sum", "_p95_sum")
         )
-        flagged = windows.filter(pl.col("_scorable") & (pl.col("ratio") >= lat.factor_stay)).select(
-            SCOPE, WINDOW, pl.lit(True).alias("_flagged")
-        )
-        per_size = (
-            joined.drop("_flagged")
-            .join(flagged, on=[SCOPE, WINDOW], how="left")
-            .with_columns(pl.col("_flagged").fill_null(False))
-        )
-    if windows.height == 0:
-        return windows
+        stay = pl.col("_scorable") & (pl.col("ratio") >= lat.factor_stay) & (pl.col("z") >= Z_STAY)
+        windows = windows.with_columns(stay.alias("stay"))
+        flagged = windows.filter("stay").select(SCOPE, WINDOW)
     return windows.with_columns(
-        (pl.col("_scorable") & (pl.col("ratio") >= lat.factor)).alias("open"),
-        (pl.col("_scorable") & (pl.col("ratio") >= lat.factor_stay)).alias("stay"),
-    ).sort(SCOPE, WINDOW)
+        (pl.col("stay") & (pl.col("ratio") >= lat.factor) & (pl.col("z") >= Z_OPEN)).alias("open")
+    ).drop("_dev", "_var")
+
+
+def _culprit(overlapping: list[dict[str, Any]], slices: tuple[str, ...]) -> dict[str, Any]:
+    """The slice spike that explains overlapping ones: it holds (nearly) all their excess slowness.
+
+    The slice that is the cause holds every slow request; one of another column holds only those of
+    the cause that fall in it (a thin endpoint can peak higher by chance, but holds less excess). Of
+    those holding at least EXCESS_SHARE of the largest excess (the cause and a slice containing it),
+    the purest (highest peak factor) wins; on a tie (a slice mirrored by another column) the column
+    listed first in settings.
+    """
+    order = {c: i for i, c in enumerate(slices)}
+    most = max(o["excess"] for o in overlapping)
+    holding = [o for o in overlapping if o["excess"] >= EXCESS_SHARE * most]
+    return max(holding, key=lambda o: (round(o["peak"], 9), -order[o[COLUMN]]))
 
 
 def _discriminates(scored: pl.DataFrame, column: str, value: str, first: int, last: int) -> bool:
@@ -110,7 +151,9 @@ def _discriminates(scored: pl.DataFrame, column: str, value: str, first: int, la
     return bool(calm.any())
 
 
-def find_spikes(table: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings) -> tuple[LatencySpike, ...]:
+def find_spikes(
+    table: pl.DataFrame, series: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings
+) -> tuple[LatencySpike, ...]:
     """Latency spikes of every scope, shadows removed; a slice's peak quantiles from its peak window's rows."""
     lat = settings.latency
     scored = score(table, settings)
@@ -124,13 +167,11 @@ def find_spikes(table: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings) 
         .group_by(SCOPE, START_IDX, maintain_order=True)
         .agg(
             *episode_summary("ratio"),
-            pl.col("expected_p95_ms").first(),
-            pl.col("weighted_p95_ms").first(),
             pl.col("_ok1").sum().alias("ok"),
+            pl.col("_dev1").filter("stay").sum().alias("excess"),
         )
     )
-    glob = table.filter((pl.col(COLUMN) == GLOBAL_COLUMN) & (pl.col(BUCKET) == ALL_SIZES))
-    observed = {r[IDX]: (r[P95], r[P99]) for r in glob.select(IDX, P95, P99).iter_rows(named=True)}
+    observed = {r[WINDOW]: (r[P95], r[P99]) for r in series.select(WINDOW, P95, P99).iter_rows(named=True)}
     rows = list(peaks.iter_rows(named=True))
     slice_rows = [
         r
@@ -138,32 +179,32 @@ def find_spikes(table: pl.DataFrame, gateway: pl.LazyFrame, settings: Settings) 
         if r[COLUMN] != GLOBAL_COLUMN
         and _discriminates(scored, r[COLUMN], r[VALUE], r[START_IDX], r[END_IDX])
     ]
-    # On a tie (a slice mirrored by another column) the column listed first in settings wins.
-    order = {c: i for i, c in enumerate(settings.bursts.slices)}
     kept = []
     for r in rows:
         overlapping = [o for o in slice_rows if o[START_IDX] <= r[END_IDX] and r[START_IDX] <= o[END_IDX]]
         if r[COLUMN] == GLOBAL_COLUMN:
             if not overlapping:
                 kept.append(r)
-        elif (
-            r in slice_rows and max(overlapping, key=lambda o: (round(o["peak"], 9), -order[o[COLUMN]])) is r
-        ):
+        elif r in slice_rows and _culprit(overlapping, settings.bursts.slices) is r:
             kept.append(r)
     peak_q = _slice_peaks(gateway, [r for r in kept if r[COLUMN] != GLOBAL_COLUMN], settings)
     spikes = []
     for r in kept:
         is_global = r[COLUMN] == GLOBAL_COLUMN
-        p95, p99 = observed.get(r["peak_idx"]) if is_global else peak_q.get(r[SCOPE], (None, None))  # type: ignore[misc]
+        p95, p99 = (
+            observed.get(r["peak_at"], (None, None)) if is_global else peak_q.get(r[SCOPE], (None, None))
+        )
+        factor = float(r["peak"])
+        p95 = float(p95) if p95 is not None else float("nan")
         spikes.append(
             LatencySpike(
                 start=r["start"],
                 end=r["last"] + settings.bursts.window,
                 peak_at=r["peak_at"],
-                baseline_p95_ms=float(r["expected_p95_ms"]),
-                peak_p95_ms=float(p95 if p95 is not None else r["weighted_p95_ms"]),
-                peak_p99_ms=float(p99 if p99 is not None else r["weighted_p95_ms"]),
-                factor=float(r["peak"]),
+                baseline_p95_ms=p95 / factor,
+                peak_p95_ms=p95,
+                peak_p99_ms=float(p99) if p99 is not None else float("nan"),
+                factor=factor,
                 scope=GLOBAL if is_global else r[SCOPE],
                 requests=int(r["ok"]),
             )

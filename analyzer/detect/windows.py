@@ -1,12 +1,16 @@
-"""The one streaming pass over the gateway frame: a small (window x slice x size bucket) table.
+"""The one streaming pass over the gateway frame: a small (window x slice x size) table.
 
-Every detector works on this table, never on the rows. Each request is counted once under the global
-scope and once under each slice column it has a value for, once in its log2(prompt tokens) size bucket
-and once under `ALL_SIZES`, so per-slice quantiles exist without a second pass.
+Every detector works on these tables, never on the rows. The pass groups requests by window, size
+bucket (log2 of prompt tokens) and the values of every slice column at once: a few rows per window
+whatever the traffic. The per-scope table (global and each slice value, by model and size) is rolled
+up from it by sums, so counts and log-latency moments of any scope are exact without a second pass.
+Per-window latency quantiles are only kept for the global series, in the same pass: exact on small
+inputs, `approx_quantile` (which streams in bounded memory) above a row count.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 import polars as pl
@@ -19,18 +23,25 @@ IDX = "idx"  # window start as an integer count of windows since the epoch
 COLUMN = "column"  # slice column, or "global"
 VALUE = "value"
 SCOPE = "scope"
-BUCKET = "bucket"
+BUCKET = "bucket"  # floor(log2(prompt tokens)), UNKNOWN_SIZE without them
+CLASS = "class"  # the model of the requests: latency is expected per (model, size bucket)
 REQUESTS = "requests"
 ERRORS = "errors"  # statuses of settings.bursts.statuses
 SERVER_ERRORS = "server_errors"  # any 5xx, for the SLO
 OK = "ok"  # 2xx with a latency
-P50, P95, P99 = "p50_ms", "p95_ms", "p99_ms"
+# Sums of ln(latency ms) and of its square over the `ok` requests, in fixed point (Int64, units of
+# LOG_UNIT and LOG_SQ_UNIT) so that they add up to the same value whatever the order of the rows.
+LOG_SUM, LOG_SQ = "log_sum", "log_sq"
+LOG_UNIT, LOG_SQ_UNIT = 1e-6, 1e-4
+P95, P99 = "p95_ms", "p99_ms"
 FIRST_TS, LAST_TS = "first_ts", "last_ts"
 
-ALL_SIZES = -1  # bucket of every request whatever its size
 UNKNOWN_SIZE = -2  # bucket of requests without prompt_tokens
 GLOBAL_COLUMN = "global"
-_ALL = "_all_sizes"
+# Above this many rows, per-window quantiles are approximate (`approx_quantile` streams; exact
+# quantiles in a group-by fall back to the in-memory engine, whose memory grows with the rows).
+EXACT_QUANTILE_MAX_ROWS = 2_000_000
+_MIN_LATENCY_MS = 0.01  # a logged 0 ms still has a logarithm
 
 
 def status_column(code: int) -> str:
@@ -49,86 +60,121 @@ def window_index(window: timedelta) -> pl.Expr:
     return (pl.col(WINDOW).dt.epoch("us") // us).alias(IDX)
 
 
-def aggregate(gateway: pl.LazyFrame, settings: Settings) -> pl.DataFrame:
-    """Collect the (window, slice, bucket) table in one pass over `gateway`."""
-    b = settings.bursts
-    every = polars_every(b.window)
-    slices = list(b.slices)
-    ok_latency = pl.col(s.LATENCY_MS).filter(
-        pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
-    )
-    qs = (0.5, 0.95, 0.99)
-    quantiles = (
-        [ok_latency.approx_quantile(q) for q in qs]
-        if settings.latency.approximate_quantiles
-        else [ok_latency.quantile(q, interpolation="linear") for q in qs]
-    )
+@dataclass(frozen=True)
+class Aggregates:
+    """What the one pass over the gateway gives every detector."""
+
+    # One row per (scope, class, bucket, window) with requests: WINDOW, IDX, COLUMN, VALUE, SCOPE, CLASS,
+    # BUCKET, REQUESTS, ERRORS, SERVER_ERRORS, status_<code>..., OK, LOG_SUM, LOG_SQ, FIRST_TS, LAST_TS.
+    table: pl.DataFrame
+    # One row per window with requests: WINDOW, P95, P99 of the successful requests' latency.
+    quantiles: pl.DataFrame
+    rows: int
+    approximate: bool
+
+
+def _key_columns(settings: Settings) -> list[str]:
+    return list(dict.fromkeys([s.MODEL, *settings.bursts.slices]))
+
+
+def _cell_sums(settings: Settings) -> list[pl.Expr]:
+    """The additive aggregations of a group of requests (they roll up from cells to scopes by sums)."""
+    ok = pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
+    log_latency = pl.col(s.LATENCY_MS).clip(_MIN_LATENCY_MS, None).log()
+    return [
+        pl.len().cast(pl.Int64).alias(REQUESTS),
+        pl.col(s.STATUS).is_in(list(settings.bursts.statuses)).sum().cast(pl.Int64).alias(ERRORS),
+        pl.col(s.STATUS).is_between(500, 599).sum().cast(pl.Int64).alias(SERVER_ERRORS),
+        *[
+            (pl.col(s.STATUS) == code).sum().cast(pl.Int64).alias(status_column(code))
+            for code in counted_statuses(settings)
+        ],
+        ok.sum().cast(pl.Int64).alias(OK),
+        (log_latency / LOG_UNIT).round().cast(pl.Int64).filter(ok).sum().alias(LOG_SUM),
+        (log_latency * log_latency / LOG_SQ_UNIT).round().cast(pl.Int64).filter(ok).sum().alias(LOG_SQ),
+        pl.col(s.TS).min().alias(FIRST_TS),
+        pl.col(s.TS).max().alias(LAST_TS),
+    ]
+
+
+def _sum_columns(table: pl.DataFrame) -> list[str]:
+    return [
+        c
+        for c in table.columns
+        if c in (REQUESTS, ERRORS, SERVER_ERRORS, OK, LOG_SUM, LOG_SQ) or c.startswith("status_")
+    ]
+
+
+def aggregate(gateway: pl.LazyFrame, settings: Settings) -> Aggregates:
+    """Collect the (window, slice values, size) cells and the global quantiles in one pass over `gateway`."""
+    every = polars_every(settings.bursts.window)
+    keys = _key_columns(settings)
+    rows = gateway.select(pl.len()).collect().item()
+    approximate = settings.latency.approximate_quantiles or rows > EXACT_QUANTILE_MAX_ROWS
     size = (
         pl.col(s.PROMPT_TOKENS).clip(1).cast(pl.Float64).log(2).floor().cast(pl.Int32).fill_null(UNKNOWN_SIZE)
     )
-    rows = gateway.select(
+    base = gateway.select(
         pl.col(s.TS).dt.truncate(every).alias(WINDOW),
         pl.col(s.TS),
         pl.col(s.STATUS),
         pl.col(s.LATENCY_MS),
         size.alias(BUCKET),
-        pl.lit("").alias(GLOBAL_COLUMN),
-        pl.lit("").alias(_ALL),
-        *[pl.col(c).cast(pl.String) for c in slices],
+        *[pl.col(c).cast(pl.String) for c in keys],
     )
-    table = (
-        rows.unpivot(
-            on=[GLOBAL_COLUMN, _ALL, *slices],
-            index=[WINDOW, s.TS, s.STATUS, s.LATENCY_MS, BUCKET],
-            variable_name=COLUMN,
-            value_name=VALUE,
-        )
-        .filter(pl.col(VALUE).is_not_null())
-        # The _all_sizes copy is the global scope with every size in one bucket.
-        .with_columns(
-            pl.when(pl.col(COLUMN) == _ALL).then(pl.lit(ALL_SIZES, pl.Int32)).otherwise(BUCKET).alias(BUCKET),
-            pl.when(pl.col(COLUMN) == _ALL).then(pl.lit(GLOBAL_COLUMN)).otherwise(COLUMN).alias(COLUMN),
-        )
-        .group_by(WINDOW, COLUMN, VALUE, BUCKET)
-        .agg(
-            pl.len().cast(pl.Int64).alias(REQUESTS),
-            pl.col(s.STATUS).is_in(list(b.statuses)).sum().cast(pl.Int64).alias(ERRORS),
-            pl.col(s.STATUS).is_between(500, 599).sum().cast(pl.Int64).alias(SERVER_ERRORS),
-            *[
-                (pl.col(s.STATUS) == code).sum().cast(pl.Int64).alias(status_column(code))
-                for code in counted_statuses(settings)
-            ],
-            ok_latency.len().cast(pl.Int64).alias(OK),
-            *[q.alias(name) for q, name in zip(quantiles, (P50, P95, P99), strict=True)],
-            pl.col(s.TS).min().alias(FIRST_TS),
-            pl.col(s.TS).max().alias(LAST_TS),
-        )
-        .collect()
+    ok_latency = pl.col(s.LATENCY_MS).filter(
+        pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
     )
+    quantiles = [
+        (
+            ok_latency.approx_quantile(q) if approximate else ok_latency.quantile(q, interpolation="linear")
+        ).alias(name)
+        for q, name in ((0.95, P95), (0.99, P99))
+    ]
+    cells_q = base.group_by(WINDOW, BUCKET, *keys).agg(_cell_sums(settings))
+    quantiles_q = base.select(WINDOW, s.STATUS, s.LATENCY_MS).group_by(WINDOW).agg(quantiles)
+    cells, q = pl.collect_all([cells_q, quantiles_q])
+    return Aggregates(
+        table=_scopes(cells, settings), quantiles=q.sort(WINDOW), rows=int(rows), approximate=approximate
+    )
+
+
+def _scopes(cells: pl.DataFrame, settings: Settings) -> pl.DataFrame:
+    """Roll the cells up into one row per (scope, class, bucket, window): global and each slice value."""
+    sums = [pl.col(c).sum() for c in _sum_columns(cells)]
+    extremes = [pl.col(FIRST_TS).min(), pl.col(LAST_TS).max()]
+    parts = []
+    for col in (None, *settings.bursts.slices):
+        keys = list(dict.fromkeys([WINDOW, *([col] if col else []), s.MODEL, BUCKET]))
+        rows = cells if col is None else cells.filter(pl.col(col).is_not_null())
+        parts.append(
+            rows.group_by(keys)
+            .agg(*sums, *extremes)
+            .select(
+                pl.lit(col or GLOBAL_COLUMN).alias(COLUMN),
+                (pl.col(col) if col else pl.lit("")).alias(VALUE),
+                pl.col(s.MODEL).fill_null("").alias(CLASS),
+                pl.all().exclude(*keys[1:]),
+                pl.col(BUCKET),
+            )
+        )
+    table = pl.concat(parts, how="vertical")
     return table.with_columns(
         pl.when(pl.col(COLUMN) == GLOBAL_COLUMN)
         .then(pl.lit(GLOBAL_COLUMN))
         .otherwise(pl.col(COLUMN) + "=" + pl.col(VALUE))
         .alias(SCOPE),
-        window_index(b.window),
-    ).sort(COLUMN, VALUE, BUCKET, WINDOW)
+        window_index(settings.bursts.window),
+    ).sort(COLUMN, VALUE, CLASS, BUCKET, WINDOW, nulls_last=True)
 
 
 def all_sizes(table: pl.DataFrame) -> pl.DataFrame:
     """Rows counting every request of their scope and window (one per scope and window)."""
-    global_rows = (pl.col(COLUMN) == GLOBAL_COLUMN) & (pl.col(BUCKET) == ALL_SIZES)
-    slice_rows = pl.col(COLUMN) != GLOBAL_COLUMN
-    # Slices carry only per-size rows: sum them; quantiles of a slice over all sizes are not kept.
-    slices = (
-        table.filter(slice_rows)
-        .group_by(WINDOW, IDX, COLUMN, VALUE, SCOPE)
-        .agg(
-            pl.col(REQUESTS, ERRORS, SERVER_ERRORS, OK).sum(),
-            *[pl.col(c).sum() for c in table.columns if c.startswith("status_")],
-        )
+    return (
+        table.group_by(WINDOW, IDX, COLUMN, VALUE, SCOPE)
+        .agg(*[pl.col(c).sum() for c in _sum_columns(table)], pl.col(FIRST_TS).min(), pl.col(LAST_TS).max())
+        .sort(SCOPE, WINDOW)
     )
-    glob = table.filter(global_rows).select(slices.columns)
-    return pl.concat([glob, slices]).sort(SCOPE, WINDOW)
 
 
 def smoothed(column: str, typical: pl.Expr, need: int, single: pl.Expr) -> pl.Expr:
