@@ -21,7 +21,6 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from statistics import median
 from typing import Final
 
 from analyzer.findings import InputReport
@@ -67,7 +66,7 @@ def _within_stream(files: Sequence[Span]) -> dict[str, timedelta]:
             neighbour = files[1 if k == 0 else k - 1][0]
             clean = all(g >= -TOLERANCE for g in rest)
             if gap < -TOLERANCE and clean and neighbour not in out:
-                usual = median(rest)
+                usual = sorted(rest)[len(rest) // 2]  # the chain's usual gap (a median)
                 out[files[k][0]] = usual - gap if k == 0 else gap - usual
     return out
 
