@@ -3,6 +3,7 @@
 import dataclasses
 import io
 import json
+import re
 from datetime import timedelta
 
 import polars as pl
@@ -271,3 +272,24 @@ def test_ledger_onset_is_where_mismatches_bunch_not_a_stray_one() -> None:
     assert _report(rec=rec).summary["onsets"]["ledger"] == at(9, 20)  # type: ignore[index]
     no_pattern = dataclasses.replace(rec, patterns=())
     assert _report(rec=no_pattern).summary["onsets"]["ledger"] == at(9, 1)  # type: ignore[index]
+
+
+def test_hostile_report_renders_to_html_without_tags_and_with_whole_tables() -> None:
+    # Rendered as a CommonMark + tables parser does (markdown-it, which Rich already depends on).
+    from markdown_it import MarkdownIt
+
+    hostile = "x|y <script>alert(1)</script> <img src=x onerror=alert(1)> [a](javascript:alert(1)) *b*\n# h"
+    report = _report(
+        det=detection(scope_value=hostile),
+        rec=reconciliation(account=hostile),
+        ev=_events((9, 16, "statement", hostile)),
+        inp=inputs(path=hostile),
+    )
+    html = MarkdownIt("commonmark").enable("table").render(render_markdown(report))
+    assert "<script" not in html and "<img" not in html and 'href="javascript' not in html
+    assert "<h1>h</h1>" not in html
+    for tbl in html.split("<table>")[1:]:
+        head, body = tbl.split("</thead>", 1)
+        columns = len(re.findall(r"<th[ >]", head))
+        rows = body.split("</table>", 1)[0].split("<tr>")[1:]
+        assert rows and all(len(re.findall(r"<td[ >]", row)) == columns for row in rows)
