@@ -217,6 +217,16 @@ def _grouped(n: pl.Expr) -> pl.Expr:
     )
 
 
+def _other_end(column: str, this: str) -> pl.Expr:
+    """The span's other end as a time of day, with its date when it falls on another day than this end."""
+    same_day = pl.col(column).dt.date() == pl.col(this).dt.date()
+    return (
+        pl.when(same_day)
+        .then(pl.col(column).dt.strftime("%H:%M:%S"))
+        .otherwise(pl.col(column).dt.strftime("%Y-%m-%d %H:%M:%S"))
+    )
+
+
 def _spans_frame(spans: pl.DataFrame) -> pl.DataFrame:
     if spans.is_empty():
         return _frame([])
@@ -228,7 +238,7 @@ def _spans_frame(spans: pl.DataFrame) -> pl.DataFrame:
         pl.col("first_at").cast(TS_DTYPE).alias("ts"),
         pl.lit("fault_first").alias("kind"),
         pl.format("First {}{}", pl.col("kind"), where).alias("title"),
-        pl.format("{}× {} until {}", count, pl.col("kind"), pl.col("last_at").dt.strftime("%H:%M:%S")).alias(
+        pl.format("{}× {} until {}", count, pl.col("kind"), _other_end("last_at", "first_at")).alias(
             "detail"
         ),
         scope.alias("scope"),
@@ -238,7 +248,7 @@ def _spans_frame(spans: pl.DataFrame) -> pl.DataFrame:
         pl.col("last_at").cast(TS_DTYPE).alias("ts"),
         pl.lit("fault_last").alias("kind"),
         pl.format("Last {}{}", pl.col("kind"), where).alias("title"),
-        pl.format("{}× {} since {}", count, pl.col("kind"), pl.col("first_at").dt.strftime("%H:%M:%S")).alias(
+        pl.format("{}× {} since {}", count, pl.col("kind"), _other_end("first_at", "last_at")).alias(
             "detail"
         ),
         scope.alias("scope"),

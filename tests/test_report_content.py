@@ -293,3 +293,12 @@ def test_hostile_report_renders_to_html_without_tags_and_with_whole_tables() -> 
         columns = len(re.findall(r"<th[ >]", head))
         rows = body.split("</table>", 1)[0].split("<tr>")[1:]
         assert rows and all(len(re.findall(r"<td[ >]", row)) == columns for row in rows)
+
+
+def test_terminal_with_nothing_found_and_no_series_still_renders() -> None:
+    quiet = dataclasses.replace(empty_detection(), series=empty_detection().series.head(0))
+    console = Console(file=io.StringIO(), width=120, color_system=None)
+    render_terminal(_report(det=quiet, rec=None, ev=events().head(0)), console)
+    out = console.file.getvalue()  # type: ignore[attr-defined]
+    assert "0 of 0 requests failed" in out and "Nothing moved" in out
+    assert "5xx bursts" not in out and "Top refunds" not in out

@@ -1,6 +1,7 @@
 """build_timeline: chronological order, fixed tie-breaks, content of each item."""
 
 import dataclasses
+from datetime import timedelta
 
 import polars as pl
 from fixtures.report.records import at, detection, events, reconciliation
@@ -63,3 +64,19 @@ def test_a_fault_pattern_of_one_instant_has_no_end_item() -> None:
     one = dataclasses.replace(rec.patterns[0], end=rec.patterns[0].start, entries=1)
     tl = build_timeline(detection(), dataclasses.replace(rec, patterns=(one,)), events())
     assert tl.filter(pl.col("kind").str.starts_with("pattern"))["kind"].to_list() == ["pattern_start"]
+
+
+def test_a_fault_span_past_midnight_dates_its_other_end() -> None:
+    rec = reconciliation()
+    late = rec.spans.with_columns(
+        pl.when(pl.col("kind") == "orphan")
+        .then(pl.col("last_at") + timedelta(days=1))
+        .otherwise("last_at")
+        .alias("last_at")
+    )
+    tl = build_timeline(detection(), dataclasses.replace(rec, spans=late), events())
+    details = (
+        tl.filter(pl.col("title") == "First orphan")["detail"].to_list()
+        + tl.filter(pl.col("title") == "Last orphan")["detail"].to_list()
+    )
+    assert details == ["2× orphan until 2026-04-23 09:06:00", "2× orphan since 2026-04-22 09:05:00"]
