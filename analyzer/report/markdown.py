@@ -149,7 +149,7 @@ def _bursts(report: Report, clock: Clock) -> list[str]:
         "Statuses",
         "Accounts",
         "Alert",
-        "Most affected",
+        "Over-represented slices",
     ]
     out += table(head, rows, right=("Failed", "Accounts"), empty="No 5xx burst stood out from the baseline.")
     alerts = [

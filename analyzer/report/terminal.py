@@ -95,7 +95,7 @@ def _timeline(report: Report, clock: Clock) -> Table:
 def _bursts(report: Report, clock: Clock) -> Table:
     table = _table(
         f"5xx bursts ({len(report.bursts)})",
-        ("Start", "Lasted", "Scope", "Peak", "Failed", "Accounts", "Most affected"),
+        ("Start", "Lasted", "Scope", "Peak", "Failed", "Accounts", "Over-represented slice"),
         right=("Failed", "Accounts"),
     )
     for b in report.bursts:
