@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import sys
 import types
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -31,9 +32,9 @@ def _toy_parse(lines: pl.LazyFrame, config: SourceConfig) -> pl.LazyFrame:
 
 TOY = formats.line_format(
     "toy",
-    lambda sample: sum(len(line.split(" ")) == 2 for line in sample) * 2 > len(sample),
+    lambda sample, config: sum(len(line.split(" ")) == 2 for line in sample) * 2 > len(sample),
     _toy_parse,
-    {"ts": "when", "status": "code"},
+    lambda config: {"ts": "when", "status": "code"},
     {"ts": "epoch_s"},
 )
 
@@ -56,10 +57,10 @@ def test_line_format_row_gets_default_mapping_units_and_rejects(tmp_path: Path, 
 def test_detection_order_and_forced_format(tmp_path: Path) -> None:
     path = tmp_path / "x"
     path.write_text("a\tb\n1\t2\n")
-    assert formats.choose(path, sniff(path), None).name == "tsv"
-    assert formats.choose(path, sniff(path), "csv").name == "csv"
+    assert formats.choose(path, sniff(path), SourceConfig()).name == "tsv"
+    assert formats.choose(path, sniff(path), SourceConfig(format="csv")).name == "csv"
     with pytest.raises(formats.UnknownFormatError):
-        formats.choose(path, sniff(path), "xml")
+        formats.choose(path, sniff(path), SourceConfig(format="xml"))
 
 
 def test_truncated_gzip_keeps_every_line_before_the_cut(tmp_path: Path) -> None:
@@ -122,8 +123,8 @@ def test_nginx_module_is_wired_by_its_contract(tmp_path: Path, monkeypatch) -> N
         return _toy_parse(lines, SourceConfig()).rename({"when": "time_local", "code": "status"})
 
     fake.parse_nginx = parse_nginx  # type: ignore[attr-defined]
-    fake.looks_like_nginx = lambda sample: True  # type: ignore[attr-defined]
-    fake.NGINX_FIELDS = {"ts": "time_local", "status": "status"}  # type: ignore[attr-defined]
+    fake.looks_like_nginx = lambda sample, log_format: True  # type: ignore[attr-defined]
+    fake.nginx_fields = lambda log_format: {"ts": "time_local", "status": "status"}  # type: ignore[attr-defined]
     fake.NGINX_UNITS = {"ts": "epoch_s"}  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "analyzer.ingest.nginx", fake)
     rows = formats._line_formats()
@@ -135,3 +136,42 @@ def test_nginx_module_is_wired_by_its_contract(tmp_path: Path, monkeypatch) -> N
     loaded = load("gateway", [path], settings)
     assert loaded.frame.select("status").collect().item() == 200
     assert seen_formats[-1] == "$time_local $status"
+
+
+# A gateway's own nginx log_format: ISO times, the request id and model headers, no `combined` part.
+CUSTOM_FORMAT = '$time_iso8601 $status $request_time "$http_x_request_id" "$http_x_model" $request_uri'
+CUSTOM_LINES = [
+    '2026-04-22T09:00:01+00:00 200 0.250 "r1" "gpt-x" /v1/chat/completions',
+    '2026-04-22T11:00:02+02:00 502 1.500 "r2" "gpt-x" /v1/chat/completions?stream=1',
+    "not a line of this format",
+]
+
+
+def test_nginx_with_a_configured_log_format_is_detected_from_content(tmp_path: Path) -> None:
+    path = tmp_path / "edge.txt"  # no telling name
+    path.write_text("\n".join(CUSTOM_LINES) + "\n")
+    custom = SourceConfig(log_format=CUSTOM_FORMAT)
+    assert formats.choose(path, sniff(path), custom).name == "nginx"
+    loaded = load("gateway", [path], Settings(gateway=custom))
+    (report,) = loaded.inputs
+    # Defaults follow the format: ts from $time_iso8601 (the default format's $time_local is absent).
+    assert {c: report.fields[c] for c in ("ts", "request_id", "model", "endpoint", "latency_ms")} == {
+        "ts": "time_iso8601",
+        "request_id": "http_x_request_id",
+        "model": "http_x_model",
+        "endpoint": "request_path",
+        "latency_ms": "request_time",
+    }
+    assert (report.rows_read, report.rejects_by_reason) == (3, {"unparsable_line": 1})
+    got = loaded.frame.select("ts", "request_id", "status", "latency_ms", "endpoint").collect()
+    assert got.rows() == [
+        (datetime(2026, 4, 22, 9, 0, 1, tzinfo=UTC), "r1", 200, 250.0, "/v1/chat/completions"),
+        (datetime(2026, 4, 22, 9, 0, 2, tzinfo=UTC), "r2", 502, 1500.0, "/v1/chat/completions"),
+    ]
+
+
+def test_a_custom_nginx_format_is_not_detected_without_its_log_format(tmp_path: Path) -> None:
+    path = tmp_path / "edge.txt"
+    path.write_text("\n".join(CUSTOM_LINES) + "\n")
+    with pytest.raises(formats.UnknownFormatError):
+        formats.choose(path, sniff(path), SourceConfig())

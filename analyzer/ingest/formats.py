@@ -1,8 +1,9 @@
 """The formats table: (name, detector, opener) rows, tried in order; no if-chains over format names.
 
-A detector looks at a file's sniffed sample; an opener returns a `Source`: the fields the file has,
-its default mapping and units, and a function scanning it to `src:<field>` columns plus `_line`,
-`_raw` and `_reject`. nginx and ALB rows are added when their modules are importable.
+A detector looks at a file's sniffed sample (and the source's settings: nginx is detected with the
+configured `log_format`); an opener returns a `Source`: the fields the file has, its default mapping
+and units, and a function scanning it to `src:<field>` columns plus `_line`, `_raw` and `_reject`.
+nginx and ALB rows are added when their modules are importable.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class Source:
 
 
 _READER_REJECT: Final = "_reader_reject"
-Detector = Callable[[Sniff], bool]
+Detector = Callable[[Sniff, SourceConfig], bool]
 Opener = Callable[[Path, Sniff, SourceConfig], Source]
 
 
@@ -88,19 +89,22 @@ def _open_parquet(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
 
 
 LineParser = Callable[[pl.LazyFrame, SourceConfig], pl.LazyFrame]
+LineDetector = Callable[[list[str], SourceConfig], bool]
+LineDefaults = Callable[[SourceConfig], Mapping[str, str]]
 
 
 def line_format(
     name: str,
-    detect: Callable[[list[str]], bool],
+    detect: LineDetector,
     parse: LineParser,
-    defaults: Mapping[str, str],
+    defaults: LineDefaults,
     units: Mapping[str, str],
 ) -> Format:
     """A table row for a line format whose parser adds String columns named by source field.
 
     The parser gets `_line`, `_raw` (and the reader's `_reader_reject`, which it may keep) and returns
-    them with its fields and `_reject`; `defaults` and `units` are its canonical -> source mapping.
+    them with its fields and `_reject`; `defaults(config)` is its canonical -> source mapping (for the
+    configured log format), `units` the units of its fields.
     """
 
     def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
@@ -118,52 +122,62 @@ def line_format(
                 ).drop(_READER_REJECT)
             return parsed.rename({n: SRC + n for n in names})
 
-        return Source({n: pl.String() for n in names}, True, scan, defaults=defaults, units=units)
+        return Source({n: pl.String() for n in names}, True, scan, defaults=defaults(config), units=units)
 
-    return Format(name, lambda s: detect(list(s.sample[:50])), open_)
+    return Format(name, lambda s, config: detect(list(s.sample[:50]), config), open_)
 
 
-def _jsonl_detect(s: Sniff) -> bool:
+def _jsonl_detect(s: Sniff, config: SourceConfig) -> bool:
     return jsonl.looks_like_jsonl(s.sample)
 
 
-# How each line format's parser is called: nginx takes the configured log_format.
-_LINE_PARSERS: Final[dict[str, Callable[[ModuleType], LineParser]]] = {
-    "nginx": lambda m: lambda lines, config: m.parse_nginx(lines, config.log_format),
-    "alb": lambda m: lambda lines, config: m.parse_alb(lines),
+@dataclass(frozen=True)
+class _LineModule:
+    """How a line format's module is called: nginx's detector, parser and defaults take the log_format."""
+
+    detect: Callable[[ModuleType], LineDetector]
+    parse: Callable[[ModuleType], LineParser]
+    defaults: Callable[[ModuleType], LineDefaults]
+
+
+_LINE_MODULES: Final[dict[str, _LineModule]] = {
+    "nginx": _LineModule(
+        detect=lambda m: lambda sample, config: m.looks_like_nginx(sample, log_format=config.log_format),
+        parse=lambda m: lambda lines, config: m.parse_nginx(lines, config.log_format),
+        defaults=lambda m: lambda config: m.nginx_fields(config.log_format),
+    ),
+    "alb": _LineModule(
+        detect=lambda m: lambda sample, config: m.looks_like_alb(sample),
+        parse=lambda m: lambda lines, config: m.parse_alb(lines),
+        defaults=lambda m: lambda config: m.ALB_FIELDS,
+    ),
 }
 
 
 def _line_formats() -> list[Format]:
     """nginx and ALB rows, each once its module (analyzer/ingest/<name>.py) is importable."""
     rows: list[Format] = []
-    for name, parser in _LINE_PARSERS.items():
+    for name, calls in _LINE_MODULES.items():
         try:
             module = importlib.import_module(f"analyzer.ingest.{name}")
         except ModuleNotFoundError as e:
             if e.name != f"analyzer.ingest.{name}":
                 raise  # the module exists but needs something missing: say so
             continue
-        upper = name.upper()
+        units = getattr(module, f"{name.upper()}_UNITS")
         rows.append(
-            line_format(
-                name,
-                getattr(module, f"looks_like_{name}"),
-                parser(module),
-                getattr(module, f"{upper}_FIELDS"),
-                getattr(module, f"{upper}_UNITS"),
-            )
+            line_format(name, calls.detect(module), calls.parse(module), calls.defaults(module), units)
         )
     return rows
 
 
 # Tried in order: the binary and the strict formats first, the loose delimited ones last.
 FORMATS: Final[list[Format]] = [
-    Format("parquet", lambda s: s.compression == "parquet", _open_parquet),
+    Format("parquet", lambda s, config: s.compression == "parquet", _open_parquet),
     Format("jsonl", _jsonl_detect, _open_jsonl),
     *_line_formats(),
-    Format("tsv", lambda s: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
-    Format("csv", lambda s: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
+    Format("tsv", lambda s, config: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
+    Format("csv", lambda s, config: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
 ]
 
 
@@ -176,19 +190,20 @@ def _open_empty(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
 
 
 # A file with no line but blank ones (a fresh rotation) has no rows in any format.
-EMPTY: Final = Format("empty", lambda s: not s.sample and s.compression != "parquet", _open_empty)
+EMPTY: Final = Format("empty", lambda s, config: not s.sample and s.compression != "parquet", _open_empty)
 
 
-def choose(path: Path, sniff: Sniff, forced: str | None) -> Format:
-    """The format named by `forced`, else the first whose detector accepts the sample."""
-    if EMPTY.detect(sniff):
+def choose(path: Path, sniff: Sniff, config: SourceConfig) -> Format:
+    """The format named by `config.format`, else the first whose detector accepts the sample."""
+    if EMPTY.detect(sniff, config):
         return EMPTY
     by_name = {f.name: f for f in FORMATS}
+    forced = config.format
     if forced is not None:
         if forced not in by_name:
             raise UnknownFormatError(f"format '{forced}' is not available", path=str(path))
         return by_name[forced]
     for fmt in FORMATS:
-        if fmt.detect(sniff):
+        if fmt.detect(sniff, config):
             return fmt
     raise UnknownFormatError(f"content matches no supported format ({', '.join(by_name)})", path=str(path))

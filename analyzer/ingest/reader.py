@@ -33,7 +33,7 @@ def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRe
     """Parse `path` as a `kind` input and sink its canonical rows (good and rejected) to `sink`."""
     label = str(path)
     sniffed = sniff(path)
-    fmt = formats.choose(path, sniffed, config.format)
+    fmt = formats.choose(path, sniffed, config)
     try:
         fields, unverified, notes = _parse(kind, path, label, fmt, sniffed, config, sink)
     except OSError as e:
