@@ -302,3 +302,12 @@ def test_terminal_with_nothing_found_and_no_series_still_renders() -> None:
     out = console.file.getvalue()  # type: ignore[attr-defined]
     assert "0 of 0 requests failed" in out and "Nothing moved" in out
     assert "5xx bursts" not in out and "Top refunds" not in out
+
+
+def test_method_lists_the_fields_each_kind_was_read_from() -> None:
+    gateway = dataclasses.replace(inputs()[0], fields={"ts": "time", "latency_ms": None, "status": "code|x"})
+    text = render_markdown(_report(inp=(gateway, *inputs()[1:])))
+    fields = text.split("<summary>Fields read</summary>", 1)[1]
+    assert (
+        "| gateway | ts | time |\n| gateway | latency_ms | — |\n| gateway | status | code&#124;x |" in fields
+    )

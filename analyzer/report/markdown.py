@@ -263,7 +263,24 @@ def _method(report: Report) -> list[str]:
         "",
     ]
     rows = [[escape(k), escape(v)] for k, v in _flatten(st.to_dict())]
-    return out + table(["Setting", "Value"], rows) + ["</details>", ""]
+    out += table(["Setting", "Value"], rows) + ["</details>", ""]
+    return out + _mapping(report)
+
+
+def _mapping(report: Report) -> list[str]:
+    """Which source field each canonical column was read from, per kind (its first input stands for all)."""
+    first = {i.kind: i for i in reversed(report.inputs)}
+    rows = [
+        [kind, escape(column), DASH if source is None else escape(source)]
+        for kind in ("gateway", "ledger", "events")
+        if kind in first
+        for column, source in first[kind].fields.items()
+    ]
+    if not rows:
+        return []
+    out = ["<details><summary>Fields read</summary>", ""]
+    out += table(["Kind", "Column", "Source field (— absent)"], rows)
+    return out + ["</details>", ""]
 
 
 def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
