@@ -103,12 +103,8 @@ def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
             .join(spread, on=SCOPE, how="left")
             .sort(SCOPE, WINDOW)
             .with_columns(
-                smoothed("_dev1", pl.col("_ok1").median().over(SCOPE), lat.min_requests, pl.lit(False)).alias(
-                    "_dev"
-                ),
-                smoothed("_ok1", pl.col("_ok1").median().over(SCOPE), lat.min_requests, pl.lit(False)).alias(
-                    "ok"
-                ),
+                smoothed("_dev1", pl.col("_ok1"), lat.min_requests, pl.lit(False)).alias("_dev"),
+                smoothed("_ok1", pl.col("_ok1"), lat.min_requests, pl.lit(False)).alias("ok"),
             )
             .with_columns(
                 (pl.col("_dev") / pl.col("ok")).exp().alias("ratio"),
