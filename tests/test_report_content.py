@@ -6,6 +6,7 @@ import json
 import re
 from datetime import timedelta
 
+import jsonschema
 import polars as pl
 import pytest
 from fixtures.report.records import at, detection, empty_detection, events, inputs, reconciliation
@@ -13,7 +14,7 @@ from rich.console import Console
 
 from analyzer.config import Settings
 from analyzer.findings import Contributor, InputReport
-from analyzer.report import build_report, render_json, render_markdown, render_terminal
+from analyzer.report import build_report, render_json, render_markdown, render_terminal, schema
 from analyzer.report.escape import escape
 from analyzer.report.model import Report, what_moved_first
 from analyzer.schema import TS_DTYPE
@@ -311,3 +312,15 @@ def test_method_lists_the_fields_each_kind_was_read_from() -> None:
     assert (
         "| gateway | ts | time |\n| gateway | latency_ms | — |\n| gateway | status | code&#124;x |" in fields
     )
+
+
+def test_an_account_owed_without_an_id_still_validates_and_renders() -> None:
+    rec = reconciliation()
+    rec = dataclasses.replace(
+        rec, accounts=rec.accounts.with_columns(pl.lit(None, pl.String).alias("account_id"))
+    )
+    report = _report(rec=rec)
+    doc = json.loads(render_json(report))
+    jsonschema.validate(doc, schema())
+    assert [a["account_id"] for a in doc["ledger"]["accounts"]] == [None, None]
+    assert "|  | 500 | 66.7% | 5 |" in render_markdown(report)
