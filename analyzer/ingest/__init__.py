@@ -75,7 +75,7 @@ def load(
     frame, rejects = _frame(kind, reads), _rejects(reads)
     if kind == "gateway" and reads:
         order = [r.report.path for r in reads]
-        copies = duplicates.find([r.sink for r in reads], order)
+        copies = duplicates.find([r.sink for r in reads], order, sum(r.rows_analyzed for r in inputs))
         frame = duplicates.drop(frame, copies)
         rejects = duplicates.with_rejects(rejects, copies, order)
         inputs = duplicates.counted(inputs, copies)

@@ -4,8 +4,9 @@ Only an exact copy of a whole record is a duplicate (same bytes, so the same req
 two different records with one request id are both kept, since reconciliation must see them. Each
 row's raw line is hashed twice (two seeds, 128 bits) while its file is read; after every file is staged,
 the first copy in path and line order is kept and every later one is counted as a `duplicate_line`
-reject of its own file, so rows read = analyzed + rejected still holds per file. Memory: one 64-bit hash
-per analyzed row for the candidate search, then only the rows whose hash occurs twice.
+reject of its own file, so rows read = analyzed + rejected still holds per file. Memory is bounded: the
+search for repeated hashes goes through the hash space in slices of about PASS_ROWS rows, then only
+the rows whose hash occurs twice are held.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
 
 DUPLICATE: Final = "duplicate_line"
 HASHES: Final = ("_hash1", "_hash2")
+PASS_ROWS: Final = 2_000_000  # rows' hashes grouped at once when looking for repeats (~60 MB each)
 
 
 def line_hashes() -> list[pl.Expr]:
@@ -30,12 +32,23 @@ def line_hashes() -> list[pl.Expr]:
     return [pl.col(RAW).hash(seed=seed).alias(name) for seed, name in enumerate(HASHES)]
 
 
-def find(sinks: Sequence[Path], order: Sequence[str]) -> pl.DataFrame:
-    """`_file`, `_line` of every analyzed row that repeats an earlier one (files in `order`)."""
+def find(sinks: Sequence[Path], order: Sequence[str], rows: int) -> pl.DataFrame:
+    """`_file`, `_line` of every analyzed row that repeats an earlier one (files in `order`, `rows` in all)."""
     good = pl.scan_parquet(list(sinks)).filter(pl.col(REJECT_REASON).is_null())
     h1, h2 = HASHES
-    # A first pass keeps one hash per row only; real duplicates are few, so the second pass is small.
-    repeated = good.group_by(h1).agg(pl.len()).filter(pl.col("len") > 1).select(h1)
+    # First the hashes seen twice, one slice of the hash space at a time so that memory is bounded
+    # (a pass reads only the hash column); real duplicates are few, so what follows is small.
+    slices = max(1, -(-rows // PASS_ROWS))
+    seen_twice = [
+        good.select(h1)
+        .filter(pl.col(h1) % slices == part)
+        .group_by(h1)
+        .agg(pl.len())
+        .filter(pl.col("len") > 1)
+        .select(h1)
+        for part in range(slices)
+    ]
+    repeated = pl.concat([part.collect() for part in seen_twice]).lazy()
     candidates = (
         good.select(SOURCE_FILE, SOURCE_LINE, h1, h2)
         .join(repeated, on=h1, how="semi")

@@ -1,0 +1,33 @@
+"""Shipper duplicates: the search over hash slices finds exactly what one pass finds."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from polars.testing import assert_frame_equal
+
+from analyzer.config import Settings
+from analyzer.ingest import duplicates, load
+
+sys.path.insert(0, str(Path(__file__).parent / "corpus"))
+import make_corpus  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "pass_rows", [pytest.param(1, id="a-slice-per-row"), pytest.param(7, id="four-slices")]
+)
+def test_sliced_search_equals_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pass_rows: int
+) -> None:
+    lines = [make_corpus.gateway_line(i % 9) for i in range(25)]  # r0..r8, then repeated twice and a bit
+    (tmp_path / "g.jsonl").write_text("\n".join(lines) + "\n")
+    whole = load("gateway", [tmp_path / "g.jsonl"], Settings())
+    monkeypatch.setattr(duplicates, "PASS_ROWS", pass_rows)
+    sliced = load("gateway", [tmp_path / "g.jsonl"], Settings())
+    assert whole.inputs[0].rejects_by_reason == {"duplicate_line": 25 - 9}
+    assert sliced.inputs == whole.inputs
+    assert_frame_equal(sliced.rejects, whole.rejects)
+    assert_frame_equal(sliced.frame.collect(), whole.frame.collect())
+    assert whole.frame.collect()["_line"].to_list() == list(range(1, 10))
