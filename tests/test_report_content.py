@@ -324,3 +324,9 @@ def test_an_account_owed_without_an_id_still_validates_and_renders() -> None:
     jsonschema.validate(doc, schema())
     assert [a["account_id"] for a in doc["ledger"]["accounts"]] == [None, None]
     assert "|  | 500 | 66.7% | 5 |" in render_markdown(report)
+
+
+@pytest.mark.parametrize("where", ["md", "mermaid", "terminal"])
+def test_a_huge_log_string_is_cut_in_human_renderings(where: str) -> None:
+    out = escape("a" * 100_000, where)
+    assert len(out) == 400 and out.endswith("…")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
+MAX_CHARS = 400  # of one log string in a human rendering
 _MD = {
     "&": "&amp;",
     "<": "&lt;",
@@ -45,6 +46,8 @@ def escape(text: object, where: str = "md") -> str:
     """Make a log string safe in a Markdown table cell ("md"), a Mermaid label ("mermaid") or a terminal."""
     # Control characters would end a table row, or reach a terminal as escape sequences.
     flat = _CONTROL.sub(" ", "" if text is None else str(text))
+    if len(flat) > MAX_CHARS:  # a 1 MB "account id" would bury the report; the JSON keeps it whole
+        flat = flat[: MAX_CHARS - 1] + "…"
     if where == "terminal":
         return flat
     if where == "mermaid":
