@@ -190,6 +190,31 @@ def test_local_links_point_to_files() -> None:
     assert missing == []
 
 
+def _layout_paths() -> list[str]:
+    """The paths the Project layout block names, its indentation giving each one's folder."""
+    block = TEXT.split("## Project layout", 1)[1].split("```", 2)[1]
+    folders: list[tuple[int, str]] = []
+    paths: list[str] = []
+    for line in block.splitlines()[1:]:
+        if not line.strip():
+            continue
+        indent = len(line) - len(line.lstrip())
+        name = line.split()[0]
+        folders = [(i, f) for i, f in folders if i < indent]
+        path = "".join(f for _, f in folders) + name
+        paths.append(path)
+        if name.endswith("/"):
+            folders.append((indent, name))
+    return paths
+
+
+def test_layout_names_only_existing_files() -> None:
+    paths = _layout_paths()
+    assert "analyzer/ingest/mapping.py" in paths and "analyzer/report/gate.py" in paths
+    missing = [p for p in paths if not (README.parent / p).exists()]
+    assert missing == []
+
+
 def test_every_alias_is_documented() -> None:
     missing = [
         f"{kind}.{column}: {name}"
