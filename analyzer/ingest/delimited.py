@@ -97,11 +97,16 @@ def scan_delimited(path: Path, names: Sequence[str], separator: str, *, quoted: 
             .then(pl.lit(TOO_MANY))
             .otherwise(pl.lit(None, pl.String))
             .alias(REJECT_REASON),
-            *[(pl.col(n) if quoted else _unquote(pl.col(n))).replace("", None) for n in names],
+            *[_empty_to_null(pl.col(n) if quoted else _unquote(pl.col(n))).alias(n) for n in names],
         )
         .filter(pl.any_horizontal([c != "" for c in [*cells, extra]]))
         .drop(_EXTRA)
     )
+
+
+def _empty_to_null(cell: pl.Expr) -> pl.Expr:
+    # Not `replace("", None)`: that held the whole column in memory (1.9 GB peak on an 812 MB ledger).
+    return pl.when(cell != "").then(cell)
 
 
 def _unquote(cell: pl.Expr) -> pl.Expr:
