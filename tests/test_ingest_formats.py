@@ -14,7 +14,7 @@ import pytest
 import zstandard
 
 from analyzer.config import Settings, SourceConfig
-from analyzer.ingest import formats, load
+from analyzer.ingest import formats, jsonl, load
 from analyzer.ingest.sources import scan_raw_lines, sniff
 
 LINES = [f'{{"ts": "2026-04-22T09:00:{i:02d}Z", "status": 200, "request_id": "r{i}"}}' for i in range(40)]
@@ -175,3 +175,38 @@ def test_a_custom_nginx_format_is_not_detected_without_its_log_format(tmp_path: 
     path.write_text("\n".join(CUSTOM_LINES) + "\n")
     with pytest.raises(formats.UnknownFormatError):
         formats.choose(path, sniff(path), SourceConfig())
+
+
+@pytest.mark.parametrize(
+    ("broken", "reason", "trusting_stops"),
+    [
+        pytest.param(
+            '{"ts": "2026-04-22T09:00:09Z", "status": 200,}', "malformed_json", True, id="braced-but-broken"
+        ),
+        pytest.param(
+            '{"ts": "2026-04-22T09:00:09Z"}{"status": 200}', "malformed_json", True, id="two-objects"
+        ),
+        pytest.param('{"ts": "2026-04-22T09:00:09Z", "status": 2', "malformed_json", False, id="cut"),
+        pytest.param("[1, 2]", "malformed_json", False, id="an-array"),
+        pytest.param('  {"ts": "2026-04-22T09:00:09Z", "status": 200}  ', None, False, id="spaces-around"),
+    ],
+)
+def test_every_json_plan_gives_the_same_rows(
+    tmp_path: Path, broken: str, reason: str | None, trusting_stops: bool
+) -> None:
+    path = tmp_path / "g.jsonl"
+    path.write_text("\n".join([*LINES[:5], broken, *LINES[5:8]]) + "\n")
+    lines = scan_raw_lines(path)
+    wanted = {"src:ts": ("ts",), "src:status": ("status",), "src:request_id": ("request_id",)}
+    by_mode = {}
+    for mode in ("trusting", "validated", "robust"):
+        try:
+            by_mode[mode] = jsonl.parse_jsonl(lines, wanted, mode=mode).collect()
+        except pl.exceptions.ComputeError:
+            by_mode[mode] = None  # the trusting plan may stop; load() then takes the next one
+    assert (by_mode["trusting"] is None) is trusting_stops
+    assert trusting_stops or by_mode["trusting"].equals(by_mode["validated"])
+    assert by_mode["validated"].equals(by_mode["robust"])
+    assert by_mode["validated"]["_reject"].to_list() == [None] * 5 + [reason] + [None] * 3
+    loaded = load("gateway", [path], Settings())
+    assert loaded.inputs[0].rejects_by_reason == ({reason: 1} if reason else {})

@@ -23,8 +23,9 @@ from analyzer.ingest import delimited, jsonl, parquet
 from analyzer.ingest.sources import RAW, SRC, Sniff, scan_raw_lines
 from analyzer.schema import REJECT_REASON, SOURCE_LINE
 
-# Scan the wanted source fields; `robust` asks for the slower plan that survives any row shape.
-Scanner = Callable[[Sequence[str], bool], pl.LazyFrame]
+# Scan the wanted source fields with plan number `attempt` (0: the fastest; each next one slower and
+# more tolerant, tried when the one before fails on the data).
+Scanner = Callable[[Sequence[str], int], pl.LazyFrame]
 
 
 @dataclass(frozen=True)
@@ -37,8 +38,8 @@ class Source:
     defaults: Mapping[str, str] = field(default_factory=dict)  # canonical -> source field
     units: Mapping[str, str] = field(default_factory=dict)
     text: bool = True  # rows come from decoded text lines (invalid UTF-8 is checked)
-    has_robust_plan: bool = False
-    robust_note: str = ""  # said in the notes when the robust plan had to be used
+    plans: int = 1  # how many plans `scan` has
+    robust_note: str = ""  # said in the notes when the last plan (of two or more) had to be used
 
 
 _READER_REJECT: Final = "_reader_reject"
@@ -58,22 +59,25 @@ class Format:
 def _open_jsonl(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
     known, conflict = jsonl.discover(sniff.sample)
 
-    def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
-        paths = {SRC + name: jsonl.key_path(name, known) for name in wanted}
-        return jsonl.parse_jsonl(scan_raw_lines(path), paths, robust=robust or conflict)
+    # Plans: trusting (lines that look like objects are decoded at once), validated, per-field.
+    modes = ("robust",) if conflict else ("trusting", "validated", "robust")
 
-    return Source({n: pl.String() for n in known}, False, scan, has_robust_plan=not conflict)
+    def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
+        paths = {SRC + name: jsonl.key_path(name, known) for name in wanted}
+        return jsonl.parse_jsonl(scan_raw_lines(path), paths, mode=modes[attempt])
+
+    return Source({n: pl.String() for n in known}, False, scan, plans=len(modes))
 
 
 def _delimited_opener(separator: str) -> Opener:
     def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
         names = delimited.header(sniff.sample, separator)
 
-        def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
-            return delimited.scan_delimited(path, names, separator, quoted=not robust)
+        def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
+            return delimited.scan_delimited(path, names, separator, quoted=attempt == 0)
 
         note = "unbalanced quotes; read line by line without quoting"
-        return Source({n: pl.String() for n in names}, True, scan, has_robust_plan=True, robust_note=note)
+        return Source({n: pl.String() for n in names}, True, scan, plans=2, robust_note=note)
 
     return open_
 
@@ -82,7 +86,7 @@ def _open_parquet(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
     leaves = parquet.fields(path)
     top = list(dict.fromkeys(key_path[0] for key_path, _ in leaves.values()))
 
-    def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
+    def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
         return parquet.scan_parquet(path, {SRC + n: leaves[n][0] for n in wanted}, top)
 
     return Source({n: dtype for n, (_, dtype) in leaves.items()}, True, scan, text=False)
@@ -112,7 +116,7 @@ def line_format(
         internal = (SOURCE_LINE, RAW, REJECT_REASON, _READER_REJECT)
         names = [c for c in parse(empty, config).collect_schema() if c not in internal]
 
-        def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
+        def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
             lines = scan_raw_lines(path).rename({REJECT_REASON: _READER_REJECT})
             parsed = parse(lines, config)
             if _READER_REJECT in parsed.collect_schema():
@@ -182,7 +186,7 @@ FORMATS: Final[list[Format]] = [
 
 
 def _open_empty(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
-    def scan(wanted: Sequence[str], robust: bool) -> pl.LazyFrame:
+    def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
         columns = [SOURCE_LINE, RAW, REJECT_REASON, *(SRC + name for name in wanted)]
         return pl.LazyFrame(schema={c: pl.Int64 if c == SOURCE_LINE else pl.String for c in columns})
 

@@ -3,11 +3,13 @@
 Every wanted field comes out as a String column (numbers as their text), so the mapping step can cast
 strictly and tell an absent value (null) from a present one that does not parse (a reject).
 
-Two plans, same output:
-  - fast: invalid lines are masked to null, then one `str.json_decode` into a struct of Strings;
+Three plans, same output, tried in this order (the decoder cannot null a single row it cannot take:
+it stops the whole plan, and the caller tries the next one):
+  - trusting: lines that do not start with "{" and end with "}" are masked, the rest decoded at once
+    by one `str.json_decode` into a struct of Strings; any broken object among them stops it;
+  - validated: lines are checked by a JSON parse first (`json_path_match("$")`), then decoded;
   - robust: one `str.json_path_match` per wanted field. Used when the sample shows a field that is an
-    object in one line and a scalar in another, or when the fast plan fails on such a line later in the
-    file (the decoder cannot null a single row whose shape differs; the caller retries robustly).
+    object in one line and a scalar in another, or when such a line comes later in the file.
 A line that is not one JSON object (broken, truncated, an array, two objects) is `malformed_json`.
 """
 
@@ -70,10 +72,20 @@ def key_path(name: str, known: Mapping[str, KeyPath]) -> KeyPath:
     return known.get(name, tuple(name.split(".")))
 
 
-def parse_jsonl(lines: pl.LazyFrame, wanted: Mapping[str, KeyPath], *, robust: bool) -> pl.LazyFrame:
-    """Raw lines -> `_line`, `_raw`, `_reject` and one String column per wanted field (named by key)."""
-    # The root re-serialized: null when the line is not JSON, not starting with "{" when not an object.
-    valid = pl.col(RAW).str.json_path_match("$").str.starts_with("{").fill_null(False)
+def parse_jsonl(lines: pl.LazyFrame, wanted: Mapping[str, KeyPath], *, mode: str) -> pl.LazyFrame:
+    """Raw lines -> `_line`, `_raw`, `_reject` and one String column per wanted field (named by key).
+
+    `mode` is the plan: trusting, validated or robust (module docstring).
+    """
+    per_field = mode == "robust" or _prefix_clash(list(wanted.values()))
+    if mode == "trusting" and wanted and not per_field:
+        # A cheap look, not a parse: a line passing it that is not one JSON object stops the decoder
+        # below (only the decoder checks; without it the validated look is needed).
+        line = pl.col(RAW).str.strip_chars()
+        valid = line.str.starts_with("{") & line.str.ends_with("}")
+    else:
+        # The root re-serialized: null when the line is not JSON, not starting with "{" when not an object.
+        valid = pl.col(RAW).str.json_path_match("$").str.starts_with("{").fill_null(False)
     lf = lines.with_columns(
         pl.when(pl.col(REJECT_REASON).is_null() & ~valid)
         .then(pl.lit(MALFORMED))
@@ -83,7 +95,7 @@ def parse_jsonl(lines: pl.LazyFrame, wanted: Mapping[str, KeyPath], *, robust: b
     json_text = pl.when(pl.col(REJECT_REASON).is_null()).then(pl.col(RAW))
     if not wanted:
         return lf
-    if robust or _prefix_clash(list(wanted.values())):
+    if per_field:
         return lf.with_columns(
             json_text.str.json_path_match(_json_path(p)).alias(n) for n, p in wanted.items()
         )

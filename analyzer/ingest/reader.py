@@ -77,8 +77,8 @@ def _parse(
     # Gateway rows carry a hash of their raw line, to find lines a shipper delivered twice.
     hashes = duplicates.HASHES if kind == "gateway" else ()
 
-    def plan(robust: bool) -> pl.LazyFrame:
-        scanned = source.scan(wanted, robust)
+    def plan(attempt: int) -> pl.LazyFrame:
+        scanned = source.scan(wanted, attempt)
         return mapping.canonicalize(
             scanned.with_columns(duplicates.line_hashes()) if hashes else scanned,
             kind,
@@ -92,19 +92,19 @@ def _parse(
             keep=hashes,
         )
 
-    try:
+    # A plan stops with a ComputeError on rows it cannot take (a broken JSON object inside braces, a
+    # row whose shape differs from the sample's, unbalanced quotes): the next plan reads them.
+    for attempt in range(source.plans):
         try:
-            plan(False).sink_parquet(sink)
-        except pl.exceptions.ComputeError:
-            if not source.has_robust_plan:
-                raise
-            # A JSON row whose shape differs from the sample's (an object where text was expected)
-            # stops the fast decoder; the per-field plan reads every shape.
-            plan(True).sink_parquet(sink)
-            if source.robust_note:
-                notes = (f"{kind}: {label}: {source.robust_note}",)
-    except pl.exceptions.PolarsError as e:
-        raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
+            plan(attempt).sink_parquet(sink)
+            break
+        except pl.exceptions.ComputeError as e:
+            if attempt == source.plans - 1:
+                raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
+        except pl.exceptions.PolarsError as e:
+            raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
+    if attempt and attempt == source.plans - 1 and source.robust_note:
+        notes = (f"{kind}: {label}: {source.robust_note}",)
     return fields, unverified, notes
 
 
