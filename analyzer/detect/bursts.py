@@ -139,7 +139,10 @@ def _candidates(scored: pl.DataFrame, b: BurstSettings, status_cols: list[str]) 
 
 
 def _inside(gateway: pl.LazyFrame, cands: list[_Candidate], settings: Settings) -> pl.DataFrame:
-    """The rows of every candidate's scope and span, tagged with the candidate's index (one pass)."""
+    """Requests and errors of every candidate's scope and span by slice values and account (one pass).
+
+    Grouped in the query, so only a small table is collected whatever the size of the bursts.
+    """
     slices = list(settings.bursts.slices)
     tags, conds = [], []
     for i, c in enumerate(cands):
@@ -156,20 +159,25 @@ def _inside(gateway: pl.LazyFrame, cands: list[_Candidate], settings: Settings) 
             pl.col(s.ACCOUNT_ID),
             *[pl.col(c).cast(pl.String) for c in slices],
         )
-        .filter(pl.col("_bid").list.len() > 0)
         .explode("_bid")
+        .filter(pl.col("_bid").is_not_null())
+        .group_by("_bid", s.ACCOUNT_ID, *slices)
+        .agg(pl.col("_err").sum().cast(pl.Int64).alias(ERRORS), pl.len().cast(pl.Int64).alias(REQUESTS))
         .collect()
     )
 
 
 def _contributors(inside: pl.DataFrame, slices: list[str]) -> pl.DataFrame:
     """Per candidate, slice column and value: errors, requests and their shares."""
-    long = inside.unpivot(on=slices, index=["_bid", "_err"], variable_name=COLUMN, value_name=VALUE).filter(
-        pl.col(VALUE).is_not_null()
+    long = (
+        inside.group_by("_bid", *slices)
+        .agg(pl.col(ERRORS, REQUESTS).sum())
+        .unpivot(on=slices, index=["_bid", ERRORS, REQUESTS], variable_name=COLUMN, value_name=VALUE)
+        .filter(pl.col(VALUE).is_not_null())
     )
     return (
         long.group_by("_bid", COLUMN, VALUE)
-        .agg(pl.col("_err").sum().cast(pl.Int64).alias(ERRORS), pl.len().cast(pl.Int64).alias(REQUESTS))
+        .agg(pl.col(ERRORS, REQUESTS).sum())
         .with_columns(
             (pl.col(ERRORS) / pl.col(ERRORS).sum().over("_bid", COLUMN)).fill_nan(0.0).alias("error_share"),
             (pl.col(REQUESTS) / pl.col(REQUESTS).sum().over("_bid", COLUMN)).alias("traffic_share"),
@@ -278,17 +286,11 @@ def find_bursts(
     slices = list(b.slices)
     inside = _inside(gateway, cands, settings)
     contrib = _contributors(inside, slices)
-    accounts = dict(
-        inside.filter(pl.col("_err"))
-        .group_by("_bid")
-        .agg(pl.col(s.ACCOUNT_ID).drop_nulls().n_unique())
-        .iter_rows()
-    )
+    failed = inside.filter(pl.col(ERRORS) > 0).filter(pl.col(s.ACCOUNT_ID).is_not_null())
+    accounts = dict(failed.group_by("_bid").agg(pl.col(s.ACCOUNT_ID).n_unique()).iter_rows())
     end_of_data = max(c.end for c in cands)
     kept = _keep(cands, contrib, b.attribution_lift, slices)
-    accounts_hit = (
-        inside.filter(pl.col("_err") & pl.col("_bid").is_in(kept))[s.ACCOUNT_ID].drop_nulls().n_unique()
-    )
+    accounts_hit = failed.filter(pl.col("_bid").is_in(kept))[s.ACCOUNT_ID].n_unique()
     bursts = []
     for i in kept:
         c = cands[i]
