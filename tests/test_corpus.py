@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from analyzer.cli import app
 from analyzer.config import Settings
 from analyzer.errors import AnalyzerError, InputError, UnknownFormatError
-from analyzer.ingest import Loaded, load
+from analyzer.ingest import Loaded, load, sources
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
 import make_corpus  # noqa: E402
@@ -257,3 +257,13 @@ def test_clock_skew_between_rotated_files_is_noted(corpus: Path) -> None:
         f"gateway: {skewed}: times look shifted by +2:00:00 against its neighbours (clock skew?); "
         "its rows, 2026-04-22 12:00:00 to 2026-04-22 12:59:00 UTC, are analyzed as written"
     ]
+
+
+def test_a_file_without_line_breaks_is_one_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A core dump in the log folder: the sniffer stops at LINE_LIMIT instead of reading it all.
+    monkeypatch.setattr(sources, "LINE_LIMIT", 1 << 20)
+    path = tmp_path / "core.log"
+    path.write_bytes(b"\x00\x01" * (1 << 20))
+    with pytest.raises(InputError) as caught:
+        load("gateway", [path], Settings())
+    assert caught.value.one_line() == f"{path}: no line break in the first 1 MiB: not a log"

@@ -50,8 +50,6 @@ class Sniff:
 
     compression: str  # none | gzip | zstd | parquet
     sample: tuple[str, ...]
-    # The compressed stream broke before the sample was full: damage (or a cut) near the head.
-    damaged: bool = False
 
 
 def resolve(paths: Sequence[str | Path]) -> list[Path]:
@@ -139,7 +137,7 @@ def sniff(path: Path) -> Sniff:
     lines = text.splitlines()
     if not whole and lines:
         lines = lines[:-1]  # the last one is probably cut in the middle
-    return Sniff(compression, tuple(line for line in lines if line.strip()), damaged)
+    return Sniff(compression, tuple(line for line in lines if line.strip()))
 
 
 def decompress_readable(path: Path, compression: str, out: Path) -> None:
@@ -168,14 +166,17 @@ def _head(f: BinaryIO, compression: str) -> tuple[bytes, bool, bool]:
     # Decompressed by hand so a file cut short still yields its first lines.
     out = bytearray()
     inflate = None if compression == "none" else _decompressor(compression)
-    while len(out) < SAMPLE_BYTES or (b"\n" not in out and len(out) < LINE_LIMIT):
+    line_ended = False  # looked for in each new piece only: a 64 MiB line must not be rescanned
+    while len(out) < SAMPLE_BYTES or (not line_ended and len(out) < LINE_LIMIT):
         chunk = f.read(_CHUNK)
         if not chunk:
             return bytes(out), True, False
         try:
-            out += chunk if inflate is None else inflate.decompress(chunk)
+            piece = chunk if inflate is None else inflate.decompress(chunk)
         except (zlib.error, zstandard.ZstdError):
             return bytes(out), False, True
+        line_ended = line_ended or b"\n" in piece
+        out += piece
     return bytes(out), False, False
 
 
