@@ -116,3 +116,20 @@ def test_spike_of_one_model_is_named_for_the_model_not_an_endpoint_it_shares(see
     assert abs(spike.start - (T0 + timedelta(minutes=70))) <= timedelta(minutes=2)
     assert abs(spike.end - (T0 + timedelta(minutes=90))) <= timedelta(minutes=5)
     assert spike.peak_p95_ms > spike.baseline_p95_ms
+
+
+def test_a_stretch_of_long_answers_is_not_a_spike() -> None:
+    # Minutes 60-80 ask for answers five times longer: five times the decoding, at the usual speed.
+    rng = np.random.default_rng(9)
+    minute = np.repeat(np.arange(120), rng.poisson(40, 120))
+    n = minute.size
+    completion = (200 * rng.lognormal(0.0, 0.9, n) * np.where((minute >= 60) & (minute < 80), 5, 1)).astype(
+        np.int64
+    )
+    latency = (300 + 20.0 * completion) * rng.lognormal(0.0, 0.3, n)
+    lf = frame(minute, np.full(n, "kimi-k2.5"), np.full(n, 1000, dtype=np.int64), latency).with_columns(
+        pl.Series("completion_tokens", completion)
+    )
+    d = detect(lf, Settings())
+    assert d.spikes == ()
+    assert d.series["p95_ms"][70] > 3 * d.series["p95_ms"][30]  # p95 alone would call it a spike

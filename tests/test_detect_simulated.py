@@ -100,8 +100,8 @@ def test_spike_factor_is_near_the_injected_one(launch: tuple[Simulation, Detecti
     sim, d = launch
     for t in sim.truth["latency_spikes"]:
         (found,) = [s for s in d.spikes if _matches(s, t)]
-        # The peak window's factor: the highest of noisy windows at 1 request/s, so above the truth.
-        assert 0.75 * t["factor"] <= found.factor <= 1.5 * t["factor"]
+        # The peak window's factor: the highest of the spike's windows, so a little above the truth.
+        assert 0.9 * t["factor"] <= found.factor <= 1.2 * t["factor"]
 
 
 def test_no_log_gap_in_continuous_traffic(launch: tuple[Simulation, Detection]) -> None:

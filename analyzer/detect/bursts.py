@@ -45,14 +45,15 @@ def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
     A slice too thin for one window to say anything (a region at 1 request/s) is scored on the sums
     of 3 or 5 centred windows; `rate` (for the peak) stays the window's own.
     """
-    typical = pl.col(REQUESTS).filter(pl.col(REQUESTS) > 0).median().over(SCOPE)
+    # Chosen per window, not per scope: a scope of ~20 requests a minute has windows of 15.
+    own = pl.col(REQUESTS)
     is_global = pl.col(COLUMN) == GLOBAL_COLUMN
     df = (
         counts.sort(SCOPE, WINDOW)
         .with_columns(
             (pl.col(ERRORS) / pl.col(REQUESTS)).fill_nan(0.0).alias("rate"),
-            smoothed(REQUESTS, typical, b.min_slice_requests, is_global).alias("_n"),
-            smoothed(ERRORS, typical, b.min_slice_requests, is_global).alias("_e"),
+            smoothed(REQUESTS, own, b.min_slice_requests, is_global).alias("_n"),
+            smoothed(ERRORS, own, b.min_slice_requests, is_global).alias("_e"),
         )
         .with_columns(
             (pl.col("_e") / pl.col("_n")).fill_nan(0.0).alias("_r"),

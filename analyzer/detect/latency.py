@@ -1,16 +1,18 @@
-"""Latency spikes: each window's latency against what its requests' model and size usually take.
+"""Latency spikes: each window's latency against what its requests' model and sizes usually take.
 
 Requests are classed by model and log2(prompt tokens), so a wave of 200K-token prompts is compared
 with what 200K-token prompts usually take, and a shift of the traffic towards a slower model is not a
-slowdown. Latency is taken on a log scale (only 2xx requests count): a class's baseline is the mean
-log latency of its scope's windows that are not flagged (re-estimated three times, so a long incident
-cannot drag it along). A window scores the mean, over its requests, of log latency minus the baseline
-of the request's class: `factor` = exp(that mean), the typical slowdown for the sizes served. The
-log-latency sums the one pass keeps give it exactly and merge across windows, so thin scopes are scored
-on 3 or 5 centred windows. Its z is that mean over its standard error (the scope's pooled spread within
-classes): a window opens a spike when factor >= `factor` and z >= Z_OPEN and stays in one at
-`factor_stay` and Z_STAY, so a handful of slow requests in a thin slice is not a spike, while medians
-or p95s of tiny groups (biased upwards, and noisy) are never compared.
+slowdown. Within a class, latency is expected from the output size too: decoding time grows with the
+completion, so a cluster of long answers is not a spike either. On a log scale (only 2xx requests
+count) each class gets a least-squares fit, ln latency = mu + beta (ln(completion + 1) - mo), over its
+scope's windows that are not flagged (re-estimated three times, so a long incident cannot drag it
+along). A window scores the mean, over its requests, of log latency above its fitted expectation:
+`factor` = exp(that mean), the typical slowdown for the sizes served. The sums the one pass keeps give
+the fit and the score exactly and merge across windows, so thin scopes are scored on 3 or 5 centred
+windows. Its z is that mean over its standard error (the scope's pooled residual spread): a window
+opens a spike when factor >= `factor` and z >= Z_OPEN and stays in one at `factor_stay` and Z_STAY, so
+a handful of slow requests in a thin slice is not a spike. Medians or p95s of tiny groups (biased
+upwards, and noisy) are never compared.
 
 Shadows: a slice spike is kept only when its column discriminates, i.e. some other value of that
 column was scored at the same time and spiked in fewer than half of those windows; the global spike is
@@ -33,13 +35,17 @@ from analyzer.detect.windows import (
     BUCKET,
     CLASS,
     COLUMN,
+    CROSS,
     GLOBAL_COLUMN,
     IDX,
     LOG_SQ,
     LOG_SQ_UNIT,
     LOG_SUM,
     LOG_UNIT,
+    MOMENTS,
     OK,
+    OUT_SQ,
+    OUT_SUM,
     P95,
     P99,
     SCOPE,
@@ -54,51 +60,69 @@ Z_OPEN = 5.0
 Z_STAY = 2.5
 _ROUNDS = 3
 EXCESS_SHARE = 0.8
+_MIN_VAR = 1e-3  # variance of ln(output tokens + 1) below which no slope is fitted
+_MAX_SLOPE = 2.0
+
+
+def _expectations(clean: pl.DataFrame) -> pl.DataFrame:
+    """Per (scope, class, bucket): least-squares l = mu + beta (o - mo) over the clean windows, and the
+    residual sum of squares (l: ln latency, o: ln(completion tokens + 1))."""
+    n = pl.col(OK)
+    mu, mo = pl.col(LOG_SUM) / n, pl.col(OUT_SUM) / n
+    var_o = pl.col(OUT_SQ) / n - mo**2
+    cov = pl.col(CROSS) / n - mu * mo
+    # Without spread in output sizes (embeddings, one request) there is no slope to fit.
+    beta = pl.when(var_o > _MIN_VAR).then(cov / var_o).otherwise(0.0).clip(0.0, _MAX_SLOPE)
+    var_l = pl.col(LOG_SQ) / n - mu**2
+    return (
+        clean.group_by(SCOPE, CLASS, BUCKET)
+        .agg(pl.col(OK, *MOMENTS).sum())
+        .with_columns(
+            *[pl.col(c) * LOG_UNIT for c in (LOG_SUM, OUT_SUM)],
+            *[pl.col(c) * LOG_SQ_UNIT for c in (LOG_SQ, OUT_SQ, CROSS)],
+        )
+        .with_columns(mu.alias("_mu"), mo.alias("_mo"), beta.alias("_beta"), var_l.alias("_var_l"))
+        .with_columns(
+            (n * (pl.col("_var_l") - 2 * pl.col("_beta") * cov + pl.col("_beta") ** 2 * var_o))
+            .clip(0.0, None)
+            .alias("_rss")
+        )
+        .select(SCOPE, CLASS, BUCKET, OK, "_mu", "_mo", "_beta", "_rss")
+    )
 
 
 def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
     """Per scope and window: the slowdown `ratio` for the request sizes, its z, and open/stay flags."""
     lat = settings.latency
     cells = table.filter(pl.col(OK) > 0).select(
-        WINDOW, IDX, COLUMN, VALUE, SCOPE, CLASS, BUCKET, OK, LOG_SUM, LOG_SQ
+        WINDOW, IDX, COLUMN, VALUE, SCOPE, CLASS, BUCKET, OK, *MOMENTS
     )
     if cells.height == 0:
         return pl.DataFrame()
     flagged = cells.select(SCOPE, WINDOW).clear()
     windows = pl.DataFrame()
     for _ in range(_ROUNDS):
-        clean = cells.join(flagged, on=[SCOPE, WINDOW], how="anti")
-        base = (
-            clean.group_by(SCOPE, CLASS, BUCKET)
-            .agg(pl.col(OK, LOG_SUM, LOG_SQ).sum())
-            .with_columns(
-                pl.col(LOG_SUM) * LOG_UNIT,
-                pl.col(LOG_SQ) * LOG_SQ_UNIT,
-            )
-            .with_columns((pl.col(LOG_SUM) / pl.col(OK)).alias("_mu"))
-        )
-        # Spread within classes, pooled over the scope (one class at one request has none to give).
-        spread = base.group_by(SCOPE).agg(
-            (
-                (pl.col(LOG_SQ) - pl.col(OK) * pl.col("_mu") ** 2).sum()
-                / (pl.col(OK).sum() - pl.len()).clip(1, None)
-            )
+        fit = _expectations(cells.join(flagged, on=[SCOPE, WINDOW], how="anti"))
+        # Residual spread pooled over the scope's classes (two parameters fitted per class).
+        spread = fit.group_by(SCOPE).agg(
+            (pl.col("_rss").sum() / (pl.col(OK).sum() - 2 * pl.len()).clip(1, None))
             .clip(1e-6, None)
             .alias("_var")
         )
+        # A window's excess: its requests' log latency above what their class and output size predict.
+        excess = (
+            pl.col(LOG_SUM) * LOG_UNIT
+            - pl.col(OK) * pl.col("_mu")
+            - pl.col("_beta") * (pl.col(OUT_SUM) * LOG_UNIT - pl.col(OK) * pl.col("_mo"))
+        )
         windows = (
-            cells.join(
-                base.select(SCOPE, CLASS, BUCKET, "_mu"),
-                on=[SCOPE, CLASS, BUCKET],
-                how="inner",
-                maintain_order="left",
-            )
+            cells.join(fit.drop(OK, "_rss"), on=[SCOPE, CLASS, BUCKET], how="inner", maintain_order="left")
             .group_by(SCOPE, WINDOW, IDX)
             .agg(
                 pl.col(COLUMN).first(),
                 pl.col(VALUE).first(),
                 pl.col(OK).sum().alias("_ok1"),
-                (pl.col(LOG_SUM) * LOG_UNIT - pl.col(OK) * pl.col("_mu")).sum().alias("_dev1"),
+                excess.sum().alias("_dev1"),
             )
             .join(spread, on=SCOPE, how="left")
             .sort(SCOPE, WINDOW)

@@ -29,10 +29,14 @@ REQUESTS = "requests"
 ERRORS = "errors"  # statuses of settings.bursts.statuses
 SERVER_ERRORS = "server_errors"  # any 5xx, for the SLO
 OK = "ok"  # 2xx with a latency
-# Sums of ln(latency ms) and of its square over the `ok` requests, in fixed point (Int64, units of
-# LOG_UNIT and LOG_SQ_UNIT) so that they add up to the same value whatever the order of the rows.
+# Over the `ok` requests: sums of l = ln(latency ms), of o = ln(completion tokens + 1) (decoding time
+# grows with the output, so latency is expected from a slope on it), and of l², o², l·o. In fixed point
+# (Int64, units of LOG_UNIT for sums and LOG_SQ_UNIT for products) so that they add up to the same
+# value whatever the order of the rows; from them a least-squares fit per class is exact.
 LOG_SUM, LOG_SQ = "log_sum", "log_sq"
+OUT_SUM, OUT_SQ, CROSS = "out_sum", "out_sq", "log_out"
 LOG_UNIT, LOG_SQ_UNIT = 1e-6, 1e-4
+MOMENTS = (LOG_SUM, LOG_SQ, OUT_SUM, OUT_SQ, CROSS)
 P95, P99 = "p95_ms", "p99_ms"
 FIRST_TS, LAST_TS = "first_ts", "last_ts"
 
@@ -65,7 +69,7 @@ class Aggregates:
     """What the one pass over the gateway gives every detector."""
 
     # One row per (scope, class, bucket, window) with requests: WINDOW, IDX, COLUMN, VALUE, SCOPE, CLASS,
-    # BUCKET, REQUESTS, ERRORS, SERVER_ERRORS, status_<code>..., OK, LOG_SUM, LOG_SQ, FIRST_TS, LAST_TS.
+    # BUCKET, REQUESTS, ERRORS, SERVER_ERRORS, status_<code>..., OK, the log moments, FIRST_TS, LAST_TS.
     table: pl.DataFrame
     # One row per window with requests: WINDOW, P95, P99 of the successful requests' latency.
     quantiles: pl.DataFrame
@@ -81,6 +85,11 @@ def _cell_sums(settings: Settings) -> list[pl.Expr]:
     """The additive aggregations of a group of requests (they roll up from cells to scopes by sums)."""
     ok = pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
     log_latency = pl.col(s.LATENCY_MS).clip(_MIN_LATENCY_MS, None).log()
+    log_out = (pl.col(s.COMPLETION_TOKENS).fill_null(0).clip(0, None) + 1).cast(pl.Float64).log()
+
+    def fixed(value: pl.Expr, unit: float, name: str) -> pl.Expr:
+        return (value / unit).round().cast(pl.Int64).filter(ok).sum().alias(name)
+
     return [
         pl.len().cast(pl.Int64).alias(REQUESTS),
         pl.col(s.STATUS).is_in(list(settings.bursts.statuses)).sum().cast(pl.Int64).alias(ERRORS),
@@ -90,8 +99,11 @@ def _cell_sums(settings: Settings) -> list[pl.Expr]:
             for code in counted_statuses(settings)
         ],
         ok.sum().cast(pl.Int64).alias(OK),
-        (log_latency / LOG_UNIT).round().cast(pl.Int64).filter(ok).sum().alias(LOG_SUM),
-        (log_latency * log_latency / LOG_SQ_UNIT).round().cast(pl.Int64).filter(ok).sum().alias(LOG_SQ),
+        fixed(log_latency, LOG_UNIT, LOG_SUM),
+        fixed(log_latency * log_latency, LOG_SQ_UNIT, LOG_SQ),
+        fixed(log_out, LOG_UNIT, OUT_SUM),
+        fixed(log_out * log_out, LOG_SQ_UNIT, OUT_SQ),
+        fixed(log_latency * log_out, LOG_SQ_UNIT, CROSS),
         pl.col(s.TS).min().alias(FIRST_TS),
         pl.col(s.TS).max().alias(LAST_TS),
     ]
@@ -101,7 +113,7 @@ def _sum_columns(table: pl.DataFrame) -> list[str]:
     return [
         c
         for c in table.columns
-        if c in (REQUESTS, ERRORS, SERVER_ERRORS, OK, LOG_SUM, LOG_SQ) or c.startswith("status_")
+        if c in (REQUESTS, ERRORS, SERVER_ERRORS, OK, *MOMENTS) or c.startswith("status_")
     ]
 
 
@@ -119,6 +131,7 @@ def aggregate(gateway: pl.LazyFrame, settings: Settings) -> Aggregates:
         pl.col(s.TS),
         pl.col(s.STATUS),
         pl.col(s.LATENCY_MS),
+        pl.col(s.COMPLETION_TOKENS),
         size.alias(BUCKET),
         *[pl.col(c).cast(pl.String) for c in keys],
     )
@@ -179,16 +192,16 @@ def all_sizes(table: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def smoothed(column: str, typical: pl.Expr, need: int, single: pl.Expr) -> pl.Expr:
-    """`column` summed over 1, 3 or 5 centred windows of its scope: as few as give `typical` x k >= `need`.
+def smoothed(column: str, count: pl.Expr, need: int, single: pl.Expr) -> pl.Expr:
+    """`column` summed over 1, 3 or 5 centred windows of its scope: as few as give `count` x k >= `need`.
 
     Rows must be sorted by scope and window. `single` forces one window (e.g. for the global scope).
     """
     by = [pl.col(column).rolling_sum(k, center=True, min_samples=1).over(SCOPE) for k in (3, 5)]
     return (
-        pl.when(single | (typical >= need))
+        pl.when(single | (count >= need))
         .then(pl.col(column))
-        .when(3 * typical >= need)
+        .when(3 * count >= need)
         .then(by[0])
         .otherwise(by[1])
     )
