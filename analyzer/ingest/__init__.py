@@ -48,7 +48,7 @@ class Loaded:
     # columns some input has), then `_file` and `_line` for provenance.
     frame: pl.LazyFrame
     inputs: tuple[InputReport, ...]  # one per file, in path order
-    rejects: pl.DataFrame  # file, line, reason, raw (first 1000 characters)
+    rejects: pl.DataFrame  # file, line, reason, raw (first 1000 characters; null for a duplicate_line)
     notes: tuple[str, ...]
     # Keeps the temporary folder of the Parquet sinks alive as long as `frame` may be collected.
     _workdir: object = field(default=None, repr=False, compare=False)
