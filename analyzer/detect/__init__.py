@@ -1,8 +1,11 @@
 """Detection over the gateway frame: 5xx bursts, latency spikes, burn-rate alert replay, log gaps.
 
-One streaming pass (`windows.aggregate`) builds a small window x slice x size table; every detector
-works on it. Attribution of bursts (top contributors, accounts affected) takes a second small query
-restricted to the rows inside candidate bursts.
+One streaming group-by (`windows.aggregate`) builds a small window x slice values x size table, rolled
+up into scopes by sums; every detector works on it. Other queries only ever collect small results:
+the row count (which picks exact or approximate quantiles), the global per-window quantiles, the
+attribution of candidate bursts (grouped by slice values and account inside them) and the quantiles of
+a slice spike's peak window. No query collects the rows themselves, so memory stays bounded by the
+table, not the input (0.6-0.8 GiB at 10M requests).
 """
 
 from __future__ import annotations
@@ -20,12 +23,17 @@ from analyzer.detect.windows import (
     BUCKET,
     COLUMN,
     ERRORS,
+    FIRST_TS,
     GLOBAL_COLUMN,
+    IDX,
+    LAST_TS,
     OK,
     P95,
     P99,
     REQUESTS,
+    SCOPE,
     UNKNOWN_SIZE,
+    VALUE,
     WINDOW,
     aggregate,
     all_sizes,
@@ -78,13 +86,11 @@ def _grid(glob: pl.DataFrame, quantiles: pl.DataFrame, settings: Settings) -> pl
     first: datetime = glob[WINDOW].min()  # type: ignore[assignment]
     last: datetime = glob[WINDOW].max()  # type: ignore[assignment]
     windows = pl.datetime_range(first, last, polars_every(settings.bursts.window), eager=True)
-    counts = [
-        c for c in glob.columns if c not in (WINDOW, "idx", COLUMN, "value", "scope", "first_ts", "last_ts")
-    ]
+    counts = [c for c in glob.columns if c not in (WINDOW, IDX, COLUMN, VALUE, SCOPE, FIRST_TS, LAST_TS)]
     return (
         windows.alias(WINDOW)
         .to_frame()
-        .join(glob.drop("idx"), on=WINDOW, how="left")
+        .join(glob.drop(IDX), on=WINDOW, how="left")
         .join(quantiles, on=WINDOW, how="left")
         .with_columns(pl.col(counts).fill_null(0), window_index(settings.bursts.window))
         .sort(WINDOW)

@@ -118,7 +118,7 @@ def _sum_columns(table: pl.DataFrame) -> list[str]:
 
 
 def aggregate(gateway: pl.LazyFrame, settings: Settings) -> Aggregates:
-    """Collect the (window, slice values, size) cells and the global quantiles in one pass over `gateway`."""
+    """The per-scope table from one grouped pass over `gateway`, and the global per-window quantiles."""
     every = polars_every(settings.bursts.window)
     keys = _key_columns(settings)
     rows = gateway.select(pl.len()).collect().item()
