@@ -116,6 +116,12 @@ def test_corrupt_zstd_reads_the_blocks_before_the_damage(corpus: Path) -> None:
             id="zstd-damaged-at-the-head",
         ),
         pytest.param(
+            "cr_only.csv",
+            InputError,
+            "lines end in a bare CR (classic Mac); convert them to LF",
+            id="cr-line-ends",
+        ),
+        pytest.param(
             "binary.png",
             UnknownFormatError,
             "content matches no supported format (parquet, jsonl, nginx, alb, tsv, csv)",

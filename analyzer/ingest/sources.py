@@ -130,6 +130,9 @@ def sniff(path: Path) -> Sniff:
         raise InputError(f"cannot read: {e}", path=str(path)) from None
     if damaged and not data.strip():
         raise InputError(f"damaged {compression} stream: not one line could be decompressed", path=str(path))
+    if b"\n" not in data and b"\r" in data.rstrip(b"\r"):
+        # The line readers split on LF only: read as one line, such a file would lose every row.
+        raise InputError("lines end in a bare CR (classic Mac); convert them to LF", path=str(path))
     if not whole and b"\n" not in data:
         raise InputError(f"no line break in the first {LINE_LIMIT >> 20} MiB: not a log", path=str(path))
     # A leading byte-order mark (Excel, PowerShell) is not part of the first field's name.

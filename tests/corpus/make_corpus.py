@@ -117,6 +117,7 @@ CASES: Final[dict[str, bytes]] = {
     "bom.jsonl": b"\xef\xbb\xbf" + _lines(_good(3)),
     "crlf.csv": b"timestamp,request_id,status\r\n2026-04-22T09:00:01Z,c1,200\r\n2026-04-22T09:00:02Z,c2,502\r\n",
     "crlf.jsonl": _lines(_good(3), "\r\n"),
+    "cr_only.csv": b"timestamp,request_id,status\r2026-04-22T09:00:01Z,c1,200\r2026-04-22T09:00:02Z,c2,502\r",
     "types/a.parquet": _parquet(pl.Series([200, 502, 200], dtype=pl.Int64)),
     "types/b.parquet": _parquet(pl.Series(["200", "OK?", "503"], dtype=pl.String)),
     "ledger_bad_amount.csv": (
