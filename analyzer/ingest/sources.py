@@ -130,6 +130,9 @@ def sniff(path: Path) -> Sniff:
         raise InputError(f"cannot read: {e}", path=str(path)) from None
     if damaged and not data.strip():
         raise InputError(f"damaged {compression} stream: not one line could be decompressed", path=str(path))
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        # PowerShell's `>` writes UTF-16; decoded as UTF-8 every field name would be wrong.
+        raise InputError("UTF-16 text (byte-order mark); convert it to UTF-8", path=str(path))
     if b"\n" not in data and b"\r" in data.rstrip(b"\r"):
         # The line readers split on LF only: read as one line, such a file would lose every row.
         raise InputError("lines end in a bare CR (classic Mac); convert them to LF", path=str(path))
