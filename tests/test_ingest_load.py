@@ -372,3 +372,17 @@ def test_events_kind_defaults_to_note_per_row(tmp_path: Path) -> None:
     path.write_text("ts,type,text\n2026-04-22T09:00:01Z,deploy,v2 out\n2026-04-22T09:00:02Z,,paged\n")
     loaded = _checked(load("events", [path], Settings()))
     assert loaded.frame.select("kind", "title").collect().rows() == [("deploy", "v2 out"), ("note", "paged")]
+
+
+def test_raw_text_of_rejects_is_kept_for_the_first_raw_rows_only(monkeypatch) -> None:
+    import analyzer.ingest as ingest_module
+
+    whole = load("gateway", [FIX / "gateway_dirty.jsonl"], Settings())
+    monkeypatch.setattr(ingest_module, "RAW_ROWS", 3)
+    capped = _checked(load("gateway", [FIX / "gateway_dirty.jsonl"], Settings()))
+    assert capped.rejects.select("file", "line", "reason").equals(
+        whole.rejects.select("file", "line", "reason")
+    )
+    assert capped.rejects["raw"].to_list() == whole.rejects["raw"].to_list()[:3] + [None] * 7
+    assert capped.notes[-1] == "rejects: the raw text of the first 3 of 10 rejected rows is kept, not all"
+    assert not any(n.startswith("rejects:") for n in whole.notes)

@@ -37,6 +37,7 @@ from analyzer.schema import (
 __all__ = ["Loaded", "find_inputs", "inspect", "load"]
 
 REJECT_COLUMNS = {"file": pl.String(), "line": pl.Int64(), "reason": pl.String(), "raw": pl.String()}
+RAW_ROWS = 200_000  # rejected rows whose raw text is kept (about 200 MB at most); the rest: null
 
 
 @dataclass(frozen=True)
@@ -48,7 +49,8 @@ class Loaded:
     # columns some input has), then `_file` and `_line` for provenance.
     frame: pl.LazyFrame
     inputs: tuple[InputReport, ...]  # one per file, in path order
-    rejects: pl.DataFrame  # file, line, reason, raw (first 1000 characters; null for a duplicate_line)
+    # file, line, reason, raw (first 1000 characters; null for a duplicate_line and beyond RAW_ROWS rows)
+    rejects: pl.DataFrame
     notes: tuple[str, ...]
     # Keeps the temporary folder of the Parquet sinks alive as long as `frame` may be collected.
     _workdir: object = field(default=None, repr=False, compare=False)
@@ -84,7 +86,12 @@ def load(
         frame=frame,
         inputs=inputs,
         rejects=rejects,
-        notes=_notes(kind, inputs) + tuple(n for r in reads for n in r.notes) + skew.skew_notes(kind, inputs),
+        notes=(
+            _notes(kind, inputs)
+            + tuple(n for r in reads for n in r.notes)
+            + skew.skew_notes(kind, inputs)
+            + _raw_note(inputs)
+        ),
         _workdir=keep,
     )
 
@@ -120,13 +127,24 @@ def _rejects(reads: Sequence[FileRead]) -> pl.DataFrame:
     return (
         pl.scan_parquet([r.sink for r in reads], missing_columns="insert", extra_columns="ignore")
         .filter(pl.col(REJECT_REASON).is_not_null())
+        .with_row_index("_n")
         .select(
             pl.col(SOURCE_FILE).alias("file"),
             pl.col(SOURCE_LINE).alias("line"),
             pl.col(REJECT_REASON).alias("reason"),
-            pl.col(RAW).alias("raw"),
+            # Bounded memory when a whole input is rejected (a wrong mapping on 10M lines).
+            pl.when(pl.col("_n") < RAW_ROWS).then(pl.col(RAW)).alias("raw"),
         )
         .collect()
+    )
+
+
+def _raw_note(inputs: Sequence[InputReport]) -> tuple[str, ...]:
+    rejected = sum(r.rows_rejected - r.rejects_by_reason.get(duplicates.DUPLICATE, 0) for r in inputs)
+    if rejected <= RAW_ROWS:
+        return ()
+    return (
+        f"rejects: the raw text of the first {RAW_ROWS:,} of {rejected:,} rejected rows is kept, not all",
     )
 
 
