@@ -21,83 +21,115 @@ from analyzer.reconcile import accounts as acc
 from analyzer.reconcile import balances as bal
 from analyzer.reconcile import classify as cls
 from analyzer.reconcile.invariants import check_invariants
+from analyzer.reconcile.partitions import Partitions, partition
 from analyzer.reconcile.patterns import find_patterns
-from analyzer.schema import BALANCE_AFTER, KIND, LEDGER_KINDS, LEDGER_RESET, REQUEST_ID, STATUS, TOKENS
+from analyzer.schema import (
+    ACCOUNT_ID,
+    BALANCE_AFTER,
+    KIND,
+    LEDGER_KINDS,
+    LEDGER_RESET,
+    MODEL,
+    TOKENS,
+)
 from analyzer.schema import TS as TS_COL
 
 __all__ = ["reconcile"]
 
 
-def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -> Reconciliation:
-    """Classify every deduction, bucket every request, check balances, and total refunds per account."""
-    requests = cls.requests(gateway, settings)
-    deductions = cls.deductions(requests, ledger, settings)
-    buckets = cls.buckets(requests, deductions)
-    checked = bal.checked(ledger)
-    unbilled = cls.unbilled_findings(buckets)
-    breaks = bal.break_findings(checked)
+def _pass(
+    parts: Partitions,
+    index: int,
+    settings: Settings,
+    span: tuple[datetime | None, datetime | None],
+    exact: bool,
+) -> dict[str, pl.LazyFrame]:
+    """The plans of one pass: the requests and deductions of its request_ids, the entries of its accounts."""
+    requests = cls.requests(parts.requests_of(index), settings)
+    joined = cls.joined(requests, parts.entries_by_request(index), settings, span, exact=exact)
+    entries = parts.entries_by_account(index)
+    checked = bal.checked(entries)
     plans: dict[str, pl.LazyFrame] = {
-        "flagged": deductions.filter(pl.col(KIND) != "ok").select(*cls.FINDING_COLUMNS, cls.PROMPT_PART),
-        "by_kind": deductions.group_by(KIND).agg(
-            pl.len().alias("count"), pl.col(TOKENS).sum(), pl.col(cls.REFUND).sum()
-        ),
-        "summary": deductions.select(
-            pl.len().alias("deductions"),
-            pl.col(TOKENS).sum().alias("tokens"),
-            pl.col(TS_COL).min().alias("first"),
-            pl.col(TS_COL).max().alias("last"),
-        ),
-        "buckets": buckets.group_by(cls.BUCKET).agg(pl.len().alias("count")),
-        # What a correct ledger deducts: the expected charge of every 2xx request.
-        "expected": requests.select(
-            pl.col(cls.EXPECTED).filter(pl.col(STATUS).is_between(200, 299)).sum().alias("expected")
-        ),
-        "gateway": gateway.select(
-            pl.len().alias("requests"),
-            pl.col(REQUEST_ID).null_count().alias("null_ids"),
-            (pl.col(REQUEST_ID).drop_nulls().len() - pl.col(REQUEST_ID).drop_nulls().n_unique()).alias(
-                "repeated_ids"
-            ),
-        ),
-        "ledger": ledger.select(
+        "rows": pl.concat([cls.finding_rows(joined), cls.unbilled_without_id(requests)]),
+        "groups": cls.by_account_kind(joined),
+        "gateway": cls.lines_without_id(requests),
+        "expected": cls.expected_by_account(requests),
+        "ledger": entries.select(
             pl.col(BALANCE_AFTER).null_count().alias("null_balances"),
             (~pl.col(KIND).is_in(list(LEDGER_KINDS))).sum().alias("unknown_kinds"),
         ),
-        "unbilled": unbilled,
-        "breaks": breaks,
+        "breaks": bal.break_findings(checked),
         "balances": bal.account_balances(checked),
-        "accounts": acc.account_rows(deductions, pl.concat([unbilled, breaks])),
-        "resets": ledger.filter(pl.col(KIND) == LEDGER_RESET).select(TS_COL).unique().sort(TS_COL),
+        "resets": entries.filter(pl.col(KIND) == LEDGER_RESET).select(TS_COL).unique(),
     }
     if settings.prices:
-        plans["split"] = acc.refund_split(deductions)
-    out = dict(zip(plans, pl.collect_all(plans.values()), strict=True))
+        plans["split"] = acc.refund_split(cls.deductions(joined))
+    return plans
 
-    flagged = out["flagged"]
-    findings = pl.concat([flagged.select(list(cls.FINDING_COLUMNS)), out["unbilled"], out["breaks"]]).sort(
-        TS_COL, cls.REFUND, "entry_id", "request_id", nulls_last=True
+
+def _collect(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -> dict[str, pl.DataFrame]:
+    """Every plan over every pass, concatenated; again on request_id's text if a hash clashed."""
+    sizes, span_df = pl.collect_all(
+        [
+            pl.concat([gateway.select(pl.len()), ledger.select(pl.len())]),
+            gateway.select(pl.col(TS_COL).min().alias("first"), pl.col(TS_COL).max().alias("last")),
+        ]
     )
-    summary, gw, lg = (
-        out["summary"].row(0, named=True),
-        out["gateway"].row(0, named=True),
-        out["ledger"].row(0, named=True),
+    span = (span_df["first"][0], span_df["last"][0])
+    with partition(gateway, ledger, int(sizes["len"].max() or 0)) as parts:  # type: ignore[arg-type]
+        for exact in (False, True):
+            frames: dict[str, list[pl.DataFrame]] = {}
+            for index in range(parts.count):
+                plans = _pass(parts, index, settings, span, exact)
+                for name, frame in zip(plans, pl.collect_all(plans.values()), strict=True):
+                    frames.setdefault(name, []).append(frame)
+            out = {name: pl.concat(p, how="vertical_relaxed") for name, p in frames.items()}
+            groups = out["groups"]
+            if not int(groups[cls.CLASHES].sum()) + int(groups["id_clashes"].sum()):
+                break
+    return out
+
+
+def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -> Reconciliation:
+    """Classify every deduction, bucket every request, check balances, and total refunds per account."""
+    out = _collect(gateway, ledger, settings)
+    rows = out["rows"]
+    flagged = rows.filter(pl.col(KIND) != "unbilled")
+    findings = pl.concat(
+        [rows.select(list(cls.FINDING_COLUMNS)), out["breaks"]], how="vertical_relaxed"
+    ).sort(TS_COL, cls.REFUND, "entry_id", "request_id", nulls_last=True)
+    groups = out["groups"]
+    deducted = groups.filter(pl.col(KIND).is_not_null())
+    kinds = deducted.group_by(KIND).agg(pl.col("count", TOKENS, cls.REFUND).sum())
+    side = groups.select(pl.exclude(ACCOUNT_ID, KIND, "first", "last", "first_bad", "last_bad").sum()).row(
+        0, named=True
     )
-    by_kind = _by_kind(out["by_kind"], findings)
-    request_buckets = {b: 0 for b in REQUEST_BUCKETS} | dict(out["buckets"].iter_rows())
+    gw = out["gateway"].sum().row(0, named=True)
+    lg = out["ledger"].sum().row(0, named=True)
+    deductions = int(kinds["count"].sum())
+    tokens_deducted = int(kinds[TOKENS].sum())
+    first: datetime | None = deducted["first"].min()  # type: ignore[assignment]
+    last: datetime | None = deducted["last"].max()  # type: ignore[assignment]
+    by_kind = _by_kind(kinds, findings)
+    side["charged_ok"] = int(side["charged_ok"] or 0) + int(side["_charged_free"] or 0)
+    request_buckets = {b: int(side[b] or 0) + int(gw.get(b) or 0) for b in REQUEST_BUCKETS}
     refund_total = sum(by_kind[k].refund_tokens for k in DEDUCTION_KINDS)
+    expected = out["expected"].group_by(ACCOUNT_ID).agg(pl.col(acc.EXPECTED_TOKENS).sum())
+    tokens_expected = int(expected[acc.EXPECTED_TOKENS].sum())
 
-    notes = list(_notes(gw, lg))
+    notes = list(_notes(gw, lg, repeated_ids=int(side["lines"] or 0) - int(side["ids"] or 0)))
     usd_rows, refund_usd = None, None
     if settings.prices:
-        usd_rows, refund_usd, price_notes = acc.price_refunds(out["split"], settings.prices)
+        split = out["split"].group_by(ACCOUNT_ID, MODEL).agg(pl.all().sum())
+        usd_rows, refund_usd, price_notes = acc.price_refunds(split, settings.prices)
         notes.extend(price_notes)
-    accounts = acc.finish_accounts(out["accounts"], out["balances"], usd_rows)
-    first: datetime | None = summary["first"]
-    last: datetime | None = summary["last"]
+    others = findings.filter(pl.col(KIND).is_in(list(OTHER_FINDINGS)))
+    accounts = acc.finish_accounts(acc.deduction_rows(deducted), others, expected, out["balances"], usd_rows)
+    assert int(accounts[acc.EXPECTED_TOKENS].sum()) == tokens_expected, "expected tokens over accounts"
     return Reconciliation(
-        deductions=int(summary["deductions"]),
-        tokens_deducted=int(summary["tokens"] or 0),
-        tokens_expected=int(out["expected"]["expected"][0] or 0),
+        deductions=deductions,
+        tokens_deducted=tokens_deducted,
+        tokens_expected=tokens_expected,
         refund_tokens_total=refund_total,
         by_kind=by_kind,
         request_buckets=request_buckets,
@@ -106,8 +138,8 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
         spans=acc.spans(findings),
         patterns=find_patterns(flagged, first, last, settings.reconcile),
         invariants=check_invariants(
-            deductions=int(summary["deductions"]),
-            tokens_deducted=int(summary["tokens"] or 0),
+            deductions=deductions,
+            tokens_deducted=tokens_deducted,
             requests=int(gw["requests"]),
             refund_total=refund_total,
             by_kind=by_kind,
@@ -115,7 +147,7 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
             accounts=accounts,
             balances=out["balances"],
         ),
-        resets=tuple(out["resets"][TS_COL].to_list()),
+        resets=tuple(out["resets"].unique().sort(TS_COL)[TS_COL].to_list()),
         notes=tuple(notes),
         refund_usd=refund_usd,
     )
@@ -135,7 +167,7 @@ def _by_kind(deduction_kinds: pl.DataFrame, findings: pl.DataFrame) -> dict[str,
     return totals
 
 
-def _notes(gw: dict[str, int], lg: dict[str, int]) -> tuple[str, ...]:
+def _notes(gw: dict[str, int], lg: dict[str, int], *, repeated_ids: int) -> tuple[str, ...]:
     notes = []
     if gw["requests"] and gw["null_ids"] == gw["requests"]:
         notes.append(
@@ -145,10 +177,8 @@ def _notes(gw: dict[str, int], lg: dict[str, int]) -> tuple[str, ...]:
         notes.append(
             f"reconcile: {gw['null_ids']} gateway requests have no request_id and match no deduction"
         )
-    if gw["repeated_ids"]:
-        notes.append(
-            f"reconcile: {gw['repeated_ids']} gateway lines repeat a request_id; the first line is used"
-        )
+    if repeated_ids:
+        notes.append(f"reconcile: {repeated_ids} gateway lines repeat a request_id; the first line is used")
     if lg["null_balances"]:
         notes.append(
             f"reconcile: {lg['null_balances']} ledger entries have no balance_after; their balance is not checked"

@@ -10,69 +10,72 @@ import polars as pl
 from analyzer.config import ModelPrice
 from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS
 from analyzer.reconcile.balances import ALREADY_REFUNDED
-from analyzer.reconcile.classify import EXPECTED, FOUND, POSITION, PROMPT_PART, REFUND
+from analyzer.reconcile.classify import PROMPT_PART, REFUND
 from analyzer.schema import ACCOUNT_ID, KIND, MODEL, TOKENS
 from analyzer.schema import TS as TS_COL
 
 ALL_KINDS = (*DEDUCTION_KINDS, *OTHER_FINDINGS)
+EXPECTED_TOKENS = "tokens_expected"
 REFUND_USD = "refund_usd"
 _REFUND_IN = "_refund_input"
 _REFUND_OUT = "_refund_output"
-_BILLED = "_billed"  # the deduction is the first of a request found in the gateway
+_FIRST, _LAST = "first_bad_at", "last_bad_at"
 
 
-def billed() -> pl.Expr:
-    """True for the first deduction of a request the gateway logged: the one that bills it."""
-    return ((pl.col(POSITION) == 0) & pl.col(FOUND)).fill_null(False)
+def deduction_rows(groups: pl.DataFrame) -> pl.DataFrame:
+    """Per account with a deduction: totals, counts per kind, first/last bad deduction.
 
-
-def account_rows(deductions_lf: pl.LazyFrame, other_findings: pl.LazyFrame) -> pl.LazyFrame:
-    """One row per account with a deduction or a finding: totals, counts per kind, first/last bad time."""
-    rows = pl.concat(
-        [
-            deductions_lf.select(
-                ACCOUNT_ID,
-                TS_COL,
-                KIND,
-                TOKENS,
-                pl.when(billed()).then(pl.col(EXPECTED)).otherwise(0).alias(EXPECTED),
-                REFUND,
-                pl.lit(1, pl.Int64).alias("_deduction"),
-            ),
-            other_findings.select(
-                ACCOUNT_ID,
-                TS_COL,
-                KIND,
-                pl.lit(0, pl.Int64).alias(TOKENS),
-                pl.lit(0, pl.Int64).alias(EXPECTED),
-                pl.lit(0, pl.Int64).alias(REFUND),
-                pl.lit(0, pl.Int64).alias("_deduction"),
-            ),
-        ]
-    )
-    bad = pl.col(KIND) != "ok"
-    return rows.group_by(ACCOUNT_ID).agg(
-        pl.col("_deduction").sum().alias("deductions"),
+    `groups` has one row per (account, kind) with count, tokens, refund, first_bad and last_bad.
+    """
+    return groups.group_by(ACCOUNT_ID).agg(
+        pl.col("count").sum().cast(pl.Int64).alias("deductions"),
         pl.col(TOKENS).sum().alias("tokens_deducted"),
-        pl.col(EXPECTED).sum().alias("tokens_expected"),
-        pl.col(REFUND).sum().alias(REFUND),
-        *[(pl.col(KIND) == k).sum().cast(pl.Int64).alias(k) for k in ALL_KINDS],
-        pl.col(TS_COL).filter(bad).min().alias("first_bad_at"),
-        pl.col(TS_COL).filter(bad).max().alias("last_bad_at"),
+        pl.col(REFUND).sum(),
+        *[pl.col("count").filter(pl.col(KIND) == k).sum().cast(pl.Int64).alias(k) for k in DEDUCTION_KINDS],
+        pl.col("first_bad").min().alias(_FIRST),
+        pl.col("last_bad").max().alias(_LAST),
     )
 
 
-def finish_accounts(rows: pl.DataFrame, balances: pl.DataFrame, usd: pl.DataFrame | None) -> pl.DataFrame:
-    """Add refunds already in the ledger (and money) to the account rows; sort by refund desc, id."""
-    out = rows.join(balances.select(ACCOUNT_ID, ALREADY_REFUNDED), on=ACCOUNT_ID, how="left").with_columns(
-        pl.col(ALREADY_REFUNDED).fill_null(0)
+def finish_accounts(
+    deductions: pl.DataFrame,
+    other_findings: pl.DataFrame,
+    expected: pl.DataFrame,
+    balances: pl.DataFrame,
+    usd: pl.DataFrame | None,
+) -> pl.DataFrame:
+    """Account rows: deductions, other findings, expected tokens, refunds already made (and money).
+
+    One row per account with a deduction, a finding or an expected charge, sorted by refund desc, id.
+    `expected` is per gateway account, so the accounts' tokens_expected add up to the total.
+    """
+    others = other_findings.group_by(ACCOUNT_ID).agg(
+        *[(pl.col(KIND) == k).sum().cast(pl.Int64).alias(k) for k in OTHER_FINDINGS],
+        pl.col(TS_COL).min().alias("_first_other"),
+        pl.col(TS_COL).max().alias("_last_other"),
     )
-    head = [ACCOUNT_ID, "deductions", "tokens_deducted", "tokens_expected", REFUND, ALREADY_REFUNDED]
-    tail = [*ALL_KINDS, "first_bad_at", "last_bad_at"]
+    expected = expected.filter(pl.col(EXPECTED_TOKENS) != 0)
+    ids = pl.concat([f.select(ACCOUNT_ID) for f in (deductions, others, expected)]).unique()
+
+    def attach(frame: pl.DataFrame, on: pl.DataFrame) -> pl.DataFrame:
+        return frame.join(on, on=ACCOUNT_ID, how="left", nulls_equal=True)
+
+    out = attach(
+        attach(attach(attach(ids, deductions), others), expected),
+        balances.select(ACCOUNT_ID, ALREADY_REFUNDED),
+    )
+    counts = ["deductions", "tokens_deducted", EXPECTED_TOKENS, REFUND, ALREADY_REFUNDED, *ALL_KINDS]
+    out = out.with_columns(
+        pl.col(counts).fill_null(0),
+        pl.min_horizontal(_FIRST, "_first_other").alias(_FIRST),
+        pl.max_horizontal(_LAST, "_last_other").alias(_LAST),
+    )
+    head = [ACCOUNT_ID, "deductions", "tokens_deducted", EXPECTED_TOKENS, REFUND, ALREADY_REFUNDED]
+    tail = [*ALL_KINDS, _FIRST, _LAST]
     if usd is not None:
-        out = out.join(usd, on=ACCOUNT_ID, how="left")
+        out = attach(out, usd)
         tail.append(REFUND_USD)
-    return out.select(*head, *tail).sort([REFUND, ACCOUNT_ID], descending=[True, False])
+    return out.select(*head, *tail).sort([REFUND, ACCOUNT_ID], descending=[True, False], nulls_last=True)
 
 
 def spans(findings: pl.DataFrame) -> pl.DataFrame:

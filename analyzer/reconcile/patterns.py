@@ -5,7 +5,9 @@ Three families are searched on the flagged deductions:
   completion` or `k × expected` for one integer k, in a run of time with no gap longer than the
   pattern window, explaining at least `min_pattern_share` of that model's overcharges in the run;
 - bunches: duplicates (a sync failure) or charges on failures whose rate in consecutive pattern
-  windows stands well above their mean over the ledger;
+  windows stands well above their mean over the ledger; a bunch is named after a model when that
+  model holds `min_pattern_share` of it, and a model's own bunch, hidden among all models, is
+  found against that model's mean;
 - wiped balances: overcharges that left an account at zero, per model.
 """
 
@@ -31,6 +33,7 @@ _HYPOTHESES: tuple[tuple[str, str, pl.Expr, pl.Expr], ...] = (
     ("charge_multiplied", "{k} × (prompt + completion)", _AMOUNT, pl.col(EXPECTED)),
 )
 _HOT_FACTOR = 4  # a window's count must be this many times the mean per window to be a bunch
+_NO_MODEL = "\x00"  # stands for a null model where a key cannot be null
 
 
 def find_patterns(
@@ -83,14 +86,8 @@ def _multipliers(flagged: pl.DataFrame, rs: ReconcileSettings) -> list[FaultPatt
     if runs.is_empty():
         return []
     # Share: of all the model's overcharges inside the run's window.
-    in_window = (
-        runs.join(over.select(MODEL, pl.col(TS_COL).alias("_t")), on=MODEL)
-        .filter(pl.col("_t").is_between(pl.col("start"), pl.col("end")))
-        .group_by(MODEL, "_h", "_k", "_run")
-        .agg(pl.len().alias("_over"))
-    )
     scored = (
-        runs.join(in_window, on=[MODEL, "_h", "_k", "_run"])
+        runs.with_columns(_count_between(over.select(MODEL, TS_COL), runs, [MODEL]).alias("_over"))
         .with_columns((pl.col("entries") / pl.col("_over")).alias("share"))
         .filter(pl.col("share") >= rs.min_pattern_share)
         .sort(["entries", "_h", MODEL, "start"], descending=[True, False, False, False])
@@ -120,6 +117,68 @@ def _multipliers(flagged: pl.DataFrame, rs: ReconcileSettings) -> list[FaultPatt
     return kept
 
 
+def _count_between(events: pl.DataFrame, windows: pl.DataFrame, keys: list[str]) -> pl.Series:
+    """For each window (keys, start, end), how many events (keys, ts) fall in [start, end].
+
+    Counts come from cumulative counts looked up with two as-of joins, not from joining every
+    window to every event of its key (windows x events rows: gigabytes at 10M deductions).
+    """
+    cum = (
+        events.group_by(*keys, TS_COL)
+        .agg(pl.len().alias("_n"))
+        .sort(TS_COL)
+        .with_columns(pl.col("_n").cum_sum().over(keys).alias("_c") if keys else pl.col("_n").cum_sum())
+        .select(*keys, TS_COL, "_c")
+    )
+    w = windows.select(*keys, "start", "end").with_row_index("_w")
+
+    def upto(on: str, exact: bool) -> pl.DataFrame:
+        return (
+            w.sort(on)
+            # Both sides are sorted by time (within each key too); Polars cannot verify it with `by`.
+            .join_asof(
+                cum,
+                left_on=on,
+                right_on=TS_COL,
+                by=keys or None,
+                allow_exact_matches=exact,
+                check_sortedness=False,
+            )
+            .select("_w", pl.col("_c").fill_null(0))
+        )
+
+    counts = upto("end", True).join(upto("start", False), on="_w", suffix="_before").sort("_w")
+    return (counts["_c"] - counts["_c_before"]).cast(pl.Int64)
+
+
+def _hot(hits: pl.DataFrame, keys: list[str], windows: int, rs: ReconcileSettings) -> pl.DataFrame:
+    """Per key, runs of pattern windows whose count stands well above the key's mean per window."""
+    every = polars_every(rs.pattern_window)
+    per_window = (
+        hits.sort(TS_COL)
+        .group_by_dynamic(TS_COL, every=every, group_by=keys or None)
+        .agg(pl.len().alias("_n"), pl.col(TS_COL).min().alias("_first"), pl.col(TS_COL).max().alias("_last"))
+        .with_columns((pl.col("_n").sum().over(keys) if keys else pl.col("_n").sum()).alias("_total"))
+        .filter(pl.col("_n") >= _HOT_FACTOR * pl.col("_total") / windows)
+        .sort(*keys, TS_COL)
+    )
+    # Hot windows one window apart or less form one bunch.
+    gap = pl.col(TS_COL).diff() > 2 * rs.pattern_window
+    new_run = (gap.over(keys) if keys else gap).fill_null(True)
+    return (
+        per_window.with_columns(new_run.cum_sum().alias("_run"))
+        .group_by(*keys, "_run")
+        .agg(
+            pl.col("_n").sum().alias("entries"),
+            pl.col("_first").min().alias("start"),
+            pl.col("_last").max().alias("end"),
+            pl.col("_total").first(),
+        )
+        .filter(pl.col("entries") >= rs.min_pattern_entries)
+        .sort("start", *keys)
+    )
+
+
 def _bunches(
     flagged: pl.DataFrame,
     finding: str,
@@ -128,48 +187,47 @@ def _bunches(
     last_ts: datetime | None,
     rs: ReconcileSettings,
 ) -> list[FaultPattern]:
-    hits = flagged.filter(pl.col(KIND) == finding).select(TS_COL).sort(TS_COL)
+    """Bunches of one finding kind: over all models, named after one model when it holds nearly all
+    of a bunch; and per model, where a model's own bunch does not show among all models."""
+    hits = flagged.filter(pl.col(KIND) == finding).select(TS_COL, pl.col(MODEL).fill_null(_NO_MODEL))
     if hits.height < rs.min_pattern_entries or first_ts is None or last_ts is None:
         return []
     windows = max(1, -(-(last_ts - first_ts) // rs.pattern_window))
-    mean = hits.height / windows
-    every = polars_every(rs.pattern_window)
-    per_window = (
-        hits.group_by_dynamic(TS_COL, every=every)
-        .agg(pl.len().alias("_n"), pl.col(TS_COL).min().alias("_first"), pl.col(TS_COL).max().alias("_last"))
-        .filter((pl.col("_n") >= _HOT_FACTOR * mean) & (pl.col("_n") >= 1))
-    )
-    if per_window.is_empty():
-        return []
-    # Hot windows one window apart or less form one bunch.
-    new_run = (pl.col(TS_COL).diff() > 2 * rs.pattern_window).fill_null(True)
-    bunches = (
-        per_window.with_columns(new_run.cum_sum().alias("_run"))
-        .group_by("_run")
-        .agg(
-            pl.col("_n").sum().alias("entries"),
-            pl.col("_first").min().alias("start"),
-            pl.col("_last").max().alias("end"),
-        )
-        .filter(pl.col("entries") >= rs.min_pattern_entries)
-        .sort("start")
-    )
     what = {"duplicate": "duplicate deductions", "failed_charged": "charges on failed requests"}[finding]
-    return [
-        FaultPattern(
-            kind=pattern,
-            model=None,
-            start=row["start"],
-            end=row["end"],
-            entries=int(row["entries"]),
-            share=row["entries"] / hits.height,
-            description=(
-                f"{row['entries']} {what} ({_pct(row['entries'] / hits.height)} of all) "
-                f"bunched from {_hm(row['start'])} to {_hm(row['end'])}"
-            ),
-        )
-        for row in bunches.iter_rows(named=True)
-    ]
+    totals = dict(hits.group_by(MODEL).len().iter_rows())
+    found: list[FaultPattern] = []
+    overall = _hot(hits, [], windows, rs)
+    for row in overall.iter_rows(named=True):
+        inside = hits.filter(pl.col(TS_COL).is_between(row["start"], row["end"]))
+        top, top_n = inside.group_by(MODEL).len().sort(["len", MODEL], descending=[True, False]).row(0)
+        if top_n >= rs.min_pattern_share * row["entries"] and top != _NO_MODEL:
+            found.append(_bunch(pattern, what, top, row["start"], row["end"], top_n, totals[top]))
+        else:
+            found.append(_bunch(pattern, what, None, row["start"], row["end"], row["entries"], hits.height))
+    for row in _hot(hits, [MODEL], windows, rs).iter_rows(named=True):
+        if any(p.start <= row["end"] and row["start"] <= p.end for p in found):
+            continue  # already told, among all models
+        model = None if row[MODEL] == _NO_MODEL else row[MODEL]
+        found.append(_bunch(pattern, what, model, row["start"], row["end"], row["entries"], row["_total"]))
+    return found
+
+
+def _bunch(
+    pattern: str, what: str, model: str | None, start: datetime, end: datetime, entries: int, of: int
+) -> FaultPattern:
+    whose = f"{model} " if model else ""
+    scope = f"of {model}'s" if model else "of all"
+    return FaultPattern(
+        kind=pattern,
+        model=model,
+        start=start,
+        end=end,
+        entries=int(entries),
+        share=entries / of,
+        description=(
+            f"{entries} {whose}{what} ({_pct(entries / of)} {scope}) bunched from {_hm(start)} to {_hm(end)}"
+        ),
+    )
 
 
 def _wiped(flagged: pl.DataFrame) -> list[FaultPattern]:
@@ -187,12 +245,9 @@ def _wiped(flagged: pl.DataFrame) -> list[FaultPattern]:
     if wiped.is_empty():
         return []
     # Share: of the model's overcharges inside the window.
-    scored = (
-        wiped.join(over.select(MODEL, pl.col(TS_COL).alias("_t")), on=MODEL, nulls_equal=True)
-        .filter(pl.col("_t").is_between(pl.col("start"), pl.col("end")))
-        .group_by(MODEL, "start", "end", "entries")
-        .agg(pl.len().alias("_over"))
-        .sort(MODEL, nulls_last=True)
+    filled = pl.col(MODEL).fill_null(_NO_MODEL)
+    scored = wiped.with_columns(
+        _count_between(over.select(filled, TS_COL), wiped.with_columns(filled), [MODEL]).alias("_over")
     )
     return [
         FaultPattern(
