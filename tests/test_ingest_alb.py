@@ -110,7 +110,7 @@ def _render(values: dict[str, str]) -> str:
     return " ".join(one(n, v) for n, v in values.items())
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(st.lists(_entry(), min_size=1, max_size=6))
 def test_generated_entries_round_trip(entries: list[dict[str, str]]) -> None:
     out = _parse([_render(e) for e in entries])

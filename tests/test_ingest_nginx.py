@@ -178,7 +178,7 @@ def _render(r: dict[str, str | None], json_style: bool) -> str:
     )
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_records(), min_size=1, max_size=8), st.booleans())
 def test_generated_lines_round_trip(records: list[dict[str, str | None]], json_style: bool) -> None:
     out = _parse([_render(r, json_style) for r in records])
