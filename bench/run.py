@@ -1,6 +1,6 @@
 """Time the analyzer against a Polars floor and hand-written DuckDB and pandas baselines.
 
-    python bench/run.py --requests 1M [--format jsonl|parquet] [--skip-pandas] [--repeat 1]
+    python bench/run.py --requests 1M [--format jsonl parquet] [--skip-pandas] [--repeat 1]
 
 Generates the `launch` outage with the simulator (cached under bench/.cache/<params>/), then runs each
 contender as a whole process, measuring wall seconds and peak RSS, and prints one table. Each contender's
@@ -183,7 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--requests", type=parse_count, default=parse_count("1M"), help="1e6, 1M, 10M, ...")
-    parser.add_argument("--format", choices=("jsonl", "parquet"), default="jsonl")
+    parser.add_argument(
+        "--format",
+        choices=("jsonl", "parquet"),
+        nargs="+",
+        default=["jsonl"],
+        help="input format(s); with both, the same outage in each and the analyzer's Parquet speed-up",
+    )
     parser.add_argument("--skip-pandas", action="store_true", help="never run pandas")
     parser.add_argument("--pandas-anyway", action="store_true", help=f"run pandas above {PANDAS_MAX:,} too")
     parser.add_argument("--repeat", type=int, default=1, help="runs per contender; the fastest is shown")
@@ -193,7 +199,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="*", default=None, help="subset: floor analyzer duckdb pandas")
     args = parser.parse_args(argv)
 
-    data = args.data if args.data is not None else dataset(args.requests, args.format)
+    formats = ["given"] if args.data is not None else list(dict.fromkeys(args.format))
+    walls: dict[str, float] = {}
+    for fmt in formats:
+        data = args.data if args.data is not None else dataset(args.requests, fmt)
+        analyzer = _run_table(data, fmt, args)
+        if analyzer is not None:
+            walls[fmt] = analyzer
+    if "jsonl" in walls and "parquet" in walls:
+        print(
+            f"analyzer on Parquet: {walls['jsonl'] / walls['parquet']:.1f}x faster than on gzip JSON lines "
+            f"({walls['parquet']:.2f} s against {walls['jsonl']:.2f} s)"
+        )
+    return 0
+
+
+def _run_table(data: Path, fmt: str, args: argparse.Namespace) -> float | None:
+    """Time every contender on the outage in `data`, print its table; the analyzer's wall seconds."""
     truth_doc = json.loads((data / "truth.json").read_text())
     truth_refund = _find(truth_doc.get("ledger", truth_doc), "refund_tokens_total")
     truth = int(truth_refund) if isinstance(truth_refund, int) else None
@@ -211,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.only:
         contenders = {k: v for k, v in contenders.items() if k in args.only}
 
-    print(f"{requests:,} requests, {args.format}, {data.name}; {_machine()}", flush=True)
+    print(f"\n{requests:,} requests, {fmt}, {data.name}; {_machine()}", flush=True)
     rows: list[tuple[Timing, int | None]] = []
     with tempfile.TemporaryDirectory() as tmp:
         report_json = Path(tmp) / "report.json"
@@ -230,8 +252,9 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {name}: {best.stdout.strip()}", flush=True)
             rows.append((best, refund))
     print(f"truth.json ledger.refund_tokens_total = {truth if truth is None else f'{truth:,}'}")
-    print(_table(rows, requests, truth))
-    return 0
+    print(_table(rows, requests, truth), flush=True)
+    analyzer = next((t for t, _ in rows if t.name == "analyzer" and t.returncode == 0), None)
+    return None if analyzer is None else analyzer.wall_s
 
 
 if __name__ == "__main__":

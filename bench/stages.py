@@ -48,7 +48,9 @@ def _stage(name: str, rows: list[tuple[str, float, int, int]], fn: Callable[[], 
     started = time.perf_counter()
     out = fn()
     rows.append((name, time.perf_counter() - started, _peak(), _rss_now()))
-    print(f"{name:<12} {rows[-1][1]:8.2f} s  peak {rows[-1][2] / 2**20:8.0f} MiB", file=sys.stderr, flush=True)
+    print(
+        f"{name:<12} {rows[-1][1]:8.2f} s  peak {rows[-1][2] / 2**20:8.0f} MiB", file=sys.stderr, flush=True
+    )
     return out
 
 
