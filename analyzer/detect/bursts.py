@@ -152,8 +152,13 @@ def _inside(gateway: pl.LazyFrame, cands: list[_Candidate], settings: Settings) 
             cond = cond & (pl.col(c.column).cast(pl.String) == c.value)
         tags.append(pl.when(cond).then(pl.lit(i)))
         conds.append(cond)
+    # The span of all candidates first: a plain range the scan can prune row groups with.
+    span = pl.col(s.TS).is_between(
+        pl.lit(min(c.start for c in cands)), pl.lit(max(c.end for c in cands)), closed="left"
+    )
     return (
-        gateway.filter(pl.any_horizontal(conds))
+        gateway.filter(span)
+        .filter(pl.any_horizontal(conds))
         .select(
             pl.concat_list(tags).list.drop_nulls().alias("_bid"),
             pl.col(s.STATUS).is_in(list(settings.bursts.statuses)).alias("_err"),
