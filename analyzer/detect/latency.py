@@ -88,6 +88,7 @@ def _expectations(clean: pl.DataFrame) -> pl.DataFrame:
             .alias("_rss")
         )
         .select(SCOPE, CLASS, BUCKET, OK, "_mu", "_mo", "_beta", "_rss")
+        .sort(SCOPE, CLASS, BUCKET)  # float sums over it then add up in the same order every run
     )
 
 
