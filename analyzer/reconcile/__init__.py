@@ -50,8 +50,9 @@ def _pass(
     entries = parts.entries_by_account(index)
     checked = bal.checked(entries)
     plans: dict[str, pl.LazyFrame] = {
-        "rows": pl.concat([cls.finding_rows(joined), cls.unbilled_without_id(requests)]),
-        "groups": cls.by_account_kind(joined),
+        # Collected once, then summed in memory: two streaming consumers would each redo the join.
+        "joined": joined,
+        "unbilled": cls.unbilled_without_id(requests),
         "gateway": cls.lines_without_id(requests),
         "expected": cls.expected_by_account(requests),
         "ledger": entries.select(
@@ -62,9 +63,19 @@ def _pass(
         "balances": bal.account_balances(checked),
         "resets": entries.filter(pl.col(KIND) == LEDGER_RESET).select(TS_COL).unique(),
     }
+    return plans
+
+
+def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.DataFrame]:
+    """The findings rows and the per-(account, kind) sums of one pass's joined rows."""
+    joined = out.pop("joined").lazy()
+    plans = {
+        "rows": pl.concat([cls.finding_rows(joined), out.pop("unbilled").lazy()]),
+        "groups": cls.by_account_kind(joined),
+    }
     if settings.prices:
         plans["split"] = acc.refund_split(cls.deductions(joined))
-    return plans
+    return out | dict(zip(plans, pl.collect_all(plans.values(), engine="in-memory"), strict=True))
 
 
 def _collect(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -> dict[str, pl.DataFrame]:
@@ -81,7 +92,8 @@ def _collect(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) ->
             frames: dict[str, list[pl.DataFrame]] = {}
             for index in range(parts.count):
                 plans = _pass(parts, index, settings, span, exact)
-                for name, frame in zip(plans, pl.collect_all(plans.values()), strict=True):
+                collected = dict(zip(plans, pl.collect_all(plans.values()), strict=True))
+                for name, frame in _sums(collected, settings).items():
                     frames.setdefault(name, []).append(frame)
             out = {name: pl.concat(p, how="vertical_relaxed") for name, p in frames.items()}
             groups = out["groups"]
