@@ -147,6 +147,12 @@ def test_a_5mb_first_line_is_a_row(corpus: Path) -> None:
     assert _column(loaded, "request_id") == ["big", "r0", "r1", "r2"]
 
 
+def test_a_50000_deep_object_is_a_malformed_line(corpus: Path) -> None:
+    loaded = _load("gateway", corpus, "deep.jsonl")
+    assert _counts(loaded) == [(3, 2, 1, {"malformed_json": 1})]
+    assert loaded.rejects.select("line", "reason").rows() == [(2, "malformed_json")]
+
+
 def test_non_utf8_bytes_reject_their_line(corpus: Path) -> None:
     loaded = _load("gateway", corpus, "latin1.jsonl")
     assert _counts(loaded) == [(4, 3, 1, {"invalid_utf8": 1})]

@@ -115,6 +115,8 @@ CASES: Final[dict[str, bytes]] = {
     + b'{"timestamp": "2026-04-22T09:00:09Z", "status": 200, "user": "caf\xe9"}\n',
     "bom.csv": b"\xef\xbb\xbftimestamp,request_id,status\n2026-04-22T09:00:01Z,b1,200\n2026-04-22T09:00:02Z,b2,502\n",
     "bom.jsonl": b"\xef\xbb\xbf" + _lines(_good(3)),
+    # A client-built object nested 50,000 deep: the JSON parsers' recursion limits must not crash the run.
+    "deep.jsonl": _lines([gateway_line(1), '{"a":' * 50_000 + "1" + "}" * 50_000, gateway_line(2)]),
     "utf16.jsonl": "\n".join(_good(3)).encode("utf-16"),  # PowerShell's `>`, with its byte-order mark
     "crlf.csv": b"timestamp,request_id,status\r\n2026-04-22T09:00:01Z,c1,200\r\n2026-04-22T09:00:02Z,c2,502\r\n",
     "crlf.jsonl": _lines(_good(3), "\r\n"),
