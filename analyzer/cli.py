@@ -458,14 +458,18 @@ def inspect(
 
     Example: analyzer inspect sample_logs/gateway --kind gateway
     """
-    from analyzer.pipeline import describe_inputs, run_inspect, write_rejects
+    from analyzer.pipeline import concat_rejects, describe_inputs, run_inspect, write_rejects
     from analyzer.report.tables import fields_table, inputs_table
 
     with _errors():
         loaded = run_inspect(paths, kind.value, config)
         described = describe_inputs(loaded)
         if rejects is not None:
-            write_rejects(loaded, rejects, [Path(i.path) for item in loaded for i in item.inputs])
+            write_rejects(
+                concat_rejects(loaded),
+                rejects,
+                [*paths, *(Path(i.path) for item in loaded for i in item.inputs)],
+            )
     if json_flag:
         sys.stdout.write(json.dumps(described, indent=2, sort_keys=True) + "\n")
         return

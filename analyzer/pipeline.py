@@ -127,6 +127,10 @@ def run_report(
     )
     inputs: list[InputReport] = [report for item in loaded for report in item.inputs]
     notes = [note for item in loaded for note in item.notes]
+    rejects = concat_rejects(loaded)
+    converted = _converted(request)
+    if converted is not None:
+        inputs, notes, rejects = converted
     say("building the report")
     report = build_report(
         inputs,
@@ -137,9 +141,23 @@ def run_report(
         notes=notes,
         refunds_path=None if request.refunds_path is None else str(request.refunds_path),
     )
-    rejects = pl.concat([item.rejects for item in loaded], how="vertical_relaxed")
-    input_paths = tuple(Path(i.path) for i in inputs)
+    input_paths = tuple(Path(i.path) for i in inputs) + tuple(p for ps in sources.values() for p in ps)
     return Analysis(report, detection, reconciliation, rejects, input_paths, tuple(loaded))
+
+
+def _converted(request: ReportRequest) -> tuple[list[InputReport], list[str], pl.DataFrame] | None:
+    """For a folder written by `analyzer convert` (and nothing given explicitly): the original inputs'
+    reports, notes and rejected lines from its manifest, so the report still says what they lost."""
+    from analyzer.convert import REJECTS, read_manifest, read_manifest_notes
+
+    if request.directory is None or request.gateway or request.ledger or request.events:
+        return None
+    reports = read_manifest(request.directory)
+    if reports is None:
+        return None
+    rejects_path = request.directory / REJECTS
+    rejects = pl.read_parquet(rejects_path) if rejects_path.is_file() else pl.DataFrame()
+    return reports, read_manifest_notes(request.directory), rejects
 
 
 def run_inspect(paths: Sequence[Path], kind: str, config: Path | None) -> list[Loaded]:
@@ -172,8 +190,12 @@ def guard_output(path: Path, inputs: Sequence[Path]) -> None:
     """Refuse to write a report over one of the inputs it was made from."""
     target = path.resolve()
     for p in inputs:
-        if p.resolve() == target:
+        source = p.resolve()
+        if source == target:
             raise OutputError("refusing to overwrite an input file with a report", path=str(path))
+        if source.is_dir() and source in target.parents:
+            # The next run would read the report back as a log file.
+            raise OutputError(f"refusing to write a report inside an input folder ({p})", path=str(path))
 
 
 def write_text(path: Path, text: str, inputs: Sequence[Path]) -> None:
@@ -215,13 +237,17 @@ def describe_inputs(loaded: Sequence[Loaded]) -> list[dict[str, object]]:
     ]
 
 
-def write_rejects(loaded: Sequence[Loaded], path: Path, inputs: Sequence[Path]) -> None:
+def concat_rejects(loaded: Sequence[Loaded]) -> pl.DataFrame:
+    """The rejected lines of every loaded kind in one frame."""
+    return pl.concat([item.rejects for item in loaded], how="vertical_relaxed")
+
+
+def write_rejects(rejects: pl.DataFrame, path: Path, inputs: Sequence[Path]) -> None:
     """Write every rejected raw line with its file, line number and reason."""
     from analyzer.report.exports import write_table
 
     guard_output(path, inputs)
-    rejects = pl.concat([item.rejects for item in loaded], how="vertical_relaxed")
-    write_table(rejects.sort("file", "line"), path)
+    write_table(rejects.sort("file", "line") if rejects.width else rejects, path)
 
 
 def write_outputs(
@@ -259,6 +285,6 @@ def write_outputs(
         write_table(frame, path)
         written.append(path)
     if rejects_path is not None:
-        write_rejects(analysis.loaded, rejects_path, inputs)
+        write_rejects(analysis.rejects, rejects_path, inputs)
         written.append(rejects_path)
     return written

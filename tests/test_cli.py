@@ -250,3 +250,43 @@ def test_simulate_then_report_on_it(tmp_path: Path) -> None:
     assert code == 0, stderr
     doc = json.loads(stdout)
     assert sum(i["rows_read"] for i in doc["inputs"] if i["kind"] == "gateway") == truth["requests"]
+
+
+def test_report_on_a_converted_folder_equals_the_report_on_the_originals(
+    sample: Path, tmp_path: Path
+) -> None:
+    canonical = tmp_path / "canonical"
+    code, _, stderr = run("convert", sample, "--out", canonical)
+    assert code == 0, stderr
+    assert sorted(p.name for p in canonical.iterdir()) == [
+        "events.parquet", "gateway", "ledger", "manifest.json", "rejects.parquet",
+    ]  # fmt: skip
+    code, direct, _ = run("report", sample, "--json", "-")
+    assert code == 0
+    code, converted, stderr = run("report", canonical, "--json", "-")
+    assert code == 0, stderr
+    # Same findings, same inputs named (the originals, from the manifest): the same document.
+    assert json.loads(converted) == json.loads(direct)
+
+
+def test_rejects_survive_conversion(tmp_path: Path) -> None:
+    logs = _hostile_logs(tmp_path / "logs")
+    with (logs / "gateway.jsonl").open("a") as f:
+        f.write('{"ts": "2026-04-22T09:40:00Z", "status": "teapot"}\n{not json\n')
+    canonical = tmp_path / "canonical"
+    assert run("convert", logs, "--out", canonical)[0] == 0
+    rejects = tmp_path / "rejects.csv"
+    code, stdout, stderr = run("report", canonical, "--json", "-", "--rejects", rejects)
+    assert code == 0, stderr
+    (gateway,) = [i for i in json.loads(stdout)["inputs"] if i["kind"] == "gateway"]
+    assert (gateway["rows_read"], gateway["rows_rejected"]) == (32, 2)
+    assert gateway["path"] == str(logs / "gateway.jsonl")
+    with rejects.open(newline="") as f:
+        assert sorted(int(r["line"]) for r in csv.DictReader(f)) == [31, 32]
+
+
+def test_refuses_to_write_a_report_inside_an_input_folder(sample: Path) -> None:
+    target = sample / "gateway" / "report.md"
+    code, _, stderr = run("report", sample, "--quiet", "--markdown", target)
+    assert code == 2 and "inside an input folder" in stderr
+    assert not target.exists()
