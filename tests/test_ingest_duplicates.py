@@ -31,3 +31,19 @@ def test_sliced_search_equals_one_pass(
     assert_frame_equal(sliced.rejects, whole.rejects)
     assert_frame_equal(sliced.frame.collect(), whole.frame.collect())
     assert whole.frame.collect()["_line"].to_list() == list(range(1, 10))
+
+
+def test_csv_records_differing_only_where_the_raw_text_is_rebuilt_are_both_kept(tmp_path: Path) -> None:
+    # The raw text of a CSV record is rebuilt from its cells ("r1," and "r1" + an empty cell read alike):
+    # the cells decide, so only the true copy (line 4) is a duplicate.
+    path = tmp_path / "g.csv"
+    path.write_text(
+        "timestamp,status,request_id,model\n"
+        '2026-04-22T09:00:01Z,200,"r1,",\n'
+        "2026-04-22T09:00:01Z,200,r1,\n"
+        '2026-04-22T09:00:01Z,200,"r1,",\n'
+    )
+    loaded = load("gateway", [path], Settings())
+    assert loaded.inputs[0].rejects_by_reason == {"duplicate_line": 1}
+    assert loaded.rejects.select("line", "reason").rows() == [(4, "duplicate_line")]
+    assert loaded.frame.select("request_id").collect()["request_id"].to_list() == ["r1,", "r1"]

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import csv
 import tempfile
 from pathlib import Path
 
@@ -43,3 +44,30 @@ def test_every_line_is_analyzed_or_rejected(lines: list[bytes]) -> None:
         copies = sum(1 for line in data if line == GOOD.encode()) - 1
         assert report.rejects_by_reason.get("duplicate_line", 0) == copies
         assert loaded.rejects.height == report.rows_rejected
+
+
+_TS = st.sampled_from(["2026-04-22T09:00:01Z", "2026-04-22 11:00:02+02:00", "1776848403", "yesterday"])
+_STATUS = st.one_of(st.integers(100, 599).map(str), st.sampled_from(["", "-", "OK?", "200.0", "2e2"]))
+_CELL = st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00\r"), max_size=12)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(_TS, _STATUS, _CELL), min_size=1, max_size=10))
+def test_every_csv_record_is_analyzed_or_rejected(records: list[tuple[str, str, str]]) -> None:
+    # Written by Python's csv module: quotes, separators and line breaks inside cells are quoted.
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "g.csv"
+        with path.open("w", newline="", encoding="utf-8") as f:
+            csv.writer(f).writerows([("timestamp", "status", "request_id"), *records])
+        forced = Settings(gateway=SourceConfig(format="csv"))
+        loaded = load("gateway", [path], forced, workdir=Path(tmp) / "work")
+        (report,) = loaded.inputs
+        assert report.rows_read == len(records)
+        assert report.rows_read == report.rows_analyzed + report.rows_rejected == len(records)
+        # A record is analyzed exactly when its time and status read (and it is not a copy of an earlier
+        # one); its request id comes back as written.
+        readable = [r for r in records if r[0] != "yesterday" and r[1] not in ("", "-", "OK?")]
+        first = list(dict.fromkeys(readable))
+        got = loaded.frame.select("request_id").collect()["request_id"].to_list()
+        assert got == [None if r[2] in ("", "-") else r[2] for r in first]
+        assert report.rejects_by_reason.get("duplicate_line", 0) == len(readable) - len(first)

@@ -27,9 +27,10 @@ HASHES: Final = ("_hash1", "_hash2")
 PASS_ROWS: Final = 2_000_000  # rows' hashes grouped at once when looking for repeats (~60 MB each)
 
 
-def line_hashes() -> list[pl.Expr]:
-    """The two hash columns of a row's raw line (before the raw text is dropped from good rows)."""
-    return [pl.col(RAW).hash(seed=seed).alias(name) for seed, name in enumerate(HASHES)]
+def line_hashes(cells: Sequence[str] = ()) -> list[pl.Expr]:
+    """The two hash columns of a row's raw line, and of its `cells` when the raw text is rebuilt."""
+    key = pl.struct(RAW, *cells) if cells else pl.col(RAW)
+    return [key.hash(seed=seed).alias(name) for seed, name in enumerate(HASHES)]
 
 
 def find(sinks: Sequence[Path], order: Sequence[str], rows: int) -> pl.DataFrame:

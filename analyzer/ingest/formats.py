@@ -40,6 +40,9 @@ class Source:
     text: bool = True  # rows come from decoded text lines (invalid UTF-8 is checked)
     plans: int = 1  # how many plans `scan` has
     robust_note: str = ""  # said in the notes when the last plan (of two or more) had to be used
+    # `_raw` is the record's own text (a line, a Parquet row as JSON); False: rebuilt from the cells
+    # (CSV), so that two different records may share it and the cells must tell duplicates apart.
+    raw_is_record: bool = True
 
 
 _READER_REJECT: Final = "_reader_reject"
@@ -77,7 +80,9 @@ def _delimited_opener(separator: str) -> Opener:
             return delimited.scan_delimited(path, names, separator, quoted=attempt == 0)
 
         note = "unbalanced quotes; read line by line without quoting"
-        return Source({n: pl.String() for n in names}, True, scan, plans=2, robust_note=note)
+        return Source(
+            {n: pl.String() for n in names}, True, scan, plans=2, robust_note=note, raw_is_record=False
+        )
 
     return open_
 

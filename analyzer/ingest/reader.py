@@ -16,7 +16,7 @@ from analyzer.config import SourceConfig
 from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
 from analyzer.ingest import duplicates, formats, mapping
-from analyzer.ingest.sources import Sniff, decompress_readable, sniff
+from analyzer.ingest.sources import SRC, Sniff, decompress_readable, sniff
 from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, TS
 
 
@@ -79,8 +79,11 @@ def _parse(
 
     def plan(attempt: int) -> pl.LazyFrame:
         scanned = source.scan(wanted, attempt)
+        if hashes:
+            names = [] if source.raw_is_record else scanned.collect_schema().names()
+            scanned = scanned.with_columns(duplicates.line_hashes([n for n in names if n.startswith(SRC)]))
         return mapping.canonicalize(
-            scanned.with_columns(duplicates.line_hashes()) if hashes else scanned,
+            scanned,
             kind,
             fields,
             source.fields,
