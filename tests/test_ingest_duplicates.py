@@ -47,3 +47,11 @@ def test_csv_records_differing_only_where_the_raw_text_is_rebuilt_are_both_kept(
     assert loaded.inputs[0].rejects_by_reason == {"duplicate_line": 1}
     assert loaded.rejects.select("line", "reason").rows() == [(4, "duplicate_line")]
     assert loaded.frame.select("request_id").collect()["request_id"].to_list() == ["r1,", "r1"]
+
+
+def test_identical_lines_without_a_request_id_are_all_kept(tmp_path: Path) -> None:
+    # Same client, second and status: in a 502 burst these are separate requests, not a shipper's copy.
+    line = '{"ts": "2026-04-22T09:00:01Z", "status": 502, "model": "m"}'
+    (tmp_path / "g.jsonl").write_text(f"{line}\n{line}\n{line}\n")
+    loaded = load("gateway", [tmp_path / "g.jsonl"], Settings())
+    assert (loaded.inputs[0].rows_analyzed, loaded.inputs[0].rejects_by_reason) == (3, {})

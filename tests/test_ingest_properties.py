@@ -14,9 +14,12 @@ from hypothesis import strategies as st
 from analyzer.config import Settings, SourceConfig
 from analyzer.ingest import load
 
-GOOD = '{"ts": "2026-04-22T09:00:01Z", "status": 200, "model": "m"}'
+GOOD = '{"ts": "2026-04-22T09:00:01Z", "status": 200, "model": "m", "request_id": "r1"}'
+ANON = '{"ts": "2026-04-22T09:00:01Z", "status": 502, "model": "m"}'  # no request id: never a duplicate
 _junk = st.binary(max_size=40).filter(lambda b: b"\n" not in b and b"\r" not in b)
-_line = st.one_of(st.just(GOOD.encode()), _junk, st.just(GOOD[:-3].encode()), st.just(b""))
+_line = st.one_of(
+    st.just(GOOD.encode()), st.just(ANON.encode()), _junk, st.just(GOOD[:-3].encode()), st.just(b"")
+)
 
 
 def _blank(line: bytes) -> bool:
@@ -39,8 +42,9 @@ def test_every_line_is_analyzed_or_rejected(lines: list[bytes]) -> None:
         non_blank = sum(1 for line in data if not _blank(line))
         assert report.rows_read == non_blank
         good = loaded.frame.select(pl.len()).collect().item()
-        # The good line is analyzed once; its later copies are a shipper's duplicates, counted as such.
-        assert good == report.rows_analyzed == 1
+        # The good line is analyzed once, its later copies are a shipper's duplicates, counted as such;
+        # a line without a request id is analyzed every time.
+        assert good == report.rows_analyzed == 1 + sum(1 for line in data if line == ANON.encode())
         copies = sum(1 for line in data if line == GOOD.encode()) - 1
         assert report.rejects_by_reason.get("duplicate_line", 0) == copies
         assert loaded.rejects.height == report.rows_rejected
@@ -67,7 +71,8 @@ def test_every_csv_record_is_analyzed_or_rejected(records: list[tuple[str, str, 
         # A record is analyzed exactly when its time and status read (and it is not a copy of an earlier
         # one); its request id comes back as written.
         readable = [r for r in records if r[0] != "yesterday" and r[1] not in ("", "-", "OK?")]
-        first = list(dict.fromkeys(readable))
+        with_id = [r for r in readable if r[2] not in ("", "-")]  # copies only count with a request id
+        kept = [r for i, r in enumerate(readable) if r[2] in ("", "-") or r not in readable[:i]]
         got = loaded.frame.select("request_id").collect()["request_id"].to_list()
-        assert got == [None if r[2] in ("", "-") else r[2] for r in first]
-        assert report.rejects_by_reason.get("duplicate_line", 0) == len(readable) - len(first)
+        assert got == [None if r[2] in ("", "-") else r[2] for r in kept]
+        assert report.rejects_by_reason.get("duplicate_line", 0) == len(with_id) - len(set(with_id))

@@ -1,7 +1,9 @@
 """Lines a log shipper delivered twice: found by a hash of the raw line, counted, kept once.
 
-Only an exact copy of a whole record is a duplicate (same bytes, so the same request id and content);
-two different records with one request id are both kept, since reconciliation must see them. Each
+Only an exact copy of a whole record with a request id is a duplicate (same bytes, so the same request
+id and content); two different records with one request id are both kept, since reconciliation must
+see them. Without a request id nothing is dropped: two identical nginx lines (same client, second and
+status, as in a 502 burst) may well be two requests. Each
 row's raw line is hashed twice (two seeds, 128 bits) while its file is read; after every file is staged,
 the first copy in path and line order is kept and every later one is counted as a `duplicate_line`
 reject of its own file, so rows read = analyzed + rejected still holds per file. Memory is bounded: the
@@ -20,7 +22,7 @@ import polars as pl
 
 from analyzer.findings import InputReport
 from analyzer.ingest.sources import RAW
-from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
+from analyzer.schema import REJECT_REASON, REQUEST_ID, SOURCE_FILE, SOURCE_LINE
 
 DUPLICATE: Final = "duplicate_line"
 HASHES: Final = ("_hash1", "_hash2")
@@ -34,8 +36,13 @@ def line_hashes(cells: Sequence[str] = ()) -> list[pl.Expr]:
 
 
 def find(sinks: Sequence[Path], order: Sequence[str], rows: int) -> pl.DataFrame:
-    """`_file`, `_line` of every analyzed row that repeats an earlier one (files in `order`, `rows` in all)."""
-    good = pl.scan_parquet(list(sinks)).filter(pl.col(REJECT_REASON).is_null())
+    """`_file`, `_line` of every analyzed row with a request id that repeats an earlier one.
+
+    Files are taken in `order`; `rows` (analyzed rows in all) sizes the passes.
+    """
+    good = pl.scan_parquet(list(sinks)).filter(
+        pl.col(REJECT_REASON).is_null(), pl.col(REQUEST_ID).is_not_null()
+    )
     h1, h2 = HASHES
     # First the hashes seen twice, one slice of the hash space at a time so that memory is bounded
     # (a pass reads only the hash column); real duplicates are few, so what follows is small.
