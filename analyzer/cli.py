@@ -307,7 +307,9 @@ def bursts(
     Example: analyzer bursts sample_logs --json -
     """
     from analyzer.pipeline import section_json
-    from analyzer.report.tables import alerts_table, bursts_table
+    from analyzer.report.formatting import Clock, report_day
+    from analyzer.report.tables import alerts_table
+    from analyzer.report.terminal import bursts_table
 
     with _errors(), _memory_guard(max_memory):
         analysis = _gateway_only(directory, gateway, config, since, until, quiet)
@@ -318,7 +320,7 @@ def bursts(
     if json_out == "-" or quiet:
         return
     out = _console()
-    out.print(bursts_table(report.bursts))
+    out.print(bursts_table(report, Clock(report_day(report))))
     out.print(alerts_table(report.alerts))
     for g in report.gaps:
         out.print(
@@ -343,7 +345,8 @@ def latency(
     Example: analyzer latency sample_logs
     """
     from analyzer.pipeline import section_json
-    from analyzer.report.tables import spikes_table
+    from analyzer.report.formatting import Clock, report_day
+    from analyzer.report.terminal import spikes_table
 
     with _errors(), _memory_guard(max_memory):
         analysis = _gateway_only(directory, gateway, config, since, until, quiet)
@@ -356,7 +359,7 @@ def latency(
     if json_out == "-" or quiet:
         return
     out = _console()
-    out.print(spikes_table(report.spikes))
+    out.print(spikes_table(report, Clock(report_day(report))))
     out.print(f"quantiles: {report.quantile_method}", markup=False)
 
 
@@ -381,6 +384,7 @@ def reconcile(
     """
     from analyzer.errors import InputError
     from analyzer.pipeline import run_report, section_json, write_outputs
+    from analyzer.report.escape import escape
     from analyzer.report.tables import ledger_table, refunds_table
 
     with _errors(), _memory_guard(max_memory):
@@ -400,10 +404,10 @@ def reconcile(
     out.print(ledger_table(rec))
     out.print(refunds_table(rec, top))
     for p in rec.patterns:
-        out.print(f"pattern: {p.description} ({p.start:%H:%M}-{p.end:%H:%M} UTC)", markup=False)
+        out.print(escape(f"pattern: {p.description}", "terminal"), markup=False)
     for i in rec.invariants:
         if not i.holds:
-            out.print(f"invariant broken: {i.name}: {i.detail}", markup=False)
+            out.print(escape(f"invariant broken: {i.name}: {i.detail}", "terminal"), markup=False)
     for path in written:
         err.print(f"wrote {path}", markup=False)
 
@@ -518,5 +522,15 @@ def simulate(
 
 
 def main() -> None:
-    """Entry point of the `analyzer` console script."""
-    app()
+    """Entry point of the `analyzer` console script: a bug is one line and exit 3, not a traceback."""
+    try:
+        app()
+    except Exception as e:  # noqa: BLE001 - the last line of defence; ANALYZER_DEBUG=1 shows the traceback
+        if os.environ.get("ANALYZER_DEBUG"):
+            raise
+        err.print(
+            f"error: internal error ({type(e).__name__}: {e}); rerun with ANALYZER_DEBUG=1 for the "
+            "traceback, and please report it",
+            markup=False,
+        )
+        sys.exit(3)

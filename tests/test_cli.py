@@ -290,3 +290,25 @@ def test_refuses_to_write_a_report_inside_an_input_folder(sample: Path) -> None:
     code, _, stderr = run("report", sample, "--quiet", "--markdown", target)
     assert code == 2 and "inside an input folder" in stderr
     assert not target.exists()
+
+
+def test_a_bug_is_one_line_and_exit_3_not_a_traceback(
+    sample: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import analyzer.pipeline
+    from analyzer.cli import main
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(analyzer.pipeline, "run_report", broken)
+    monkeypatch.setattr("sys.argv", ["analyzer", "report", str(sample), "--quiet"])
+    monkeypatch.delenv("ANALYZER_DEBUG", raising=False)
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    assert exit_info.value.code == 3
+    err = capsys.readouterr().err
+    assert err.startswith("error: internal error (RuntimeError: boom)") and err.count("\n") == 1
+    monkeypatch.setenv("ANALYZER_DEBUG", "1")
+    with pytest.raises(RuntimeError, match="boom"):
+        main()

@@ -1,6 +1,7 @@
-"""Rich tables of one part of a report each: bursts, latency spikes, burn-rate alerts, ledger findings, refunds.
+"""Rich tables for the single-purpose commands: burn-rate alerts, ledger findings, refunds, inputs, fields.
 
-Every string that came from the logs goes into a `Text`, so Rich never reads it as markup.
+(The bursts and latency-spike tables are the report's own, in terminal.py.) Every string that came from
+the logs goes through `escape(..., "terminal")` into a `Text`: never read as markup, no control characters.
 """
 
 from __future__ import annotations
@@ -11,60 +12,17 @@ from datetime import datetime, timedelta
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.findings import BurnRateAlert, Burst, InputReport, LatencySpike, Reconciliation
+from analyzer.findings import BurnRateAlert, InputReport, Reconciliation
+from analyzer.report.escape import escape
 
 
 def _t(ts: datetime | None) -> Text:
     return Text("-" if ts is None else f"{ts:%Y-%m-%d %H:%M}")
 
 
-def _minutes(a: datetime, b: datetime) -> str:
-    return f"{(b - a) / timedelta(minutes=1):,.0f} min"
-
-
-def _statuses(counts: dict[str, int]) -> str:
-    ordered = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    return ", ".join(f"{code}: {n:,}" for code, n in ordered[:4])
-
-
-def bursts_table(bursts: Sequence[Burst]) -> Table:
-    """One row per 5xx burst: window, peak, size, statuses, accounts, scope and top contributor."""
-    table = Table(title=f"5xx bursts ({len(bursts)})", title_justify="left")
-    for col, just in (
-        ("Start (UTC)", "left"), ("End", "left"), ("Length", "right"), ("Peak at", "left"),
-        ("Peak rate", "right"), ("Errors / requests", "right"), ("Statuses", "left"),
-        ("Accounts", "right"), ("Scope", "left"), ("Top contributor", "left"),
-    ):  # fmt: skip
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for b in bursts:
-        top = b.top[0] if b.top else None
-        lead = "-" if top is None else (
-            f"{top.column}={top.value}: {top.error_share:.0%} of errors, {top.traffic_share:.0%} of traffic"
-        )  # fmt: skip
-        table.add_row(
-            _t(b.start), _t(b.end), Text(_minutes(b.start, b.end)), _t(b.peak_at),
-            Text(f"{b.peak_error_rate:.1%}"), Text(f"{b.errors:,} / {b.requests:,}"),
-            Text(_statuses(b.status_counts)), Text(f"{b.accounts_affected:,}"), Text(b.scope), Text(lead),
-        )  # fmt: skip
-    return table
-
-
-def spikes_table(spikes: Sequence[LatencySpike]) -> Table:
-    """One row per latency spike: window, peak, baseline and peak p95/p99, factor, scope."""
-    table = Table(title=f"Latency spikes ({len(spikes)})", title_justify="left")
-    for col, just in (
-        ("Start (UTC)", "left"), ("End", "left"), ("Length", "right"), ("Peak at", "left"),
-        ("Baseline p95", "right"), ("Peak p95", "right"), ("Peak p99", "right"), ("Factor", "right"),
-        ("Scope", "left"),
-    ):  # fmt: skip
-        table.add_column(col, justify=just)  # type: ignore[arg-type]
-    for s in spikes:
-        table.add_row(
-            _t(s.start), _t(s.end), Text(_minutes(s.start, s.end)), _t(s.peak_at),
-            Text(f"{s.baseline_p95_ms:,.0f} ms"), Text(f"{s.peak_p95_ms:,.0f} ms"),
-            Text(f"{s.peak_p99_ms:,.0f} ms"), Text(f"×{s.factor:.1f}"), Text(s.scope),
-        )  # fmt: skip
-    return table
+def _log(value: object) -> Text:
+    """A string from the logs or the file system, safe for the terminal."""
+    return Text(escape(value, "terminal"))
 
 
 def alerts_table(alerts: Sequence[BurnRateAlert]) -> Table:
@@ -118,7 +76,7 @@ def refunds_table(rec: Reconciliation, top: int) -> Table:
     has_refunded = "already_refunded" in owed.columns
     for r in owed.head(top).iter_rows(named=True):
         table.add_row(
-            Text(str(r["account_id"])), Text(f"{r['deductions']:,}"), Text(f"{r['tokens_deducted']:,}"),
+            _log(r["account_id"]), Text(f"{r['deductions']:,}"), Text(f"{r['tokens_deducted']:,}"),
             Text(f"{r['refund_tokens']:,}"),
             Text(f"{r['already_refunded']:,}" if has_refunded and r["already_refunded"] is not None else "0"),
         )  # fmt: skip
@@ -133,8 +91,8 @@ def inputs_table(inputs: Sequence[InputReport], title: str = "Inputs") -> Table:
     for i in inputs:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(i.rejects_by_reason.items())) or "-"
         table.add_row(
-            Text(i.path), Text(i.format), Text(i.compression), Text(f"{i.rows_read:,}"),
-            Text(f"{i.rows_rejected:,}"), Text(reasons), _t(i.first_ts), _t(i.last_ts),
+            _log(i.path), Text(i.format), Text(i.compression), Text(f"{i.rows_read:,}"),
+            Text(f"{i.rows_rejected:,}"), _log(reasons), _t(i.first_ts), _t(i.last_ts),
         )  # fmt: skip
     return table
 
@@ -145,5 +103,5 @@ def fields_table(fields: dict[str, str | None]) -> Table:
     table.add_column("Column")
     table.add_column("Source field")
     for column, source in fields.items():
-        table.add_row(Text(column), Text(source or "(absent: null)"))
+        table.add_row(Text(column), _log(source or "(absent: null)"))
     return table

@@ -92,7 +92,8 @@ def _timeline(report: Report, clock: Clock) -> Table:
     return table
 
 
-def _bursts(report: Report, clock: Clock) -> Table:
+def bursts_table(report: Report, clock: Clock) -> Table:
+    """One row per 5xx burst: start, length, scope, peak, failed requests, accounts, leading slice."""
     table = _table(
         f"5xx bursts ({len(report.bursts)})",
         ("Start", "Lasted", "Scope", "Peak", "Failed", "Accounts", "Over-represented slice"),
@@ -115,7 +116,8 @@ def _bursts(report: Report, clock: Clock) -> Table:
     return table
 
 
-def _spikes(report: Report, clock: Clock) -> Table:
+def spikes_table(report: Report, clock: Clock) -> Table:
+    """One row per latency spike: start, length, scope, baseline and peak p95, factor."""
     table = _table(
         f"Latency spikes ({len(report.spikes)})",
         ("Start", "Lasted", "Scope", "Baseline p95", "Peak p95", "Factor"),
@@ -159,8 +161,8 @@ def render_terminal(report: Report, console: Console) -> None:
         console.print(line)
     console.print(_timeline(report, clock))
     if report.bursts:
-        console.print(_bursts(report, clock))
+        console.print(bursts_table(report, clock))
     if report.spikes:
-        console.print(_spikes(report, clock))
+        console.print(spikes_table(report, clock))
     if report.reconciliation is not None and report.summary["top_accounts"]:
         console.print(_refunds(report))
