@@ -26,6 +26,7 @@ from analyzer.schema import TS as TS_COL
 
 BREAK = "_break"
 CHECKED = "_checked"  # the entry's balance could be checked (it and the one before are known)
+_FIRST = "_first_of_account"
 ALREADY_REFUNDED = "already_refunded"
 
 _ORDER = [TS_COL, ENTRY_ID]
@@ -43,8 +44,11 @@ def _delta() -> pl.Expr:
 
 
 def checked(ledger: pl.LazyFrame) -> pl.LazyFrame:
-    """Every ledger entry with whether its balance could be checked and whether it breaks."""
-    prev = pl.col(BALANCE_AFTER).shift(1).over(ACCOUNT_ID, order_by=_ORDER)
+    """Every ledger entry, in account then time order, with whether its balance could be checked and
+    whether it breaks."""
+    # One sort, then plain shifts: an ordered window per account would sort again for each use.
+    first = (pl.col(ACCOUNT_ID) != pl.col(ACCOUNT_ID).shift(1)).fill_null(True)
+    prev = pl.when(~pl.col(_FIRST)).then(pl.col(BALANCE_AFTER).shift(1))
     follows = pl.when(pl.col(KIND) == LEDGER_RESET).then(pl.col(TOKENS)).otherwise(prev + _delta())
     known_kind = pl.col(KIND).is_in([LEDGER_DEDUCT, LEDGER_REFUND, LEDGER_GRANT, LEDGER_RESET])
     # The first entry of an account has no previous balance and is never a break; an entry of a
@@ -52,6 +56,8 @@ def checked(ledger: pl.LazyFrame) -> pl.LazyFrame:
     is_checked = pl.col(BALANCE_AFTER).is_not_null() & prev.is_not_null() & known_kind
     return (
         ledger.select(TS_COL, ENTRY_ID, ACCOUNT_ID, REQUEST_ID, KIND, TOKENS, BALANCE_AFTER)
+        .sort([ACCOUNT_ID, *_ORDER], nulls_last=True, maintain_order=True)
+        .with_columns(first.alias(_FIRST))
         .with_columns(follows.alias(EXPECTED), is_checked.alias(CHECKED))
         .with_columns((pl.col(CHECKED) & (pl.col(BALANCE_AFTER) != pl.col(EXPECTED))).alias(BREAK))
     )
@@ -80,23 +86,23 @@ def break_findings(checked_lf: pl.LazyFrame) -> pl.LazyFrame:
 def account_balances(checked_lf: pl.LazyFrame) -> pl.LazyFrame:
     """Per account: refunds already in the ledger, and the replayed against the last balance_after."""
     # Replay from the last reset (or the first entry) forward; where the balance has no break and no
-    # null, the replay must land on the last balance_after.
-    segment = (pl.col(KIND) == LEDGER_RESET).cum_sum().over(ACCOUNT_ID, order_by=_ORDER)
-    ordered = checked_lf.with_columns(segment.alias("_segment")).with_columns(
-        (pl.col("_segment") == pl.col("_segment").max().over(ACCOUNT_ID)).alias("_last_seg")
+    # null, the replay must land on the last balance_after. `checked` is in account then time
+    # order, so a running count of resets numbers each account's segments in order.
+    base = pl.when(pl.col(KIND) == LEDGER_RESET).then(pl.col(TOKENS)).otherwise(pl.col(BALANCE_AFTER))
+    segments = (
+        checked_lf.with_columns((pl.col(KIND) == LEDGER_RESET).cum_sum().alias("_segment"))
+        .group_by(ACCOUNT_ID, "_segment")
+        .agg(
+            base.first().alias("_base"),
+            (_delta().sum() - _delta().first()).alias("_later"),
+            pl.col(BALANCE_AFTER).last().alias("_last_balance"),
+        )
     )
-    seg = ordered.filter(pl.col("_last_seg"))
-    base = (
-        (pl.when(pl.col(KIND) == LEDGER_RESET).then(pl.col(TOKENS)).otherwise(pl.col(BALANCE_AFTER)))
-        .sort_by(_ORDER)
-        .first()
+    replay = segments.group_by(ACCOUNT_ID).agg(
+        (pl.col("_base") + pl.col("_later")).sort_by("_segment").last().alias("_replayed"),
+        pl.col("_last_balance").sort_by("_segment").last(),
     )
-    later = _delta().sort_by(_ORDER).slice(1).sum()
-    replay = seg.group_by(ACCOUNT_ID).agg(
-        (base + later).alias("_replayed"),
-        pl.col(BALANCE_AFTER).sort_by(_ORDER).last().alias("_last_balance"),
-    )
-    per_account = ordered.group_by(ACCOUNT_ID).agg(
+    per_account = checked_lf.group_by(ACCOUNT_ID).agg(
         pl.col(TOKENS).filter(pl.col(KIND) == LEDGER_REFUND).sum().alias(ALREADY_REFUNDED),
         pl.col(BREAK).any().alias("_any_break"),
         pl.col(BALANCE_AFTER).is_null().any().alias("_any_null"),
