@@ -9,18 +9,21 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 from analyzer import __version__
 from analyzer.errors import AnalyzerError, ConfigError
+
+if TYPE_CHECKING:
+    from analyzer.pipeline import Analysis, ReportRequest
 
 app = typer.Typer(
     help="Post-mortem analysis of LLM API gateway logs and billing ledgers.",
@@ -174,7 +177,7 @@ def _request(
     since: str | None = None,
     until: str | None = None,
     refunds: Path | None = None,
-):  # type: ignore[no-untyped-def]
+) -> ReportRequest:
     from analyzer.pipeline import ReportRequest
 
     return ReportRequest(
@@ -190,13 +193,13 @@ def _request(
 
 
 @contextmanager
-def _progress(quiet: bool) -> Iterator[object]:
+def _progress(quiet: bool) -> Iterator[Callable[[str], None] | None]:
     """A status line on stderr while inputs load; none when stderr is not a terminal or with --quiet."""
     if quiet or not err.is_terminal:
         yield None
         return
     with err.status("loading…") as status:
-        yield status
+        yield status.update
 
 
 @app.command()
@@ -239,8 +242,8 @@ def report(
     out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
     with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, events, config, since, until, refunds)
-        with _progress(quiet) as status:
-            analysis = run_report(request, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
+        with _progress(quiet) as say:
+            analysis = run_report(request, progress=say)
         failing = failing_rules(analysis.report, list(fail_on or []))
         written = write_outputs(
             analysis,
@@ -278,16 +281,16 @@ def _emit_json(json_out: str | None, text: str, inputs: tuple[Path, ...]) -> Non
 def _gateway_only(
     directory: Path | None, gateway: list[Path] | None, config: Path | None,
     since: str | None, until: str | None, quiet: bool,
-):  # type: ignore[no-untyped-def]  # fmt: skip
+) -> Analysis:  # fmt: skip
     """The report of the gateway logs alone (no ledger), for `bursts` and `latency`."""
     from analyzer.pipeline import run_report
 
     request = _request(directory, gateway, None, None, config, since, until)
-    with _progress(quiet) as status:
+    with _progress(quiet) as say:
         return run_report(
             request,
             reconcile_ledger=False,
-            progress=(lambda m: status.update(m)) if status else None,  # type: ignore[attr-defined]
+            progress=say,
         )
 
 
@@ -389,8 +392,8 @@ def reconcile(
 
     with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, None, config, since, until, refunds)
-        with _progress(quiet) as status:
-            analysis = run_report(request, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
+        with _progress(quiet) as say:
+            analysis = run_report(request, progress=say)
         rec = analysis.reconciliation
         if rec is None:
             raise InputError(
@@ -431,8 +434,8 @@ def convert(
 
     with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, events, config)
-        with _progress(quiet) as status:
-            reports = run_convert(request, out_dir, progress=(lambda m: status.update(m)) if status else None)  # type: ignore[attr-defined]
+        with _progress(quiet) as say:
+            reports = run_convert(request, out_dir, progress=say)
     if quiet:
         return
     rows = sum(r.rows_read for r in reports)

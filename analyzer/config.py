@@ -188,7 +188,8 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able values of every effective setting (durations in seconds)."""
-        return _plain(self)
+        plain: dict[str, Any] = _plain(self)
+        return plain
 
 
 def _plain(value: Any) -> Any:
