@@ -98,7 +98,7 @@ def test_corrupt_zstd_reads_the_blocks_before_the_damage(corpus: Path) -> None:
     assert 0 < floor <= report.rows_analyzed < make_corpus.ZSTD_LINES
     # Exactly the file's first lines, in order, and the one line the damage cut.
     original = zstandard.ZstdDecompressor().decompressobj()
-    ids = pl.Series(original.decompress(make_corpus.CLEAN_ZSTD).decode().splitlines()).str.json_path_match(
+    ids = pl.Series(original.decompress(make_corpus.clean_zstd()).decode().splitlines()).str.json_path_match(
         "$.request_id"
     )
     assert _column(loaded, "request_id") == ids[: report.rows_analyzed].to_list()
