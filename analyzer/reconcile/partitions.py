@@ -10,7 +10,6 @@ whatever the size of the inputs, and each input is still read once.
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -36,7 +35,6 @@ ROWS_PER_PASS = 500_000
 ACCOUNT_PARTS_PER_REQUEST_PART = 3
 _RP, _AP = "_rp", "_ap"
 _GATEWAY_COLUMNS = (TS, REQUEST_ID, ACCOUNT_ID, MODEL, STATUS, PROMPT_TOKENS, COMPLETION_TOKENS)
-_HIVE: dict[str, pl.DataType] = {_RP: pl.UInt64(), _AP: pl.UInt64()}
 
 
 def _bucket(column: str, count: int) -> pl.Expr:
@@ -50,28 +48,32 @@ class Partitions:
 
     count: int
     account_count: int
-    gateway: pl.LazyFrame
+    gateway: pl.LazyFrame  # the whole input when count is 1, else an empty frame of its columns
     ledger: pl.LazyFrame
     _folder: tempfile.TemporaryDirectory[str] | None = None
 
     def requests_of(self, index: int) -> pl.LazyFrame:
         """The gateway lines whose request_id falls in partition `index`."""
-        return self._slice(self.gateway, _RP, index)
+        return self._files(self.gateway, f"gateway/{_RP}={index}/*.parquet")
 
     def entries_by_request(self, index: int) -> pl.LazyFrame:
         """The ledger entries whose request_id falls in partition `index`."""
-        return self._slice(self.ledger, _RP, index)
+        return self._files(self.ledger, f"ledger/{_RP}={index}/*/*.parquet")
 
     def entries_by_account(self, index: int) -> pl.LazyFrame:
         """The ledger entries whose account_id falls in partition `index` (none past account_count)."""
         if index >= self.account_count:
-            return self._slice(self.ledger, _AP, 0).clear()
-        return self._slice(self.ledger, _AP, index)
+            return self.ledger.clear()
+        return self._files(self.ledger, f"ledger/*/{_AP}={index}/*.parquet")
 
-    def _slice(self, frame: pl.LazyFrame, column: str, index: int) -> pl.LazyFrame:
-        if self.count == 1:
-            return frame
-        return frame.filter(pl.col(column) == index).drop(_RP, _AP, strict=False)
+    def _files(self, whole: pl.LazyFrame, pattern: str) -> pl.LazyFrame:
+        if self._folder is None:
+            return whole
+        # The partition's own files only: a scan of the whole folder would list and filter them all.
+        files = sorted(Path(self._folder.name).glob(pattern))
+        if not files:
+            return whole.clear()
+        return pl.scan_parquet(files, hive_partitioning=False)
 
     def __enter__(self) -> Partitions:
         return self
@@ -96,18 +98,10 @@ def partition(gateway: pl.LazyFrame, ledger: pl.LazyFrame, rows: int) -> Partiti
         _bucket(REQUEST_ID, count).alias(_RP), _bucket(ACCOUNT_ID, accounts).alias(_AP)
     )
     # One after the other: each open partition holds a write buffer, and together they add up.
-    gw.sink_parquet(pl.PartitionBy(base / "gateway", key=_RP), compression="lz4", mkdir=True)
-    lg.sink_parquet(pl.PartitionBy(base / "ledger", key=[_RP, _AP]), compression="lz4", mkdir=True)
+    for frame, name, key in ((gw, "gateway", [_RP]), (lg, "ledger", [_RP, _AP])):
+        partitioned = pl.PartitionBy(base / name, key=key, include_key=False)
+        frame.sink_parquet(partitioned, compression="lz4", mkdir=True)
+    columns = {name: f.drop(_RP, _AP, strict=False).collect_schema() for name, f in (("g", gw), ("l", lg))}
     return Partitions(
-        count,
-        accounts,
-        _scan(base / "gateway", gw.collect_schema(), {_RP: pl.UInt64()}),
-        _scan(base / "ledger", lg.collect_schema(), _HIVE),
-        folder,
+        count, accounts, pl.LazyFrame(schema=columns["g"]), pl.LazyFrame(schema=columns["l"]), folder
     )
-
-
-def _scan(folder: Path, schema: pl.Schema, hive: Mapping[str, pl.DataType]) -> pl.LazyFrame:
-    if not any(folder.rglob("*.parquet")):  # an empty input writes no file at all
-        return pl.LazyFrame(schema=schema)
-    return pl.scan_parquet(folder, hive_partitioning=True, hive_schema=hive)
