@@ -19,7 +19,9 @@ import polars as pl
 from analyzer.schema import (
     ACCOUNT_ID,
     COMPLETION_TOKENS,
+    KIND,
     LEDGER,
+    LEDGER_DEDUCT,
     MODEL,
     PROMPT_TOKENS,
     REQUEST_ID,
@@ -58,13 +60,13 @@ class Partitions:
 
     def entries_by_request(self, index: int) -> pl.LazyFrame:
         """The ledger entries whose request_id falls in partition `index`."""
-        return self._files(self.ledger, f"ledger/{_RP}={index}/*/*.parquet")
+        return self._files(self.ledger, f"by_request/{_RP}={index}/*.parquet")
 
     def entries_by_account(self, index: int) -> pl.LazyFrame:
         """The ledger entries whose account_id falls in partition `index` (none past account_count)."""
         if index >= self.account_count:
             return self.ledger.clear()
-        return self._files(self.ledger, f"ledger/*/{_AP}={index}/*.parquet")
+        return self._files(self.ledger, f"by_account/{_AP}={index}/*.parquet")
 
     def _files(self, whole: pl.LazyFrame, pattern: str) -> pl.LazyFrame:
         if self._folder is None:
@@ -94,14 +96,20 @@ def partition(gateway: pl.LazyFrame, ledger: pl.LazyFrame, rows: int) -> Partiti
     folder = tempfile.TemporaryDirectory(prefix="analyzer-reconcile-")
     base = Path(folder.name)
     gw = gateway.select(*_GATEWAY_COLUMNS).with_columns(_bucket(REQUEST_ID, count).alias(_RP))
-    lg = ledger.select(*LEDGER).with_columns(
-        _bucket(REQUEST_ID, count).alias(_RP), _bucket(ACCOUNT_ID, accounts).alias(_AP)
-    )
+    lg = ledger.select(*LEDGER)
+    by_request = lg.filter(pl.col(KIND) == LEDGER_DEDUCT).with_columns(_bucket(REQUEST_ID, count).alias(_RP))
+    by_account = lg.with_columns(_bucket(ACCOUNT_ID, accounts).alias(_AP))
     # One after the other: each open partition holds a write buffer, and together they add up.
-    for frame, name, key in ((gw, "gateway", [_RP]), (lg, "ledger", [_RP, _AP])):
+    # The ledger twice, deductions by request and all entries by account: one sink keyed on both
+    # would hold a buffer for every pair of partitions.
+    for frame, name, key in (
+        (gw, "gateway", _RP),
+        (by_request, "by_request", _RP),
+        (by_account, "by_account", _AP),
+    ):
         partitioned = pl.PartitionBy(base / name, key=key, include_key=False)
         frame.sink_parquet(partitioned, compression="lz4", mkdir=True)
-    columns = {name: f.drop(_RP, _AP, strict=False).collect_schema() for name, f in (("g", gw), ("l", lg))}
+    columns = {"g": gw.drop(_RP).collect_schema(), "l": lg.collect_schema()}
     return Partitions(
         count, accounts, pl.LazyFrame(schema=columns["g"]), pl.LazyFrame(schema=columns["l"]), folder
     )
