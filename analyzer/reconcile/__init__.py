@@ -2,11 +2,15 @@
 
     classify.py    each deduction's kind and refund, each request's bucket (lazy, streaming joins)
     balances.py    running balances per account: breaks, the replay, refunds already made
+    partitions.py  hash partitions on disk, so that 10M deductions reconcile in bounded memory
     accounts.py    per-account rows, per-kind spans, refunds in USD when prices are set
     patterns.py    what went wrong: multiplied token counts, bunched duplicates, wiped balances
     invariants.py  totals that must add up
 
-`reconcile` builds every lazy plan first and collects them together, so each input is scanned once.
+`reconcile` works in passes: the inputs are split by a hash of request_id (joins, duplicates,
+buckets) and of account_id (balances) into partitions of about 500k rows, and each pass collects
+its plans together; the passes' small results (findings rows, sums per account and kind) are
+then added up. Up to 500k rows there is one pass over the inputs themselves.
 """
 
 from __future__ import annotations
