@@ -46,11 +46,21 @@ def _same(a: Reconciliation, b: Reconciliation) -> None:
     assert (a.resets, a.notes) == (b.resets, b.notes)
 
 
-@pytest.mark.parametrize("rows", [pytest.param(4000, id="4-passes"), pytest.param(1500, id="10-passes")])
+@pytest.mark.parametrize(
+    ("rows", "lose_ids"),
+    [
+        pytest.param(4000, 0, id="4-passes"),
+        pytest.param(1500, 0, id="10-passes"),
+        pytest.param(1500, 7, id="10-passes-every-7th-id-lost"),
+    ],
+)
 def test_passes_over_partitions_give_the_single_pass_answer(
-    outage: tuple[pl.DataFrame, pl.DataFrame], rows: int, monkeypatch: pytest.MonkeyPatch
+    outage: tuple[pl.DataFrame, pl.DataFrame], rows: int, lose_ids: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     gateway, ledger = outage
+    if lose_ids:  # rows without a request_id are spread over the partitions by time
+        lost = pl.when(pl.int_range(pl.len()) % lose_ids != 0).then(pl.col("request_id"))
+        gateway, ledger = gateway.with_columns(lost), ledger.with_columns(lost)
     whole = reconcile(gateway.lazy(), ledger.lazy(), Settings())
     assert whole.request_buckets["overcharged"] > 0 and whole.by_kind["duplicate"].count > 0
     monkeypatch.setattr(partitions, "ROWS_PER_PASS", rows)

@@ -40,8 +40,10 @@ _GATEWAY_COLUMNS = (TS, REQUEST_ID, ACCOUNT_ID, MODEL, STATUS, PROMPT_TOKENS, CO
 
 
 def _bucket(column: str, count: int) -> pl.Expr:
-    # A null id hashes to a fixed value, so its rows land in one partition like any other id.
-    return pl.col(column).hash(seed=7) % count
+    # A row without the key joins nothing, so any partition will do: spread by time, or logs with
+    # no request_id at all would put every row in one partition.
+    key = pl.col(column)
+    return pl.when(key.is_not_null()).then(key.hash(seed=7)).otherwise(pl.col(TS).hash(seed=7)) % count
 
 
 @dataclass
