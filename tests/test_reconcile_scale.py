@@ -192,3 +192,20 @@ def test_count_between_counts_events_inside_each_window_per_key() -> None:
         }
     )
     assert _count_between(events, windows, ["model"]).to_list() == [3, 1, 0, 1]
+
+
+def test_balances_do_not_depend_on_the_order_entries_come_in(
+    outage: tuple[pl.DataFrame, pl.DataFrame],
+) -> None:
+    # In time order, balances use per-account windows as they come; out of order, a sort first.
+    gateway, ledger = outage
+    broken = ledger.with_columns(  # two breaks: balances that do not follow
+        pl.when(pl.int_range(pl.len()).is_in([100, 2000]))
+        .then(pl.col("balance_after") + 1)
+        .otherwise(pl.col("balance_after"))
+    )
+    in_order, reversed_ = (
+        reconcile(gateway.lazy(), lg.lazy(), Settings()) for lg in (broken, broken.reverse())
+    )
+    assert in_order.by_kind["balance_break"].count >= 2
+    _same(in_order, reversed_)

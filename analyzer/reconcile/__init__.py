@@ -52,7 +52,7 @@ def _pass(
     requests = cls.requests(parts.requests_of(index), settings)
     joined = cls.joined(requests, parts.entries_by_request(index), settings, span, exact=exact)
     entries = parts.entries_by_account(index)
-    checked = bal.checked(entries)
+    checked = bal.checked(entries, ordered=bool(bal.in_time_order(entries).collect().item()))
     plans: dict[str, pl.LazyFrame] = {
         # Collected once, then summed in memory: two streaming consumers would each redo the join.
         "joined": joined,

@@ -26,7 +26,6 @@ from analyzer.schema import TS as TS_COL
 
 BREAK = "_break"
 CHECKED = "_checked"  # the entry's balance could be checked (it and the one before are known)
-_FIRST = "_first_of_account"
 ALREADY_REFUNDED = "already_refunded"
 
 _ORDER = [TS_COL, ENTRY_ID]
@@ -43,23 +42,32 @@ def _delta() -> pl.Expr:
     )
 
 
-def checked(ledger: pl.LazyFrame) -> pl.LazyFrame:
-    """Every ledger entry, in account then time order, with whether its balance could be checked and
-    whether it breaks."""
-    # One sort, then plain shifts: an ordered window per account would sort again for each use.
-    first = (pl.col(ACCOUNT_ID) != pl.col(ACCOUNT_ID).shift(1)).fill_null(True)
-    prev = pl.when(~pl.col(_FIRST)).then(pl.col(BALANCE_AFTER).shift(1))
+def in_time_order(ledger: pl.LazyFrame) -> pl.LazyFrame:
+    """One boolean: the entries already come in (ts, entry_id) order, as an append-only ledger does."""
+    ts, prev_ts = pl.col(TS_COL), pl.col(TS_COL).shift(1)
+    entry, prev_entry = pl.col(ENTRY_ID), pl.col(ENTRY_ID).shift(1)
+    # The order of sort(ts, entry_id, nulls_last=True): a null entry_id goes after its time's others.
+    tie_ok = entry.is_null() | (prev_entry.is_not_null() & (prev_entry <= entry))
+    follows = (ts > prev_ts) | ((ts == prev_ts) & tie_ok)
+    return ledger.select(follows.fill_null(True).all().alias("ordered"))
+
+
+def checked(ledger: pl.LazyFrame, *, ordered: bool = False) -> pl.LazyFrame:
+    """Every ledger entry, in (ts, entry_id) order, with whether its balance could be checked and
+    whether it breaks. `ordered`: the entries are known to come in that order already."""
+    # Windows per account over frame order: a sort of every column costs ~10x these windows, so
+    # it is done only when the entries are out of order.
+    prev = pl.col(BALANCE_AFTER).shift(1).over(ACCOUNT_ID)
     follows = pl.when(pl.col(KIND) == LEDGER_RESET).then(pl.col(TOKENS)).otherwise(prev + _delta())
     known_kind = pl.col(KIND).is_in([LEDGER_DEDUCT, LEDGER_REFUND, LEDGER_GRANT, LEDGER_RESET])
     # The first entry of an account has no previous balance and is never a break; an entry of a
     # kind the analyzer does not know is not checked either.
     is_checked = pl.col(BALANCE_AFTER).is_not_null() & prev.is_not_null() & known_kind
-    return (
-        ledger.select(TS_COL, ENTRY_ID, ACCOUNT_ID, REQUEST_ID, KIND, TOKENS, BALANCE_AFTER)
-        .sort([ACCOUNT_ID, *_ORDER], nulls_last=True, maintain_order=True)
-        .with_columns(first.alias(_FIRST))
-        .with_columns(follows.alias(EXPECTED), is_checked.alias(CHECKED))
-        .with_columns((pl.col(CHECKED) & (pl.col(BALANCE_AFTER) != pl.col(EXPECTED))).alias(BREAK))
+    entries = ledger.select(TS_COL, ENTRY_ID, ACCOUNT_ID, REQUEST_ID, KIND, TOKENS, BALANCE_AFTER)
+    if not ordered:
+        entries = entries.sort(_ORDER, nulls_last=True, maintain_order=True)
+    return entries.with_columns(follows.alias(EXPECTED), is_checked.alias(CHECKED)).with_columns(
+        (pl.col(CHECKED) & (pl.col(BALANCE_AFTER) != pl.col(EXPECTED))).alias(BREAK)
     )
 
 
@@ -86,11 +94,11 @@ def break_findings(checked_lf: pl.LazyFrame) -> pl.LazyFrame:
 def account_balances(checked_lf: pl.LazyFrame) -> pl.LazyFrame:
     """Per account: refunds already in the ledger, and the replayed against the last balance_after."""
     # Replay from the last reset (or the first entry) forward; where the balance has no break and no
-    # null, the replay must land on the last balance_after. `checked` is in account then time
-    # order, so a running count of resets numbers each account's segments in order.
+    # null, the replay must land on the last balance_after. `checked` is in time order, so a running
+    # count of resets per account numbers its segments in order.
     base = pl.when(pl.col(KIND) == LEDGER_RESET).then(pl.col(TOKENS)).otherwise(pl.col(BALANCE_AFTER))
     segments = (
-        checked_lf.with_columns((pl.col(KIND) == LEDGER_RESET).cum_sum().alias("_segment"))
+        checked_lf.with_columns((pl.col(KIND) == LEDGER_RESET).cum_sum().over(ACCOUNT_ID).alias("_segment"))
         .group_by(ACCOUNT_ID, "_segment")
         .agg(
             base.first().alias("_base"),
