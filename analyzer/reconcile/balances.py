@@ -97,6 +97,8 @@ def account_balances(checked_lf: pl.LazyFrame) -> pl.LazyFrame:
     # null, the replay must land on the last balance_after. `checked` is in time order, so a running
     # count of resets per account numbers its segments in order.
     base = pl.when(pl.col(KIND) == LEDGER_RESET).then(pl.col(TOKENS)).otherwise(pl.col(BALANCE_AFTER))
+    unknown = ~pl.col(KIND).is_in([LEDGER_DEDUCT, LEDGER_REFUND, LEDGER_GRANT, LEDGER_RESET])
+    # One pass over the entries, per segment; the per-account figures are then sums over segments.
     segments = (
         checked_lf.with_columns((pl.col(KIND) == LEDGER_RESET).cum_sum().over(ACCOUNT_ID).alias("_segment"))
         .group_by(ACCOUNT_ID, "_segment")
@@ -104,20 +106,16 @@ def account_balances(checked_lf: pl.LazyFrame) -> pl.LazyFrame:
             base.first().alias("_base"),
             (_delta().sum() - _delta().first()).alias("_later"),
             pl.col(BALANCE_AFTER).last().alias("_last_balance"),
+            pl.col(TOKENS).filter(pl.col(KIND) == LEDGER_REFUND).sum().alias(ALREADY_REFUNDED),
+            pl.col(BREAK).any().alias("_any_break"),
+            pl.col(BALANCE_AFTER).is_null().any().alias("_any_null"),
+            unknown.any().alias("_any_unknown"),
         )
     )
-    replay = segments.group_by(ACCOUNT_ID).agg(
-        (pl.col("_base") + pl.col("_later")).sort_by("_segment").last().alias("_replayed"),
-        pl.col("_last_balance").sort_by("_segment").last(),
+    last = pl.col("_segment")
+    return segments.group_by(ACCOUNT_ID).agg(
+        pl.col(ALREADY_REFUNDED).sum(),
+        pl.col("_any_break", "_any_null", "_any_unknown").any(),
+        (pl.col("_base") + pl.col("_later")).sort_by(last).last().alias("_replayed"),
+        pl.col("_last_balance").sort_by(last).last(),
     )
-    per_account = checked_lf.group_by(ACCOUNT_ID).agg(
-        pl.col(TOKENS).filter(pl.col(KIND) == LEDGER_REFUND).sum().alias(ALREADY_REFUNDED),
-        pl.col(BREAK).any().alias("_any_break"),
-        pl.col(BALANCE_AFTER).is_null().any().alias("_any_null"),
-        pl.col(KIND)
-        .is_in([LEDGER_DEDUCT, LEDGER_REFUND, LEDGER_GRANT, LEDGER_RESET])
-        .not_()
-        .any()
-        .alias("_any_unknown"),
-    )
-    return per_account.join(replay, on=ACCOUNT_ID, how="left")
