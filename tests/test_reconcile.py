@@ -210,3 +210,29 @@ def test_empty_inputs_reconcile_to_zero() -> None:
     r = reconcile(empty("gateway").lazy(), empty("ledger").lazy(), Settings())
     assert (r.deductions, r.refund_tokens_total, r.accounts.height, r.findings.height) == (0, 0, 0, 0)
     assert all(i.holds for i in r.invariants)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "text"),
+    [
+        pytest.param(
+            "2026-04-22T23:09:31", "2026-04-22T23:09:50", "at 2026-04-22 23:09 UTC", id="one-minute"
+        ),
+        pytest.param(
+            "2026-04-22T09:01:53",
+            "2026-04-22T11:30:05",
+            "on 2026-04-22 from 09:01 to 11:30 UTC",
+            id="one-day",
+        ),
+        pytest.param(
+            "2026-04-22T23:50:00",
+            "2026-04-23T00:10:00",
+            "from 2026-04-22 23:50 to 2026-04-23 00:10 UTC",
+            id="two-days",
+        ),
+    ],
+)
+def test_pattern_windows_are_written_with_the_date_once(start: str, end: str, text: str) -> None:
+    from analyzer.reconcile.patterns import _span
+
+    assert _span(datetime.fromisoformat(start), datetime.fromisoformat(end)) == text

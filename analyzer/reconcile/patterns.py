@@ -109,7 +109,7 @@ def _multipliers(flagged: pl.DataFrame, rs: ReconcileSettings) -> list[FaultPatt
                 share=float(row["share"]),
                 description=(
                     f"amount = {formula.format(k=k)} for {_pct(row['share'])} of overcharged "
-                    f"{row[MODEL]} entries from {_hm(row['start'])} to {_hm(row['end'])}"
+                    f"{row[MODEL]} entries {_span(row['start'], row['end'])}"
                 ),
                 multiplier=k,
             )
@@ -224,9 +224,7 @@ def _bunch(
         end=end,
         entries=int(entries),
         share=entries / of,
-        description=(
-            f"{entries} {whose}{what} ({_pct(entries / of)} {scope}) bunched from {_hm(start)} to {_hm(end)}"
-        ),
+        description=(f"{entries} {whose}{what} ({_pct(entries / of)} {scope}) bunched {_span(start, end)}"),
     )
 
 
@@ -258,8 +256,8 @@ def _wiped(flagged: pl.DataFrame) -> list[FaultPattern]:
             entries=int(row["entries"]),
             share=row["entries"] / row["_over"],
             description=(
-                f"{row['entries']} overcharges of {row[MODEL] or 'unknown model'} left the balance at 0 "
-                f"from {_hm(row['start'])} to {_hm(row['end'])}"
+                f"{row['entries']} overcharge{'' if row['entries'] == 1 else 's'} of "
+                f"{row[MODEL] or 'unknown model'} left the balance at 0 {_span(row['start'], row['end'])}"
             ),
         )
         for row in scored.iter_rows(named=True)
@@ -270,5 +268,10 @@ def _pct(share: float) -> str:
     return f"{share * 100:.1f}%"
 
 
-def _hm(t: datetime) -> str:
-    return t.strftime("%Y-%m-%d %H:%M")
+def _span(start: datetime, end: datetime) -> str:
+    """'on 2026-04-22 from 09:01 to 11:30 UTC', the date written once; 'at …' for a single minute."""
+    if start.strftime("%Y%m%d%H%M") == end.strftime("%Y%m%d%H%M"):
+        return f"at {start:%Y-%m-%d %H:%M} UTC"
+    if start.date() == end.date():
+        return f"on {start:%Y-%m-%d} from {start:%H:%M} to {end:%H:%M} UTC"
+    return f"from {start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC"
