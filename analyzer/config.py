@@ -96,7 +96,10 @@ class LatencySettings:
     min_requests: int = 20  # successful requests a window needs to be scored
     close_after: int = 3
     merge_gap: int = 2
-    approximate_quantiles: bool = False  # approx_quantile streams; exact is the default on small data
+    approximate_quantiles: bool = False  # always approximate; else only above exact_quantile_max_rows
+    exact_quantile_max_rows: int = 2_000_000  # above this, approx_quantile (streams; p99 within ~3%)
+    z_open: float = 5.0  # z of the window's log-latency excess that opens a spike (with `factor`)
+    z_stay: float = 2.5  # ...and keeps it open (with `factor_stay`)
 
 
 @dataclass(frozen=True)

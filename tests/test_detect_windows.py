@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
-from analyzer.config import Settings
+from analyzer.config import LatencySettings, Settings
 from analyzer.detect import detect
 from analyzer.detect import windows as w
 from analyzer.schema import GATEWAY_COLUMNS
@@ -80,13 +80,10 @@ def test_log_sums_are_fixed_point_and_exact() -> None:
     assert g[w.LOG_SQ].item() == round(math.log(100.0) ** 2 / w.LOG_SQ_UNIT)
 
 
-def test_quantiles_are_exact_up_to_the_row_threshold_and_approximate_above(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def test_quantiles_are_exact_up_to_the_row_threshold_and_approximate_above() -> None:
     rows = pl.concat([frame()] * 40)  # 200 rows, 120 of them 2xx in two minutes
-    exact = detect(rows.lazy(), Settings())
-    monkeypatch.setattr(w, "EXACT_QUANTILE_MAX_ROWS", rows.height - 1)
-    approx = detect(rows.lazy(), Settings())
+    exact = detect(rows.lazy(), Settings(latency=LatencySettings(exact_quantile_max_rows=rows.height)))
+    approx = detect(rows.lazy(), Settings(latency=LatencySettings(exact_quantile_max_rows=rows.height - 1)))
     assert (exact.quantile_method, approx.quantile_method) == ("exact", "approximate")
     # minute 0: the 2xx latencies are 100 and 400 ms, 40 of each: the p95 is 400.
     assert exact.series["p95_ms"][0] == pytest.approx(400.0)

@@ -10,7 +10,7 @@ along). A window scores the mean, over its requests, of log latency above its fi
 `factor` = exp(that mean), the typical slowdown for the sizes served. The sums the one pass keeps give
 the fit and the score exactly and merge across windows, so thin scopes are scored on 3 or 5 centred
 windows. Its z is that mean over its standard error (the scope's pooled residual spread): a window
-opens a spike when factor >= `factor` and z >= Z_OPEN and stays in one at `factor_stay` and Z_STAY, so
+opens a spike when factor >= `factor` and z >= `z_open` and stays in one at `factor_stay` and `z_stay`, so
 a handful of slow requests in a thin slice is not a spike. Medians or p95s of tiny groups (biased
 upwards, and noisy) are never compared.
 
@@ -56,8 +56,6 @@ from analyzer.detect.windows import (
 from analyzer.findings import GLOBAL, LatencySpike
 
 # Standard errors the mean log slowdown of a window must reach to open / keep open a spike.
-Z_OPEN = 5.0
-Z_STAY = 2.5
 _ROUNDS = 3
 EXCESS_SHARE = 0.8
 _MIN_VAR = 1e-3  # variance of ln(output tokens + 1) below which no slope is fitted
@@ -137,11 +135,11 @@ def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
                 (pl.col("ok") >= lat.min_requests).alias("_scorable"),
             )
         )
-        stay = pl.col("_scorable") & (pl.col("ratio") >= lat.factor_stay) & (pl.col("z") >= Z_STAY)
+        stay = pl.col("_scorable") & (pl.col("ratio") >= lat.factor_stay) & (pl.col("z") >= lat.z_stay)
         windows = windows.with_columns(stay.alias("stay"))
         flagged = windows.filter("stay").select(SCOPE, WINDOW)
     return windows.with_columns(
-        (pl.col("stay") & (pl.col("ratio") >= lat.factor) & (pl.col("z") >= Z_OPEN)).alias("open")
+        (pl.col("stay") & (pl.col("ratio") >= lat.factor) & (pl.col("z") >= lat.z_open)).alias("open")
     ).drop("_dev", "_var")
 
 

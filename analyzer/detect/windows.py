@@ -44,7 +44,6 @@ UNKNOWN_SIZE = -2  # bucket of requests without prompt_tokens
 GLOBAL_COLUMN = "global"
 # Above this many rows, per-window quantiles are approximate (`approx_quantile` streams; exact
 # quantiles in a group-by fall back to the in-memory engine, whose memory grows with the rows).
-EXACT_QUANTILE_MAX_ROWS = 2_000_000
 _MIN_LATENCY_MS = 0.01  # a logged 0 ms still has a logarithm
 
 
@@ -137,7 +136,7 @@ def aggregate(gateway: pl.LazyFrame, settings: Settings) -> Aggregates:
     every = polars_every(settings.bursts.window)
     keys = _key_columns(settings)
     rows = gateway.select(pl.len()).collect().item()
-    approximate = settings.latency.approximate_quantiles or rows > EXACT_QUANTILE_MAX_ROWS
+    approximate = settings.latency.approximate_quantiles or rows > settings.latency.exact_quantile_max_rows
     size = (
         pl.col(s.PROMPT_TOKENS).clip(1).cast(pl.Float64).log(2).floor().cast(pl.Int32).fill_null(UNKNOWN_SIZE)
     )
