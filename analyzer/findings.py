@@ -60,10 +60,10 @@ class LatencySpike:
     start: datetime
     end: datetime
     peak_at: datetime
-    baseline_p95_ms: float
+    baseline_p95_ms: float  # peak_p95_ms / factor: the p95 the peak window's requests were expected to have
     peak_p95_ms: float
     peak_p99_ms: float
-    factor: float  # request-weighted ratio of observed to expected p95 at the peak
+    factor: float  # typical slowdown of the peak window against what its requests' models and sizes take
     scope: str
     requests: int = 0
 
