@@ -212,29 +212,11 @@ def settings_for(config: Path | None) -> Settings:
     return load_settings(config)
 
 
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def describe_inputs(loaded: Sequence[Loaded]) -> list[dict[str, object]]:
-    """Plain, JSON-able rows describing every input of `loaded`, for `analyzer inspect`."""
-    return [
-        {
-            "kind": i.kind,
-            "path": i.path,
-            "format": i.format,
-            "compression": i.compression,
-            "rows_read": i.rows_read,
-            "rows_rejected": i.rows_rejected,
-            "rows_analyzed": i.rows_analyzed,
-            "rejects_by_reason": dict(sorted(i.rejects_by_reason.items())),
-            "fields": dict(i.fields),
-            "first_ts": _iso(i.first_ts),
-            "last_ts": _iso(i.last_ts),
-        }
-        for item in loaded
-        for i in item.inputs
-    ]
+    """Plain, JSON-able rows describing every input of `loaded`, for `analyzer inspect` (as in the report)."""
+    from analyzer.report.jsonreport import input_dict
+
+    return [input_dict(i) for item in loaded for i in item.inputs]
 
 
 def concat_rejects(loaded: Sequence[Loaded]) -> pl.DataFrame:

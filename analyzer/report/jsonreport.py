@@ -9,6 +9,7 @@ from datetime import datetime
 from importlib import resources
 from typing import Any
 
+from analyzer.findings import InputReport
 from analyzer.report.model import Report, owed_accounts
 
 
@@ -40,6 +41,26 @@ def _plain(v: Any) -> Any:
     return v
 
 
+def input_dict(i: InputReport) -> dict[str, Any]:
+    """One input as the JSON report (and `analyzer inspect --json`) writes it: times in ISO 8601 UTC."""
+    doc: dict[str, Any] = _plain(
+        {
+            "kind": i.kind,
+            "path": i.path,
+            "format": i.format,
+            "compression": i.compression,
+            "rows_read": i.rows_read,
+            "rows_rejected": i.rows_rejected,
+            "rows_analyzed": i.rows_analyzed,
+            "rejects_by_reason": dict(sorted(i.rejects_by_reason.items())),
+            "fields": dict(sorted(i.fields.items())),
+            "first_ts": i.first_ts,
+            "last_ts": i.last_ts,
+        }
+    )
+    return doc
+
+
 def render_json(report: Report) -> str:
     """The report as deterministic JSON (sorted keys, rounded floats, times in UTC with Z)."""
     rec = report.reconciliation
@@ -59,22 +80,7 @@ def render_json(report: Report) -> str:
         }
     doc = {
         "schema_version": report.schema_version,
-        "inputs": [
-            {
-                "kind": i.kind,
-                "path": i.path,
-                "format": i.format,
-                "compression": i.compression,
-                "rows_read": i.rows_read,
-                "rows_rejected": i.rows_rejected,
-                "rows_analyzed": i.rows_analyzed,
-                "rejects_by_reason": dict(sorted(i.rejects_by_reason.items())),
-                "fields": dict(sorted(i.fields.items())),
-                "first_ts": i.first_ts,
-                "last_ts": i.last_ts,
-            }
-            for i in report.inputs
-        ],
+        "inputs": [input_dict(i) for i in report.inputs],
         "summary": report.summary,
         "bursts": [{**asdict(b), "top": [asdict(c) for c in b.top]} for b in report.bursts],
         "latency_spikes": [asdict(s) for s in report.spikes],
