@@ -38,6 +38,7 @@ __all__ = ["Loaded", "find_inputs", "inspect", "load"]
 
 REJECT_COLUMNS = {"file": pl.String(), "line": pl.Int64(), "reason": pl.String(), "raw": pl.String()}
 RAW_ROWS = 200_000  # rejected rows whose raw text is kept (about 200 MB at most); the rest: null
+_REJECT_SOURCE = (SOURCE_FILE, SOURCE_LINE, REJECT_REASON, RAW)
 
 
 @dataclass(frozen=True)
@@ -74,10 +75,12 @@ def load(
         read_file(kind, path, config, folder / f"{i:05d}.parquet") for i, path in enumerate(resolve(paths))
     ]
     inputs = tuple(r.report for r in reads)
-    frame, rejects = _frame(kind, reads), _rejects(reads)
+    rejects = _rejects(reads)
+    goods = _goods(kind, reads, rejects)
+    frame = _frame(kind, reads, goods)
     if kind == "gateway" and reads:
         order = [r.report.path for r in reads]
-        copies = duplicates.find([r.sink for r in reads], order, sum(r.rows_analyzed for r in inputs))
+        copies = duplicates.find(goods, order, sum(r.rows_analyzed for r in inputs))
         frame = duplicates.drop(frame, copies)
         rejects = duplicates.with_rejects(rejects, copies, order)
         inputs = duplicates.counted(inputs, copies)
@@ -109,24 +112,49 @@ def _columns(kind: str, inputs: Sequence[InputReport]) -> dict[str, pl.DataType]
     return schema
 
 
-def _frame(kind: str, reads: Sequence[FileRead]) -> pl.LazyFrame:
+def _goods(kind: str, reads: Sequence[FileRead], rejects: pl.DataFrame) -> list[pl.LazyFrame]:
+    """The analyzed rows of the inputs in path order: canonical columns, provenance, line hashes."""
+    columns = [*_columns(kind, [r.report for r in reads]), SOURCE_FILE, SOURCE_LINE]
+    columns += duplicates.HASHES if kind == "gateway" else ()
+    out: list[pl.LazyFrame] = []
+    staged: list[Path] = []
+    for read in [*reads, None]:
+        if read is not None and read.sink is not None:
+            staged.append(read.sink)
+            continue
+        if staged:  # consecutive staged files: one scan
+            rows = pl.scan_parquet(staged, missing_columns="insert", extra_columns="ignore")
+            out.append(rows.filter(pl.col(REJECT_REASON).is_null()).select(columns))
+            staged = []
+        if read is not None and read.plan is not None:
+            rows = read.plan.select(columns)
+            if read.report.rows_rejected:
+                # By line number, not by the reasons: no scan has to read every column to compute them.
+                lines = rejects.filter(pl.col("file") == read.report.path)["line"]
+                rows = rows.filter(~pl.col(SOURCE_LINE).is_in(lines.implode()))
+            out.append(rows)
+    return out
+
+
+def _frame(kind: str, reads: Sequence[FileRead], goods: Sequence[pl.LazyFrame]) -> pl.LazyFrame:
     schema = _columns(kind, [r.report for r in reads])
     provenance = {SOURCE_FILE: pl.String(), SOURCE_LINE: pl.Int64()}
-    if not reads:
+    if not goods:
         return pl.LazyFrame(schema=schema | provenance)
-    return (
-        pl.scan_parquet([r.sink for r in reads], missing_columns="insert", extra_columns="ignore")
-        .filter(pl.col(REJECT_REASON).is_null())
-        .select(*schema, *provenance)
-    )
+    rows = pl.concat(goods, how="vertical_relaxed") if len(goods) > 1 else goods[0]
+    return rows.select(*schema, *provenance)
 
 
 def _rejects(reads: Sequence[FileRead]) -> pl.DataFrame:
-    if not reads:
+    # A Parquet input read in place with no rejected row is not scanned again.
+    rows = [r.rows() for r in reads if r.sink is not None or r.report.rows_rejected]
+    if not rows:
         return pl.DataFrame(schema=REJECT_COLUMNS)
     return (
-        pl.scan_parquet([r.sink for r in reads], missing_columns="insert", extra_columns="ignore")
-        .filter(pl.col(REJECT_REASON).is_not_null())
+        pl.concat(
+            [r.filter(pl.col(REJECT_REASON).is_not_null()).select(*_REJECT_SOURCE) for r in rows],
+            how="vertical_relaxed",
+        )
         .with_row_index("_n")
         .select(
             pl.col(SOURCE_FILE).alias("file"),

@@ -4,29 +4,30 @@ Only an exact copy of a whole record with a request id is a duplicate (same byte
 id and content); two different records with one request id are both kept, since reconciliation must
 see them. Without a request id nothing is dropped: two identical nginx lines (same client, second and
 status, as in a 502 burst) may well be two requests. Each
-row's raw line is hashed twice (two seeds, 128 bits) while its file is read; after every file is staged,
-the first copy in path and line order is kept and every later one is counted as a `duplicate_line`
-reject of its own file, so rows read = analyzed + rejected still holds per file. Memory is bounded: the
-search for repeated hashes goes through the hash space in slices of about PASS_ROWS rows, then only
-the rows whose hash occurs twice are held.
+row's raw line is hashed twice (two seeds, 128 bits) as its file is read; after every file is read, the
+first copy in path and line order is kept and every later one is counted as a `duplicate_line` reject
+of its own file, so rows read = analyzed + rejected still holds per file. Memory is bounded: a hash of
+each row's request id is kept (8 bytes a row), the search for repeated ids goes through them in slices
+of about PASS_ROWS rows, then only the rows whose id occurs twice are held with their line hashes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Final
 
 import polars as pl
 
 from analyzer.findings import InputReport
 from analyzer.ingest.sources import RAW
-from analyzer.schema import REJECT_REASON, REQUEST_ID, SOURCE_FILE, SOURCE_LINE
+from analyzer.schema import REQUEST_ID, SOURCE_FILE, SOURCE_LINE
 
 DUPLICATE: Final = "duplicate_line"
 HASHES: Final = ("_hash1", "_hash2")
-PASS_ROWS: Final = 2_000_000  # rows' hashes grouped at once when looking for repeats (~60 MB each)
+PASS_ROWS: Final = 2_000_000  # rows' keys grouped at once when looking for repeats (~60 MB each)
+_ID: Final = "_id_hash"
+_KEY: Final = pl.col(REQUEST_ID).hash(seed=7).alias(_ID)
 
 
 def line_hashes(cells: Sequence[str] = ()) -> list[pl.Expr]:
@@ -35,31 +36,40 @@ def line_hashes(cells: Sequence[str] = ()) -> list[pl.Expr]:
     return [key.hash(seed=seed).alias(name) for seed, name in enumerate(HASHES)]
 
 
-def find(sinks: Sequence[Path], order: Sequence[str], rows: int) -> pl.DataFrame:
+def find(goods: Sequence[pl.LazyFrame], order: Sequence[str], rows: int) -> pl.DataFrame:
     """`_file`, `_line` of every analyzed row with a request id that repeats an earlier one.
 
-    Files are taken in `order`; `rows` (analyzed rows in all) sizes the passes.
+    `goods` are the analyzed rows of the files (with their line hashes), taken in `order`; `rows`
+    (analyzed rows in all) sizes the passes.
     """
-    good = pl.scan_parquet(list(sinks)).filter(
-        pl.col(REJECT_REASON).is_null(), pl.col(REQUEST_ID).is_not_null()
+    good = (pl.concat(goods, how="vertical_relaxed") if len(goods) > 1 else goods[0]).filter(
+        pl.col(REQUEST_ID).is_not_null()
     )
     h1, h2 = HASHES
-    # First the hashes seen twice, one slice of the hash space at a time so that memory is bounded
-    # (a pass reads only the hash column); real duplicates are few, so what follows is small.
+    # A copy of a record has its request id: only rows whose id repeats can be copies. This pass reads
+    # that one column (8 bytes a row kept), not the hashes, so that a Parquet input read in place is
+    # not read whole; the search for repeats goes through the key space one slice at a time so that
+    # memory is bounded. Real duplicates are few, so what follows is small.
+    keys = good.select(_KEY).collect()
     slices = max(1, -(-rows // PASS_ROWS))
-    seen_twice = [
-        good.select(h1)
-        .filter(pl.col(h1) % slices == part)
-        .group_by(h1)
-        .agg(pl.len())
-        .filter(pl.col("len") > 1)
-        .select(h1)
-        for part in range(slices)
-    ]
-    repeated = pl.concat([part.collect() for part in seen_twice]).lazy()
+    repeated = pl.concat(
+        [
+            keys.lazy()
+            .filter(pl.col(_ID) % slices == part)
+            .group_by(_ID)
+            .agg(pl.len())
+            .filter(pl.col("len") > 1)
+            .select(_ID)
+            .collect()
+            for part in range(slices)
+        ]
+    )
+    if repeated.is_empty():
+        return pl.DataFrame(schema={SOURCE_FILE: pl.String(), SOURCE_LINE: pl.Int64()})
     candidates = (
-        good.select(SOURCE_FILE, SOURCE_LINE, h1, h2)
-        .join(repeated, on=h1, how="semi")
+        good.with_columns(_KEY)
+        .join(repeated.lazy(), on=_ID, how="semi")
+        .select(SOURCE_FILE, SOURCE_LINE, h1, h2)
         .collect()
         .with_columns(_rank(SOURCE_FILE, order).alias("_rank"))
         .sort("_rank", SOURCE_LINE)

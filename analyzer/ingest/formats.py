@@ -43,6 +43,7 @@ class Source:
     # `_raw` is the record's own text (a line, a Parquet row as JSON); False: rebuilt from the cells
     # (CSV), so that two different records may share it and the cells must tell duplicates apart.
     raw_is_record: bool = True
+    hashed: bool = False  # `scan` already gives each row's line hashes (duplicates.HASHES)
 
 
 _READER_REJECT: Final = "_reader_reject"
@@ -94,7 +95,7 @@ def _open_parquet(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
     def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
         return parquet.scan_parquet(path, {SRC + n: leaves[n][0] for n in wanted}, top)
 
-    return Source({n: dtype for n, (_, dtype) in leaves.items()}, True, scan, text=False)
+    return Source({n: dtype for n, (_, dtype) in leaves.items()}, True, scan, text=False, hashed=True)
 
 
 LineParser = Callable[[pl.LazyFrame, SourceConfig], pl.LazyFrame]

@@ -197,7 +197,7 @@ def canonicalize(
         src_dtype = dtypes.get(source, pl.String())
         raw_value = _absent_to_null(pl.col(SRC + source), src_dtype)
         value = _convert(raw_value, src_dtype, dtype, canonical, units)
-        if canonical == TS:
+        if canonical == TS and clock_offset:
             value = value + pl.lit(clock_offset)
         staged.append(value.cast(dtype).alias(canonical))
         staged.append(raw_value.is_not_null().alias(_PRESENT + canonical))

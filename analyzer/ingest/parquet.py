@@ -1,7 +1,9 @@
 """Parquet: one file, or a folder of files (hive partitions such as `region=eu/` become columns).
 
 Columns keep their types; nested structs are reached by dotted paths. Line numbers are row numbers
-(1-based) within the file or folder. A rejected row's raw text is the row as JSON.
+(1-based) within the file or folder. A rejected row's raw text is the row as JSON; a row's line hashes
+(to find rows a shipper delivered twice) are hashes of the whole row's values, not of that JSON text,
+which would cost a JSON encoding of every row.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from pathlib import Path
 import polars as pl
 
 from analyzer.errors import InputError
+from analyzer.ingest.duplicates import HASHES
 from analyzer.ingest.sources import RAW
 from analyzer.schema import REJECT_REASON, SOURCE_LINE
 
@@ -66,14 +69,19 @@ def _leaves(path: KeyPath, dtype: pl.DataType, out: dict[str, tuple[KeyPath, pl.
 
 
 def scan_parquet(path: Path, wanted: Mapping[str, KeyPath], top: Sequence[str]) -> pl.LazyFrame:
-    """`_line`, `_raw`, `_reject` (null) and one typed column per wanted field."""
+    """`_line`, `_raw`, `_reject` (null), the line hashes and one typed column per wanted field."""
     columns = []
     for name, key_path in wanted.items():
         expr = pl.col(key_path[0])
         for key in key_path[1:]:
             expr = expr.struct.field(key)
         columns.append(expr.alias(name))
-    raw = pl.struct([pl.col(c) for c in top]).struct.json_encode() if top else pl.lit(None, pl.String)
+    record = pl.struct([pl.col(c) for c in top])
+    raw = record.struct.json_encode() if top else pl.lit(None, pl.String)
+    hashes = [
+        (record.hash(seed=seed) if top else pl.lit(seed, pl.UInt64)).alias(name)
+        for seed, name in enumerate(HASHES)
+    ]
     return (
         scan(path)
         .with_row_index(SOURCE_LINE, offset=1)
@@ -81,6 +89,7 @@ def scan_parquet(path: Path, wanted: Mapping[str, KeyPath], top: Sequence[str]) 
             pl.col(SOURCE_LINE).cast(pl.Int64),
             raw.alias(RAW),
             pl.lit(None, pl.String).alias(REJECT_REASON),
+            *hashes,
             *columns,
         )
     )

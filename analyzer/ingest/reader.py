@@ -1,14 +1,19 @@
-"""Read one input to a Parquet file of canonical rows with their reject reasons, and account for it.
+"""Read one input to canonical rows with their reject reasons, and account for it.
 
-One streaming pass per input: sniff, pick the format, map fields, parse and sink every row (good and
-rejected) with `_file`, `_line`, `_reject`. The InputReport is then a small query on that sink, and
-rows_read = rows analyzed + rows rejected holds by construction (asserted).
+Text inputs: one streaming pass per input (sniff, pick the format, map fields, parse) sinks every row
+(good and rejected) with `_file`, `_line`, `_reject` to a staging Parquet file. Parquet inputs are
+already columnar: they are not copied, their canonical rows are a lazy query on the source files
+(`FileRead.plan`), and each later scan reads only the columns it needs. Either way the InputReport is
+one aggregation over the rows, and rows_read = rows analyzed + rows rejected holds by construction
+(asserted).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Final
 
 import polars as pl
 
@@ -19,14 +24,26 @@ from analyzer.ingest import duplicates, formats, mapping
 from analyzer.ingest.sources import SRC, Sniff, decompress_readable, sniff
 from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, TS
 
+# The format read where it lies (columnar already): its rows are a lazy query, never a staged copy.
+IN_PLACE: Final = "parquet"
+
 
 @dataclass(frozen=True)
 class FileRead:
-    """One input after its pass: its report and where its rows went."""
+    """One input after its pass: its report and where its rows are (a staged sink or a lazy plan)."""
 
     report: InputReport
-    sink: Path
+    sink: Path | None  # staged rows (good and rejected); None: read in place through `plan`
     notes: tuple[str, ...] = ()
+    # Parquet read in place: `_file`, `_line`, `_reject`, `_raw`, canonical columns (and line hashes).
+    plan: pl.LazyFrame | None = None
+
+    def rows(self) -> pl.LazyFrame:
+        """Every row of the input, good and rejected, with its reject reason."""
+        if self.plan is not None:
+            return self.plan
+        assert self.sink is not None
+        return pl.scan_parquet(self.sink)
 
 
 def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRead:
@@ -34,6 +51,13 @@ def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRe
     label = str(path)
     sniffed = sniff(path)
     fmt = formats.choose(path, sniffed, config)
+    if fmt.name == IN_PLACE:
+        try:
+            fields, unverified, plan = _plan(kind, path, label, fmt, sniffed, config)
+            report = _report(kind, label, fmt.name, sniffed.compression, fields, unverified, plan)
+        except pl.exceptions.PolarsError as e:
+            raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
+        return FileRead(report, None, (), plan)
     try:
         fields, unverified, notes = _parse(kind, path, label, fmt, sniffed, config, sink)
     except OSError as e:
@@ -47,21 +71,22 @@ def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRe
         notes += (
             f"{kind}: {label} is a truncated or damaged {sniffed.compression} stream; read up to the break",
         )
-    report = _report(kind, label, fmt.name, sniffed.compression, fields, unverified, sink)
+    report = _report(kind, label, fmt.name, sniffed.compression, fields, unverified, pl.scan_parquet(sink))
     return FileRead(report, sink, notes)
 
 
-def _parse(
-    kind: str,
-    path: Path,
-    label: str,
-    fmt: formats.Format,
-    sniffed: Sniff,
-    config: SourceConfig,
-    sink: Path,
-) -> tuple[dict[str, str | None], list[str], tuple[str, ...]]:
+def _plan(
+    kind: str, path: Path, label: str, fmt: formats.Format, sniffed: Sniff, config: SourceConfig
+) -> tuple[dict[str, str | None], list[str], pl.LazyFrame]:
+    """The mapping of `path` and the lazy query of its canonical rows (plan 0: Parquet has one)."""
+    _, fields, unverified, plan = _source_plan(kind, path, label, fmt, sniffed, config)
+    return fields, unverified, plan(0)
+
+
+def _source_plan(
+    kind: str, path: Path, label: str, fmt: formats.Format, sniffed: Sniff, config: SourceConfig
+) -> tuple[formats.Source, dict[str, str | None], list[str], Callable[[int], pl.LazyFrame]]:
     source = fmt.open(path, sniffed, config)
-    notes: tuple[str, ...] = ()
     fields = mapping.resolve(
         kind,
         list(source.fields),
@@ -79,7 +104,7 @@ def _parse(
 
     def plan(attempt: int) -> pl.LazyFrame:
         scanned = source.scan(wanted, attempt)
-        if hashes:
+        if hashes and not source.hashed:
             names = [] if source.raw_is_record else scanned.collect_schema().names()
             scanned = scanned.with_columns(duplicates.line_hashes([n for n in names if n.startswith(SRC)]))
         return mapping.canonicalize(
@@ -95,6 +120,20 @@ def _parse(
             keep=hashes,
         )
 
+    return source, fields, unverified, plan
+
+
+def _parse(
+    kind: str,
+    path: Path,
+    label: str,
+    fmt: formats.Format,
+    sniffed: Sniff,
+    config: SourceConfig,
+    sink: Path,
+) -> tuple[dict[str, str | None], list[str], tuple[str, ...]]:
+    source, fields, unverified, plan = _source_plan(kind, path, label, fmt, sniffed, config)
+    notes: tuple[str, ...] = ()
     # A plan stops with a ComputeError on rows it cannot take (a broken JSON object inside braces, a
     # row whose shape differs from the sample's, unbalanced quotes): the next plan reads them.
     for attempt in range(source.plans):
@@ -118,30 +157,28 @@ def _report(
     compression: str,
     fields: dict[str, str | None],
     unverified: list[str],
-    sink: Path,
+    rows: pl.LazyFrame,
 ) -> InputReport:
-    rows = pl.scan_parquet(sink)
-    good = rows.filter(pl.col(REJECT_REASON).is_null())
-    counts, span, seen = pl.collect_all(
-        [
-            rows.group_by(REJECT_REASON).agg(pl.len()),
-            good.select(
-                pl.col(TS).min().alias("first"),
-                pl.col(TS).max().alias("last"),
-                pl.all_horizontal(pl.col(c).is_not_null() for c in ROW_REQUIRED[kind])
-                .all()
-                .alias("complete"),
-            ),
-            rows.select([pl.col(f"_seen:{c}").any().alias(c) for c in unverified] or [pl.lit(True)]),
-        ]
+    # One pass: a group per reject reason (null: the analyzed rows) with what the report needs.
+    counts = (
+        rows.group_by(REJECT_REASON)
+        .agg(
+            pl.len().alias("len"),
+            pl.col(TS).min().alias("first"),
+            pl.col(TS).max().alias("last"),
+            pl.all_horizontal(pl.col(c).is_not_null() for c in ROW_REQUIRED[kind]).all().alias("complete"),
+            *[pl.col(f"_seen:{c}").any().alias(f"_seen:{c}") for c in unverified],
+        )
+        .collect()
     )
-    by_reason = {r: n for r, n in counts.iter_rows() if r is not None}
+    good = counts.filter(pl.col(REJECT_REASON).is_null())
+    by_reason = {r: n for r, n in counts.select(REJECT_REASON, "len").iter_rows() if r is not None}
     rows_read = int(counts["len"].sum())
     rejected = sum(by_reason.values())
     # Every row that was not rejected must hold its row-required values: else a reason was missed.
-    assert span["complete"][0] is not False, f"{label}: an analyzed row lacks a required value"
+    assert good.is_empty() or good["complete"][0], f"{label}: an analyzed row lacks a required value"
     for canonical in unverified:
-        if rows_read and not seen[canonical][0]:
+        if rows_read and not counts[f"_seen:{canonical}"].any():
             name = fields[canonical]
             raise MappingError(
                 f"[{kind}.fields] {canonical} = '{name}' but no row has that field", path=label, field=name
@@ -155,6 +192,6 @@ def _report(
         rows_rejected=rejected,
         rejects_by_reason=dict(sorted(by_reason.items())),
         fields={c: fields.get(c) for c in SCHEMAS[kind]},
-        first_ts=span["first"][0],
-        last_ts=span["last"][0],
+        first_ts=None if good.is_empty() else good["first"][0],
+        last_ts=None if good.is_empty() else good["last"][0],
     )

@@ -52,6 +52,8 @@ def parse_ts(text: pl.Expr, unit: str = "iso") -> pl.Expr:
 
 def column_to_ts(value: pl.Expr, dtype: pl.DataType, unit: str = "iso") -> pl.Expr:
     """Convert a typed column (e.g. from Parquet) to Datetime('us', 'UTC')."""
+    if dtype == TS_DTYPE:
+        return value  # canonical already: a plain column, so filters on it reach the Parquet scan
     if isinstance(dtype, pl.Datetime):
         utc = (
             value.dt.replace_time_zone("UTC")
