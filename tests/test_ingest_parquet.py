@@ -105,3 +105,17 @@ def test_scans_read_only_the_columns_they_need(tmp_path: Path) -> None:
     _gateway([(1, "r1", "200", "m")]).write_parquet(path)
     plan = load("gateway", [path], Settings()).frame.select("status").explain()
     assert "PROJECT 1/4 COLUMNS" in plan  # of ts, request_id, status, model
+
+
+def test_same_rows_as_json_lines_give_the_same_frame_and_rejects(tmp_path: Path) -> None:
+    rows = _gateway(
+        [(1, "r1", "200", "a"), (2, "r2", "x", "b"), (3, None, "502", "-"), (1, "r1", "200", "a")]
+    )
+    rows.write_parquet(tmp_path / "g.parquet")
+    text = rows.with_columns(pl.col("ts").dt.strftime("%Y-%m-%dT%H:%M:%SZ"))
+    text.write_ndjson(tmp_path / "g.jsonl")
+    by_format = {name: load("gateway", [tmp_path / name], Settings()) for name in ("g.parquet", "g.jsonl")}
+    parquet, jsonl = (by_format[n] for n in ("g.parquet", "g.jsonl"))
+    assert_frame_equal(parquet.frame.drop("_file").collect(), jsonl.frame.drop("_file").collect())
+    assert_frame_equal(parquet.rejects.drop("file", "raw"), jsonl.rejects.drop("file", "raw"))
+    assert parquet.rejects.select("line", "reason").rows() == [(2, "bad_value:status"), (4, "duplicate_line")]
