@@ -51,14 +51,27 @@ def _pass(
     """The plans of one pass: the requests and deductions of its request_ids, the entries of its accounts."""
     requests = cls.requests(parts.requests_of(index), settings)
     joined = cls.joined(requests, parts.entries_by_request(index), settings, span, exact=exact)
-    entries = parts.entries_by_account(index)
-    checked = bal.checked(entries, ordered=bool(bal.in_time_order(entries).collect().item()))
     plans: dict[str, pl.LazyFrame] = {
         # Collected once, then summed in memory: two streaming consumers would each redo the join.
         "joined": joined,
         "unbilled": cls.unbilled_without_id(requests),
         "gateway": cls.lines_without_id(requests),
         "expected": cls.expected_by_account(requests),
+        # Read once: the order check, the balance windows and the counts then work in memory.
+        "entries": parts.entries_by_account(index),
+    }
+    return plans
+
+
+def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.DataFrame]:
+    """The findings rows, per-(account, kind) sums and balance checks of one pass's collected rows."""
+    joined = out.pop("joined").lazy()
+    entries = out.pop("entries").lazy()
+    ordered = bool(bal.in_time_order(entries).collect(engine="in-memory").item())
+    checked = bal.checked(entries, ordered=ordered)
+    plans = {
+        "rows": pl.concat([cls.finding_rows(joined), out.pop("unbilled").lazy()]),
+        "groups": cls.by_account_kind(joined),
         "ledger": entries.select(
             pl.col(BALANCE_AFTER).null_count().alias("null_balances"),
             (~pl.col(KIND).is_in(list(LEDGER_KINDS))).sum().alias("unknown_kinds"),
@@ -66,16 +79,6 @@ def _pass(
         "breaks": bal.break_findings(checked),
         "balances": bal.account_balances(checked),
         "resets": entries.filter(pl.col(KIND) == LEDGER_RESET).select(TS_COL).unique(),
-    }
-    return plans
-
-
-def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.DataFrame]:
-    """The findings rows and the per-(account, kind) sums of one pass's joined rows."""
-    joined = out.pop("joined").lazy()
-    plans = {
-        "rows": pl.concat([cls.finding_rows(joined), out.pop("unbilled").lazy()]),
-        "groups": cls.by_account_kind(joined),
     }
     if settings.prices:
         plans["split"] = acc.refund_split(cls.deductions(joined))
