@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from analyzer.config import Settings, SourceConfig
@@ -23,13 +23,17 @@ _line = st.one_of(
 
 
 def _blank(line: bytes) -> bool:
-    """Unicode White_Space only: Python's str.isspace also counts the separators U+001C..U+001F, Polars does not."""
+    """The loader's blank line: Unicode White_Space and the unit separator U+001F (its line reader's cell
+    separator, so a line of nothing else holds no data). Python's str.isspace also counts U+001C..U+001E,
+    which the loader reads as a row (and rejects)."""
     text = line.decode("utf-8", "replace")
-    return all(c.isspace() and c not in "\x1c\x1d\x1e\x1f" for c in text)
+    return all(c == "\x1f" or (c.isspace() and c not in "\x1c\x1d\x1e") for c in text)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_line, min_size=1, max_size=12))
+@example([b"\x1f"])  # a line of unit separators only: blank (found by Hypothesis)
+@example([b"\x1c", b"a\x1fb"])  # a file separator is a row; a unit separator inside a line keeps the row
 def test_every_line_is_analyzed_or_rejected(lines: list[bytes]) -> None:
     # At least one object line first, so the content is recognized as JSON lines.
     data = [GOOD.encode(), *lines]

@@ -6,7 +6,7 @@
 Paths may be files, folders or globs; each group is read in name order (rotated files form one
 stream). Formats are detected from content (modules: sources, formats, jsonl, delimited, parquet,
 nginx, alb); fields are mapped and cast by `mapping`, times by `timestamps`. Nothing is lost: for
-every input, rows_read = rows analyzed + rows rejected. Blank lines are not rows and are not counted.
+every input, rows_read = rows analyzed + rows rejected. Blank lines (only whitespace and the \\x1f unit separator) are not rows and are not counted.
 A gateway line delivered twice by a log shipper is analyzed once; each later copy is a reject of its
 file with the reason `duplicate_line` (module duplicates). Files whose time ranges say a host's clock
 was off are named in the notes (module skew).
