@@ -386,3 +386,16 @@ def test_raw_text_of_rejects_is_kept_for_the_first_raw_rows_only(monkeypatch) ->
     assert capped.rejects["raw"].to_list() == whole.rejects["raw"].to_list()[:3] + [None] * 7
     assert capped.notes[-1] == "rejects: the raw text of the first 3 of 10 rejected rows is kept, not all"
     assert not any(n.startswith("rejects:") for n in whole.notes)
+
+
+def test_a_folder_s_readme_and_checksums_are_not_read_as_logs(tmp_path: Path) -> None:
+    folder = tmp_path / "gateway"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text('{"ts": "2026-04-22T09:00:01Z", "status": 200}\n')
+    (folder / "README.md").write_text("# Gateway logs\n\nRotated hourly.\n")
+    (folder / "a.jsonl.sha256").write_text("0" * 64 + "  a.jsonl\n")
+    loaded = load("gateway", [folder], Settings(), workdir=tmp_path / "work")
+    assert [Path(i.path).name for i in loaded.inputs] == ["a.jsonl"]
+    # Named on its own, the same README is an input, and not a log.
+    with pytest.raises(UnknownFormatError, match="README.md"):
+        load("gateway", [folder / "README.md"], Settings(), workdir=tmp_path / "work2")

@@ -52,6 +52,13 @@ class Sniff:
     sample: tuple[str, ...]
 
 
+# Files a log folder often holds beside its logs (a README, checksums, pictures): skipped when a folder is
+# expanded, never when named on their own. Hidden files are skipped too.
+NOT_LOGS: Final = frozenset(
+    {".md", ".rst", ".html", ".pdf", ".png", ".jpg", ".jpeg", ".gif", ".sha256", ".md5", ".sig", ".asc"}
+)
+
+
 def resolve(paths: Sequence[str | Path]) -> list[Path]:
     """Expand files, folders and globs into input paths, each group sorted by name, duplicates once."""
     out: list[Path] = []
@@ -79,7 +86,11 @@ def _expand(given: str) -> list[Path]:
     if p.is_dir():
         if is_parquet_dataset(p):
             return [p]
-        files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+        files = sorted(
+            f
+            for f in p.rglob("*")
+            if f.is_file() and not f.name.startswith(".") and f.suffix.lower() not in NOT_LOGS
+        )
         if not files:
             raise InputError("folder holds no file", path=given)
         return files
