@@ -399,3 +399,13 @@ def test_a_folder_s_readme_and_checksums_are_not_read_as_logs(tmp_path: Path) ->
     # Named on its own, the same README is an input, and not a log.
     with pytest.raises(UnknownFormatError, match="README.md"):
         load("gateway", [folder / "README.md"], Settings(), workdir=tmp_path / "work2")
+
+
+def test_the_frame_outlives_its_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "g.jsonl"
+    path.write_text('{"ts": "2026-04-22T09:00:01Z", "status": 200}\n' * 3)
+    frame = load("gateway", [path], Settings()).frame  # the Loaded itself is dropped at once
+    import gc
+
+    gc.collect()
+    assert frame.select(pl.len()).collect().item() == 3

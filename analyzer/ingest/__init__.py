@@ -53,8 +53,13 @@ class Loaded:
     # file, line, reason, raw (first 1000 characters; null for a duplicate_line and beyond RAW_ROWS rows)
     rejects: pl.DataFrame
     notes: tuple[str, ...]
-    # Keeps the temporary folder of the Parquet sinks alive as long as `frame` may be collected.
+    # The temporary folder of the Parquet sinks (also kept in _STAGING until the process exits).
     _workdir: object = field(default=None, repr=False, compare=False)
+
+
+# Staging folders made by load() without a workdir live until the process exits (their finalizers
+# clean them up then): `load(...).frame.collect()` must work even though the Loaded is dropped first.
+_STAGING: list[tempfile.TemporaryDirectory[str]] = []
 
 
 def load(
@@ -66,6 +71,7 @@ def load(
     keep: tempfile.TemporaryDirectory[str] | None = None
     if workdir is None:
         keep = tempfile.TemporaryDirectory(prefix="analyzer-")
+        _STAGING.append(keep)
         workdir = Path(keep.name)
     workdir.mkdir(parents=True, exist_ok=True)
     # A folder per call: a second load into the same workdir must not overwrite the first one's rows.
