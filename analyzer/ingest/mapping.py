@@ -22,7 +22,7 @@ import polars as pl
 
 from analyzer.errors import MappingError
 from analyzer.ingest.sources import RAW, RAW_LIMIT, SRC
-from analyzer.ingest.timestamps import column_to_ts
+from analyzer.ingest.timestamps import column_to_ts, with_parsed_ts
 from analyzer.schema import (
     ACCOUNT_ID,
     BALANCE_AFTER,
@@ -113,6 +113,8 @@ ALIAS_UNITS: Final[dict[str, str]] = {"duration": "s", "request_time": "s"}
 _DURATION_TO_MS: Final[dict[str, float]] = {"ms": 1.0, "s": 1000.0, "us": 0.001}
 _ABSENT: Final = ("", "-")
 _PRESENT: Final = "_present:"
+_VALUE: Final = "_value:"
+_PARSED_TS: Final = "_parsed:ts"
 _TRUE: Final = ("true", "t", "1", "yes", "y")
 _FALSE: Final = ("false", "f", "0", "no", "n")
 
@@ -183,7 +185,16 @@ def canonicalize(
     """
     schema = SCHEMAS[kind]
     required = ROW_REQUIRED[kind]
-    # Stage 1 computes each value and its presence once as columns; stage 2 reads them for the reasons.
+    # Stage 0 makes each source value (absent ones null) a column once: an expression read by several
+    # others is recomputed by each of them. A text timestamp is parsed in steps of its own. Stage 1
+    # computes each value and its presence once as columns; stage 2 reads them for the reasons.
+    mapped = {c: s for c in schema if (s := fields.get(c)) is not None}
+    frame = frame.with_columns(
+        _absent_to_null(pl.col(SRC + s), dtypes.get(s, pl.String())).alias(_VALUE + c) for c, s in mapped.items()
+    )
+    text_ts = TS in mapped and dtypes.get(mapped[TS], pl.String()) == pl.String()
+    if text_ts:
+        frame = with_parsed_ts(frame, _VALUE + TS, _PARSED_TS, units.get(TS, "iso"))
     staged: list[pl.Expr] = []
     reasons: list[pl.Expr] = [pl.col(REJECT_REASON)]
     if text:
@@ -195,8 +206,11 @@ def canonicalize(
             staged.append(pl.lit(False).alias(_PRESENT + canonical))
             continue
         src_dtype = dtypes.get(source, pl.String())
-        raw_value = _absent_to_null(pl.col(SRC + source), src_dtype)
-        value = _convert(raw_value, src_dtype, dtype, canonical, units)
+        raw_value = pl.col(_VALUE + canonical)
+        if canonical == TS and text_ts:
+            value = pl.col(_PARSED_TS)
+        else:
+            value = _convert(raw_value, src_dtype, dtype, canonical, units)
         if canonical == TS and clock_offset:
             value = value + pl.lit(clock_offset)
         staged.append(value.cast(dtype).alias(canonical))

@@ -138,7 +138,8 @@ def _parse(
     # row whose shape differs from the sample's, unbalanced quotes): the next plan reads them.
     for attempt in range(source.plans):
         try:
-            plan(attempt).sink_parquet(sink)
+            # lz4: written in about 80% of zstd's time, read in 60%; twice the size, but only for this run.
+            plan(attempt).sink_parquet(sink, compression="lz4")
             break
         except pl.exceptions.ComputeError as e:
             if attempt == source.plans - 1:
