@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from analyzer import schema as s
-from analyzer.config import BurstSettings, Settings
+from analyzer.config import BurstSettings, Settings, polars_every
 from analyzer.detect.islands import START_IDX, episode_summary, episode_windows, islands
 from analyzer.detect.windows import (
     COLUMN,
@@ -142,31 +142,55 @@ def _candidates(scored: pl.DataFrame, b: BurstSettings, status_cols: list[str]) 
 def _inside(gateway: pl.LazyFrame, cands: list[_Candidate], settings: Settings) -> pl.DataFrame:
     """Requests and errors of every candidate's scope and span by slice values and account (one pass).
 
-    Grouped in the query, so only a small table is collected whatever the size of the bursts.
+    A candidate spans whole windows: it becomes a small table of (window, value, candidate), and the
+    rows of the candidates' span are joined to it on their window and value, one join per slice
+    column (and one on the window alone for global candidates). Grouped in the query, so only a small
+    table is collected whatever the size of the bursts.
     """
     slices = list(settings.bursts.slices)
-    tags, conds = [], []
-    for i, c in enumerate(cands):
-        cond = pl.col(s.TS).is_between(pl.lit(c.start), pl.lit(c.end), closed="left")
-        if c.column is not None:
-            cond = cond & (pl.col(c.column).cast(pl.String) == c.value)
-        tags.append(pl.when(cond).then(pl.lit(i)))
-        conds.append(cond)
+    every = polars_every(settings.bursts.window)
+    spans = pl.DataFrame(
+        {
+            "_bid": list(range(len(cands))),
+            COLUMN: [c.column for c in cands],
+            VALUE: [c.value for c in cands],
+            "_start": [c.start for c in cands],
+            "_end": [c.end for c in cands],
+        },
+        schema={
+            "_bid": pl.Int64(),
+            COLUMN: pl.String(),
+            VALUE: pl.String(),
+            "_start": s.TS_DTYPE,
+            "_end": s.TS_DTYPE,
+        },
+    )
+    windows = spans.select(
+        "_bid",
+        COLUMN,
+        VALUE,
+        pl.datetime_ranges("_start", "_end", every, closed="left").alias(WINDOW),
+    ).explode(WINDOW)
     # The span of all candidates first: a plain range the scan can prune row groups with.
     span = pl.col(s.TS).is_between(
         pl.lit(min(c.start for c in cands)), pl.lit(max(c.end for c in cands)), closed="left"
     )
+    rows = gateway.filter(span).select(
+        pl.col(s.TS).dt.truncate(every).alias(WINDOW),
+        pl.col(s.STATUS).is_in(list(settings.bursts.statuses)).alias("_err"),
+        pl.col(s.ACCOUNT_ID),
+        *[pl.col(c).cast(pl.String) for c in slices],
+    )
+    parts = []
+    for column in sorted({c.column or "" for c in cands}):
+        table = windows.filter(pl.col(COLUMN).fill_null("") == column)
+        if column:
+            keys = table.select(WINDOW, pl.col(VALUE).alias(column), "_bid").lazy()
+            parts.append(rows.join(keys, on=[WINDOW, column]))
+        else:
+            parts.append(rows.join(table.select(WINDOW, "_bid").lazy(), on=WINDOW))
     return (
-        gateway.filter(span)
-        .filter(pl.any_horizontal(conds))
-        .select(
-            pl.concat_list(tags).list.drop_nulls().alias("_bid"),
-            pl.col(s.STATUS).is_in(list(settings.bursts.statuses)).alias("_err"),
-            pl.col(s.ACCOUNT_ID),
-            *[pl.col(c).cast(pl.String) for c in slices],
-        )
-        .explode("_bid")
-        .filter(pl.col("_bid").is_not_null())
+        pl.concat(parts)
         .group_by("_bid", s.ACCOUNT_ID, *slices)
         .agg(pl.col("_err").sum().cast(pl.Int64).alias(ERRORS), pl.len().cast(pl.Int64).alias(REQUESTS))
         .collect()
