@@ -123,16 +123,14 @@ def _goods(kind: str, reads: Sequence[FileRead], rejects: pl.DataFrame) -> list[
     columns = [*_columns(kind, [r.report for r in reads]), SOURCE_FILE, SOURCE_LINE]
     columns += duplicates.HASHES if kind == "gateway" else ()
     out: list[pl.LazyFrame] = []
-    staged: list[Path] = []
-    for read in [*reads, None]:
-        if read is not None and read.sink is not None:
-            staged.append(read.sink)
-            continue
-        if staged:  # consecutive staged files: one scan
-            rows = pl.scan_parquet(staged, missing_columns="insert", extra_columns="ignore")
-            out.append(rows.filter(pl.col(REJECT_REASON).is_null()).select(columns))
-            staged = []
-        if read is not None and read.plan is not None:
+    for read in reads:
+        if read.sink is not None:
+            # A scan per file: the file's name is a literal, not a column read (3,000 files: +0.2 s).
+            rows = read.rows().filter(pl.col(REJECT_REASON).is_null())
+            present = rows.collect_schema().names()
+            out.append(rows.select(c if c in present else pl.lit(None).alias(c) for c in columns))
+        else:
+            assert read.plan is not None
             rows = read.plan.select(columns)
             if read.report.rows_rejected:
                 # By line number, not by the reasons: no scan has to read every column to compute them.
