@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 import sys
 import types
 from datetime import UTC, datetime
@@ -210,3 +211,36 @@ def test_every_json_plan_gives_the_same_rows(
     assert by_mode["validated"]["_reject"].to_list() == [None] * 5 + [reason] + [None] * 3
     loaded = load("gateway", [path], Settings())
     assert loaded.inputs[0].rejects_by_reason == ({reason: 1} if reason else {})
+
+
+def _discover_every_line(sample: list[str]) -> tuple[dict[str, tuple[str, ...]], bool]:
+    # The plain definition: every object of the sample walked.
+    leaves: dict[str, tuple[str, ...]] = {}
+    containers: set[tuple[str, ...]] = set()
+    for line in sample:
+        try:
+            obj = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            jsonl._walk(obj, (), leaves, containers)
+    return dict(sorted(leaves.items())), any(p in containers for p in leaves.values())
+
+
+@pytest.mark.parametrize(
+    "sample",
+    [
+        pytest.param(['{"a": 1, "b": 2}'] * 3 + ['{"a": 1, "b": {"c": 1}}'], id="flat-then-nested"),
+        pytest.param(
+            ['{"a": {"c": 1}, "b": 2}', '{"a": 1, "b": 2}', '{"a": 3, "b": 4}'], id="nested-then-flat"
+        ),
+        pytest.param(
+            ['{"a": 1}', '{"b": 1, "a": 2}', '{"a": 2}', "not json", "[1]", '{"a": {}}'], id="orders"
+        ),
+        pytest.param(
+            ['{"u": {"p": 1}}', '{"u": {"p": 1, "q": 2}}', '{"u": {"p": {"x": 1}}}'], id="nested-shapes"
+        ),
+    ],
+)
+def test_discover_skips_repeated_flat_lines_without_changing_the_answer(sample: list[str]) -> None:
+    assert jsonl.discover(sample) == _discover_every_line(sample)

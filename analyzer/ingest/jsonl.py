@@ -46,13 +46,21 @@ def discover(sample: Sequence[str]) -> tuple[dict[str, KeyPath], bool]:
     """
     leaves: dict[str, KeyPath] = {}
     containers: set[KeyPath] = set()
+    flat: set[tuple[str, ...]] = set()  # key lists of objects already walked that hold no object
     for line in sample[:SAMPLE_LINES]:
         try:
             obj = json.loads(line)
         except ValueError:
             continue
-        if isinstance(obj, dict):
-            _walk(obj, (), leaves, containers)
+        if not isinstance(obj, dict):
+            continue
+        # A log's lines mostly repeat one flat shape: walking such a line again adds nothing.
+        if not any(isinstance(v, dict) and v for v in obj.values()):
+            keys = tuple(obj)
+            if keys in flat:
+                continue
+            flat.add(keys)
+        _walk(obj, (), leaves, containers)
     conflict = any(path in containers for path in leaves.values())
     return dict(sorted(leaves.items())), conflict
 
