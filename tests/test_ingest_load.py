@@ -348,6 +348,25 @@ def test_csv_with_unbalanced_quotes_is_read_line_by_line(tmp_path: Path) -> None
     assert loaded.notes[-1] == f"gateway: {path}: unbalanced quotes; read line by line without quoting"
 
 
+def test_stream_flag_spellings(tmp_path: Path) -> None:
+    spellings = {
+        "true": True, "false": False, " TRUE ": True, "False": False, "Yes": True, "y": True,
+        "N": False, "no": False, "1": True, "0": False, "t": True, " f": False, "maybe": None, "truthy": None,
+    }  # fmt: skip
+    lines = [
+        f'{{"ts": "2026-04-22T09:00:{i:02d}Z", "status": 200, "stream": "{text}"}}'
+        for i, text in enumerate(spellings)
+    ]
+    lines += ['{"ts": "2026-04-22T09:01:00Z", "status": 200, "stream": true}']
+    lines += ['{"ts": "2026-04-22T09:01:01Z", "status": 200, "stream": false}']
+    path = tmp_path / "g.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    loaded = _checked(load("gateway", [path], Settings()))
+    expected = [v for v in spellings.values() if v is not None] + [True, False]
+    assert loaded.frame.select("stream").collect()["stream"].to_list() == expected
+    assert loaded.inputs[0].rejects_by_reason == {"bad_value:stream": 2}
+
+
 def test_optional_gateway_columns_come_with_their_dtypes(tmp_path: Path) -> None:
     path = tmp_path / "g.jsonl"
     path.write_text(
