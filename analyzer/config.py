@@ -233,6 +233,17 @@ def _toml_error_line(message: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
+# The tables of a config file that are one plain dataclass each (the others: sources, weights, prices).
+SECTIONS: dict[str, type[Any]] = {
+    "bursts": BurstSettings,
+    "latency": LatencySettings,
+    "slo": SloSettings,
+    "gaps": GapSettings,
+    "reconcile": ReconcileSettings,
+    "report": ReportSettings,
+}
+
+
 def settings_from_dict(raw: Mapping[str, Any], *, where: str = "<config>") -> Settings:
     """Build Settings from parsed TOML, validating every key."""
     known = {f.name for f in dataclasses.fields(Settings)}
@@ -243,15 +254,7 @@ def settings_from_dict(raw: Mapping[str, Any], *, where: str = "<config>") -> Se
     for kind in ("gateway", "ledger", "events"):
         if kind in raw:
             kw[kind] = _source(kind, _table(raw[kind], kind, where), where)
-    simple: dict[str, type[Any]] = {
-        "bursts": BurstSettings,
-        "latency": LatencySettings,
-        "slo": SloSettings,
-        "gaps": GapSettings,
-        "reconcile": ReconcileSettings,
-        "report": ReportSettings,
-    }
-    for name, cls in simple.items():
+    for name, cls in SECTIONS.items():
         if name in raw:
             kw[name] = _dataclass(cls, _table(raw[name], name, where), name, where)
     if "weights" in raw:

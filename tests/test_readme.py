@@ -16,15 +16,10 @@ from polars.testing import assert_frame_equal
 
 from analyzer.cli import app
 from analyzer.config import (
-    BurstSettings,
-    GapSettings,
-    LatencySettings,
+    SECTIONS,
     ModelPrice,
     ModelWeights,
-    ReconcileSettings,
-    ReportSettings,
     Settings,
-    SloSettings,
     SourceConfig,
     settings_from_dict,
 )
@@ -35,14 +30,6 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 TEXT = README.read_text(encoding="utf-8")
 FIRST_COMMANDS = "pip install . && analyzer report sample_logs\npip install '.[test]' && python -m pytest"
 REFERENCE_MARK = "<!-- config-reference -->"
-SECTIONS = {
-    "bursts": BurstSettings,
-    "latency": LatencySettings,
-    "slo": SloSettings,
-    "gaps": GapSettings,
-    "reconcile": ReconcileSettings,
-    "report": ReportSettings,
-}
 
 
 def _blocks(lang: str) -> list[str]:
