@@ -23,7 +23,8 @@ from analyzer import __version__
 from analyzer.errors import AnalyzerError, ConfigError
 
 if TYPE_CHECKING:
-    from analyzer.pipeline import Analysis, ReportRequest
+    from analyzer.pipeline import ReportRequest
+    from analyzer.report.model import Report
 
 app = typer.Typer(
     help="Post-mortem analysis of LLM API gateway logs and billing ledgers.",
@@ -239,7 +240,7 @@ def report(
     from analyzer.report.terminal import render_terminal
 
     json_to_stdout = json_out == "-"
-    out = Console(highlight=False, soft_wrap=False, width=None if sys.stdout.isatty() else 120)
+    out = _console()
     with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, events, config, since, until, refunds)
         with _progress(quiet) as say:
@@ -278,20 +279,20 @@ def _emit_json(json_out: str | None, text: str, inputs: tuple[Path, ...]) -> Non
         err.print(f"wrote {json_out}", markup=False)
 
 
-def _gateway_only(
-    directory: Path | None, gateway: list[Path] | None, config: Path | None,
-    since: str | None, until: str | None, quiet: bool,
-) -> Analysis:  # fmt: skip
-    """The report of the gateway logs alone (no ledger), for `bursts` and `latency`."""
-    from analyzer.pipeline import run_report
+def _gateway_section(
+    directory: Path | None, gateway: list[Path] | None, config: Path | None, since: str | None,
+    until: str | None, json_out: str | None, quiet: bool, max_memory: str | None, keys: tuple[str, ...],
+) -> Report | None:  # fmt: skip
+    """Analyze the gateway logs alone (no ledger) for `bursts` and `latency`, write the JSON `keys`,
+    and return the report to print: None when JSON goes to stdout or with --quiet."""
+    from analyzer.pipeline import run_report, section_json
 
-    request = _request(directory, gateway, None, None, config, since, until)
-    with _progress(quiet) as say:
-        return run_report(
-            request,
-            reconcile_ledger=False,
-            progress=say,
-        )
+    with _errors(), _memory_guard(max_memory):
+        request = _request(directory, gateway, None, None, config, since, until)
+        with _progress(quiet) as say:
+            analysis = run_report(request, reconcile_ledger=False, progress=say)
+        _emit_json(json_out, section_json(analysis.report, keys), analysis.input_paths)
+    return None if json_out == "-" or quiet else analysis.report
 
 
 @app.command()
@@ -309,18 +310,13 @@ def bursts(
 
     Example: analyzer bursts sample_logs --json -
     """
-    from analyzer.pipeline import section_json
     from analyzer.report.formatting import Clock, report_day
     from analyzer.report.tables import alerts_table
     from analyzer.report.terminal import bursts_table
 
-    with _errors(), _memory_guard(max_memory):
-        analysis = _gateway_only(directory, gateway, config, since, until, quiet)
-        report = analysis.report
-        _emit_json(
-            json_out, section_json(report, ("inputs", "bursts", "alerts", "log_gaps")), analysis.input_paths
-        )
-    if json_out == "-" or quiet:
+    keys = ("inputs", "bursts", "alerts", "log_gaps")
+    report = _gateway_section(directory, gateway, config, since, until, json_out, quiet, max_memory, keys)
+    if report is None:
         return
     out = _console()
     out.print(bursts_table(report, Clock(report_day(report))))
@@ -347,19 +343,12 @@ def latency(
 
     Example: analyzer latency sample_logs
     """
-    from analyzer.pipeline import section_json
     from analyzer.report.formatting import Clock, report_day
     from analyzer.report.terminal import spikes_table
 
-    with _errors(), _memory_guard(max_memory):
-        analysis = _gateway_only(directory, gateway, config, since, until, quiet)
-        report = analysis.report
-        _emit_json(
-            json_out,
-            section_json(report, ("inputs", "latency_spikes", "quantile_method")),
-            analysis.input_paths,
-        )
-    if json_out == "-" or quiet:
+    keys = ("inputs", "latency_spikes", "quantile_method")
+    report = _gateway_section(directory, gateway, config, since, until, json_out, quiet, max_memory, keys)
+    if report is None:
         return
     out = _console()
     out.print(spikes_table(report, Clock(report_day(report))))
