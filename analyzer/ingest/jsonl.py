@@ -54,8 +54,9 @@ def discover(sample: Sequence[str]) -> tuple[dict[str, KeyPath], bool]:
             continue
         if not isinstance(obj, dict):
             continue
-        # A log's lines mostly repeat one flat shape: walking such a line again adds nothing.
-        if not any(isinstance(v, dict) and v for v in obj.values()):
+        # A log's lines mostly repeat one flat shape: walking such a line again adds nothing. A line
+        # with one "{" is flat (checked on the text: a test of each value cost more than the parse).
+        if line.count("{") == 1 or not any(isinstance(v, dict) and v for v in obj.values()):
             keys = tuple(obj)
             if keys in flat:
                 continue
