@@ -16,8 +16,8 @@ from typing import Final
 import polars as pl
 
 from analyzer.errors import InputError
-from analyzer.ingest.sources import RAW, SRC
-from analyzer.schema import REJECT_REASON, SOURCE_LINE
+from analyzer.ingest.sources import RAW, SRC, numbered
+from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
 
 TOO_MANY: Final = "too_many_fields"
 _EXTRA: Final = "_extra"
@@ -61,18 +61,20 @@ def looks_like_tsv(sample: Sequence[str]) -> bool:
     return looks_like(sample, "\t")
 
 
-def scan_delimited(path: Path, names: Sequence[str], separator: str, *, quoted: bool = True) -> pl.LazyFrame:
+def scan_delimited(
+    paths: Path | Sequence[Path], names: Sequence[str], separator: str, *, quoted: bool = True
+) -> pl.LazyFrame:
     """`_line`, `_raw`, `_reject` and one String column per header name (`src:<name>`); blank records dropped.
 
     `quoted=False` reads a file whose quotes are unbalanced (the reader cannot resync after one): every
     line is a record, a cell wrapped in quotes is unwrapped, a quoted separator makes `too_many_fields`.
     """
     if not names:
-        raise InputError("no header line", path=str(path))
+        raise InputError("no header line", path=str(paths if isinstance(paths, Path) else paths[0]))
     names = [SRC + name for name in names]
     schema = {name: pl.String() for name in names} | {_EXTRA: pl.String()}
     lf = pl.scan_csv(
-        path,
+        paths if isinstance(paths, Path) else list(paths),
         has_header=False,
         skip_rows=1,  # the header: names come from `names`, matched by position
         separator=separator,
@@ -86,12 +88,13 @@ def scan_delimited(path: Path, names: Sequence[str], separator: str, *, quoted: 
         row_index_name=SOURCE_LINE,
         row_index_offset=2,
         glob=False,
+        include_file_paths=None if isinstance(paths, Path) else SOURCE_FILE,
     )
+    lf = numbered(lf, paths, first=2)
     cells = [pl.col(n).fill_null("") for n in names]
     extra = pl.col(_EXTRA).fill_null("")
     return (
         lf.with_columns(
-            pl.col(SOURCE_LINE).cast(pl.Int64),
             pl.concat_str([*cells, extra], separator=separator).str.strip_chars_end(separator).alias(RAW),
             pl.when(extra != "")
             .then(pl.lit(TOO_MANY))

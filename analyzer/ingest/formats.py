@@ -9,7 +9,7 @@ nginx and ALB rows are added when their modules are importable.
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -23,9 +23,10 @@ from analyzer.ingest import delimited, jsonl, parquet
 from analyzer.ingest.sources import RAW, SRC, Sniff, scan_raw_lines
 from analyzer.schema import REJECT_REASON, SOURCE_LINE
 
-# Scan the wanted source fields with plan number `attempt` (0: the fastest; each next one slower and
-# more tolerant, tried when the one before fails on the data).
-Scanner = Callable[[Sequence[str], int], pl.LazyFrame]
+# Scan files (the one opened, or a batch of files opened alike: see Source.batch) for the wanted
+# source fields with plan number `attempt` (0: the fastest; each next one slower and more tolerant,
+# tried when the one before fails on the data). A batch's rows also have their `_file`.
+Scanner = Callable[[Path | Sequence[Path], Sequence[str], int], pl.LazyFrame]
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Source:
     # (CSV), so that two different records may share it and the cells must tell duplicates apart.
     raw_is_record: bool = True
     hashed: bool = False  # `scan` already gives each row's line hashes (duplicates.HASHES)
+    # Files whose sources have equal `batch` values (not None) are read the same way, so a batch of
+    # them can be scanned as one stream: what the opener saw that shapes the scan.
+    batch: Hashable = None
 
 
 _READER_REJECT: Final = "_reader_reject"
@@ -66,24 +70,25 @@ def _open_jsonl(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
     # Plans: trusting (lines that look like objects are decoded at once), validated, per-field.
     modes = ("robust",) if conflict else ("trusting", "validated", "robust")
 
-    def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
+    def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
         paths = {SRC + name: jsonl.key_path(name, known) for name in wanted}
-        return jsonl.parse_jsonl(scan_raw_lines(path), paths, mode=modes[attempt])
+        return jsonl.parse_jsonl(scan_raw_lines(files), paths, mode=modes[attempt])
 
-    return Source({n: pl.String() for n in known}, False, scan, plans=len(modes))
+    batch = ("jsonl", tuple(known.items()), modes)
+    return Source({n: pl.String() for n in known}, False, scan, plans=len(modes), batch=batch)
 
 
 def _delimited_opener(separator: str) -> Opener:
     def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
         names = delimited.header(sniff.sample, separator)
 
-        def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
-            return delimited.scan_delimited(path, names, separator, quoted=attempt == 0)
+        def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
+            return delimited.scan_delimited(files, names, separator, quoted=attempt == 0)
 
         note = "unbalanced quotes; read line by line without quoting"
-        return Source(
-            {n: pl.String() for n in names}, True, scan, plans=2, robust_note=note, raw_is_record=False
-        )
+        fields: dict[str, pl.DataType] = {n: pl.String() for n in names}
+        batch = ("delimited", separator, tuple(names))
+        return Source(fields, True, scan, plans=2, robust_note=note, raw_is_record=False, batch=batch)
 
     return open_
 
@@ -92,7 +97,8 @@ def _open_parquet(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
     leaves = parquet.fields(path)
     top = list(dict.fromkeys(key_path[0] for key_path, _ in leaves.values()))
 
-    def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
+    def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
+        # Never batched (read in place, no batch value): `files` is this path.
         return parquet.scan_parquet(path, {SRC + n: leaves[n][0] for n in wanted}, top)
 
     return Source({n: dtype for n, (_, dtype) in leaves.items()}, True, scan, text=False, hashed=True)
@@ -122,8 +128,8 @@ def line_format(
         internal = (SOURCE_LINE, RAW, REJECT_REASON, _READER_REJECT)
         names = [c for c in parse(empty, config).collect_schema() if c not in internal]
 
-        def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
-            lines = scan_raw_lines(path).rename({REJECT_REASON: _READER_REJECT})
+        def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
+            lines = scan_raw_lines(files).rename({REJECT_REASON: _READER_REJECT})
             parsed = parse(lines, config)
             if _READER_REJECT in parsed.collect_schema():
                 # The parser kept the reader's own reason (a line cut by \x1f): it comes first.
@@ -132,7 +138,10 @@ def line_format(
                 ).drop(_READER_REJECT)
             return parsed.rename({n: SRC + n for n in names})
 
-        return Source({n: pl.String() for n in names}, True, scan, defaults=defaults(config), units=units)
+        fields: dict[str, pl.DataType] = {n: pl.String() for n in names}
+        return Source(
+            fields, True, scan, defaults=defaults(config), units=units, batch=(name, config.log_format)
+        )
 
     return Format(name, lambda s, config: detect(list(s.sample[:50]), config), open_)
 
@@ -192,7 +201,7 @@ FORMATS: Final[list[Format]] = [
 
 
 def _open_empty(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
-    def scan(wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
+    def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
         columns = [SOURCE_LINE, RAW, REJECT_REASON, *(SRC + name for name in wanted)]
         return pl.LazyFrame(schema={c: pl.Int64 if c == SOURCE_LINE else pl.String for c in columns})
 

@@ -171,13 +171,15 @@ def canonicalize(
     dtypes: Mapping[str, pl.DataType],
     units: Mapping[str, str],
     *,
-    file: str,
+    file: str | None,
     clock_offset: timedelta = timedelta(0),
     text: bool = True,
     check_seen: Sequence[str] = (),
     keep: Sequence[str] = (),
 ) -> pl.LazyFrame:
     """Source columns (`src:<field>`) -> `_file`, `_line`, `_reject`, `_raw` and every canonical column.
+
+    `file` is the input's name; None when `frame` is a batch of files whose rows have their `_file`.
 
     `_raw` is kept (up to RAW_LIMIT characters) only on rejected rows. For each canonical column in
     `check_seen`, a `_seen:<col>` flag tells whether its source value was present on the row. The
@@ -225,7 +227,7 @@ def canonicalize(
         frame.with_columns(staged)
         .with_columns(pl.coalesce(reasons).alias(REJECT_REASON))
         .select(
-            pl.lit(file).alias(SOURCE_FILE),
+            _file(file).alias(SOURCE_FILE),
             pl.col(SOURCE_LINE),
             pl.col(REJECT_REASON),
             pl.when(pl.col(REJECT_REASON).is_not_null()).then(pl.col(RAW).str.slice(0, RAW_LIMIT)).alias(RAW),
@@ -236,10 +238,14 @@ def canonicalize(
     )
 
 
-def _derived(kind: str, canonical: str, fields: Mapping[str, str | None], file: str) -> pl.Expr:
+def _file(file: str | None) -> pl.Expr:
+    return pl.col(SOURCE_FILE) if file is None else pl.lit(file)
+
+
+def _derived(kind: str, canonical: str, fields: Mapping[str, str | None], file: str | None) -> pl.Expr:
     # Never rejects: a derived value fills a column the source does not have at all.
     if kind == "ledger" and canonical == ENTRY_ID and fields.get(ENTRY_ID) is None:
-        return pl.format("{}:{}", pl.lit(file), pl.col(SOURCE_LINE))
+        return pl.format("{}:{}", _file(file), pl.col(SOURCE_LINE))
     if kind == "ledger" and canonical == KIND:
         return pl.col(KIND).str.strip_chars().str.to_lowercase()
     if kind == "events" and canonical == KIND:

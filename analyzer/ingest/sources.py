@@ -17,7 +17,7 @@ import polars as pl
 import zstandard
 
 from analyzer.errors import InputError
-from analyzer.schema import REJECT_REASON, SOURCE_LINE
+from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
 
 RAW: Final = "_raw"
 SRC: Final = "src:"  # prefix of source-field columns, so a field named like `_line` cannot collide
@@ -197,14 +197,15 @@ def _head(f: BinaryIO, compression: str) -> tuple[bytes, bool, bool]:
     return bytes(out), False, False
 
 
-def scan_raw_lines(path: Path) -> pl.LazyFrame:
+def scan_raw_lines(paths: Path | Sequence[Path]) -> pl.LazyFrame:
     """Lines of a text file (plain, gzip or zstd) as `_line` (Int64, 1-based) and `_raw`; blank lines dropped.
 
     Invalid UTF-8 bytes arrive as U+FFFD; `_reject` is `invalid_char` for a line cut into more pieces
-    by the \\x1f byte than the reader can glue back, else null.
+    by the \\x1f byte than the reader can glue back, else null. Several files (a batch, see
+    `numbered`) are read as one stream with each row's `_file`.
     """
     lf = pl.scan_csv(
-        path,
+        paths if isinstance(paths, Path) else list(paths),
         has_header=False,
         separator=_UNIT_SEP,
         quote_char=None,
@@ -216,11 +217,12 @@ def scan_raw_lines(path: Path) -> pl.LazyFrame:
         row_index_name=SOURCE_LINE,
         row_index_offset=1,
         glob=False,
+        include_file_paths=None if isinstance(paths, Path) else SOURCE_FILE,
     )
+    lf = numbered(lf, paths, first=1)
     glued = pl.concat_str([RAW, *_PIECES], separator=_UNIT_SEP, ignore_nulls=True)
     return (
         lf.with_columns(
-            pl.col(SOURCE_LINE).cast(pl.Int64),
             # CRLF files: the reader splits on \n only.
             pl.when(pl.col(_PIECES[0]).is_null())
             .then(pl.col(RAW))
@@ -233,3 +235,16 @@ def scan_raw_lines(path: Path) -> pl.LazyFrame:
         .drop(*_PIECES, _OVERFLOW)
         .filter(pl.col(RAW).str.strip_chars().str.len_bytes() > 0)
     )
+
+
+def numbered(lf: pl.LazyFrame, paths: Path | Sequence[Path], *, first: int) -> pl.LazyFrame:
+    """`_line` as an Int64 counted in each file from `first`, from a scan's row index.
+
+    A scan of several files numbers their rows on from one file to the next: each file's numbers are
+    shifted back by its first row's. That takes a window over the batch, which is held in memory
+    (batches are small files; a single file streams).
+    """
+    line = pl.col(SOURCE_LINE).cast(pl.Int64)
+    if not isinstance(paths, Path):
+        line = line - line.min().over(SOURCE_FILE) + first
+    return lf.with_columns(line.alias(SOURCE_LINE))

@@ -1,0 +1,162 @@
+"""Small inputs staged in batches: every outcome equals reading the same files one by one.
+
+A batch is read by one scan of several files (reader.batches). What must not change: each file's
+report (rows, rejects by reason, fields, times), the rejects table (file, line, reason, raw), the
+analyzed rows with their `_file` and `_line`, derived entry ids, and the notes, including when a batch
+has to fall back to reading file by file (a broken object, a truncated stream).
+"""
+
+from __future__ import annotations
+
+import gzip
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from polars.testing import assert_frame_equal
+
+from analyzer import ingest
+from analyzer.config import Settings
+from analyzer.ingest import Loaded, load, reader
+
+sys.path.insert(0, str(Path(__file__).parent / "corpus"))
+import make_corpus  # noqa: E402
+
+line = make_corpus.gateway_line
+
+
+def _write(path: Path, lines: list[str], *, compress: bool = False) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = ("\n".join(lines) + "\n").encode()
+    path.write_bytes(gzip.compress(data, mtime=0) if compress else data)
+
+
+def _gateway_jsonl(folder: Path) -> None:
+    _write(folder / "a-01.jsonl.gz", [line(i) for i in range(0, 10)], compress=True)
+    # A broken line, a blank one, one without a status, a byte that is not UTF-8 (written below).
+    _write(
+        folder / "a-02.jsonl.gz",
+        [line(10), "not json", "", line(11).replace('"status": 200, ', "")],
+        compress=True,
+    )
+    _write(folder / "a-03.jsonl.gz", [line(i) for i in range(3, 8)], compress=True)  # a shipper's copies
+    _write(folder / "a-04.jsonl.gz", [line(i, status=502) for i in range(20, 26)], compress=True)
+    (folder / "a-05.jsonl").write_bytes(
+        b'{"timestamp": "2026-04-22T09:01:00Z", "user": "caf\xe9"}\n' + f"{line(30)}\n".encode()
+    )
+    _write(folder / "a-06.jsonl", [line(i) for i in range(31, 36)])
+    _write(folder / "a-07.jsonl", [line(40).replace('"model": "m", ', "")])  # other fields: its own batch
+    _write(folder / "a-08.jsonl", [line(i, hour=10) for i in range(3)])
+
+
+def _ledger_csv(folder: Path) -> None:
+    # No entry_id column: each entry's id is "<file>:<line>", which a batch must give alike.
+    header = "ts,account_id,kind,tokens,balance_after"
+    for n in range(4):
+        rows = [f"2026-04-22T09:0{n}:{s:02d}Z,acct-{s % 2},deduct,{10 + s},{1000 - s}" for s in range(5)]
+        if n == 2:
+            rows[1] = "2026-04-22T09:02:01Z,acct-1,deduct,12O,999"  # not a number
+            rows.append("2026-04-22T09:02:09Z,acct-1,deduct,1,2,3")  # too many fields
+        _write(folder / f"ledger-{n}.csv", [header, *rows])
+
+
+def _gateway_nginx(folder: Path) -> None:
+    for n in range(3):
+        rows = [
+            f'10.0.0.{s} - acct_{s} [22/Apr/2026:09:0{n}:{s:02d} +0000] "POST /v1/chat/completions HTTP/1.1" '
+            f'{502 if s % 4 == 0 else 200} 12 "-" "curl/8" 0.{s + 1:03d} 0.{s:03d}'
+            for s in range(6)
+        ]
+        if n == 1:
+            rows.insert(2, "garbage that is no nginx line")
+        _write(folder / f"access-{n}.log", rows)
+
+
+def _broken_object(folder: Path) -> None:
+    # Inside braces but not JSON: the fastest plan stops on it, so the batch is read file by file.
+    _write(folder / "b-1.jsonl", [line(i) for i in range(4)])
+    _write(folder / "b-2.jsonl", [line(4), '{"timestamp": "2026-04-22T09:00:05Z", "status": }', line(6)])
+    _write(folder / "b-3.jsonl", [line(i) for i in range(7, 9)])
+
+
+def _truncated(folder: Path) -> None:
+    _write(folder / "t-1.jsonl.gz", [line(i) for i in range(4)], compress=True)
+    cut = gzip.compress(("\n".join(line(i) for i in range(4, 40)) + "\n").encode(), mtime=0)
+    (folder / "t-2.jsonl.gz").write_bytes(cut[: len(cut) // 2])
+    _write(folder / "t-3.jsonl.gz", [line(i) for i in range(40, 44)], compress=True)
+
+
+CASES: dict[str, tuple[str, Callable[[Path], None]]] = {
+    "jsonl": ("gateway", _gateway_jsonl),
+    "csv-ledger": ("ledger", _ledger_csv),
+    "nginx": ("gateway", _gateway_nginx),
+    "broken-object": ("gateway", _broken_object),
+    "truncated-gzip": ("gateway", _truncated),
+}
+
+
+def _load(kind: str, folder: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]) -> Loaded:
+    """Load `folder`, recording the size of every batch read."""
+
+    def spy(kind: str, batch: list[reader.Opened], *args: object) -> list[reader.FileRead]:
+        sizes.append(len(batch))
+        return reader.read_batch(kind, batch, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ingest, "read_batch", spy)
+    return load(kind, [folder], Settings())
+
+
+def _assert_same(batched: Loaded, alone: Loaded) -> None:
+    assert batched.inputs == alone.inputs
+    assert batched.notes == alone.notes
+    assert_frame_equal(batched.rejects, alone.rejects)
+    assert_frame_equal(batched.frame.collect(), alone.frame.collect())
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_batched_read_equals_reading_file_by_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    kind, make = CASES[case]
+    make(tmp_path)
+    batched_sizes: list[int] = []
+    batched = _load(kind, tmp_path, monkeypatch, batched_sizes)
+    monkeypatch.setattr(reader, "BATCH_FILE_BYTES", 0)  # no file is small enough: one at a time
+    alone_sizes: list[int] = []
+    alone = _load(kind, tmp_path, monkeypatch, alone_sizes)
+    assert set(alone_sizes) == {1}
+    assert max(batched_sizes) > 1, "no batch was formed: the comparison would prove nothing"
+    assert sum(batched_sizes) == sum(alone_sizes) == len(alone.inputs)
+    _assert_same(batched, alone)
+    assert sum(r.rows_read for r in alone.inputs) == sum(
+        r.rows_analyzed + r.rows_rejected for r in alone.inputs
+    )
+
+
+def test_batches_hold_runs_of_files_read_alike_within_the_size_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _gateway_jsonl(tmp_path)
+    sizes: list[int] = []
+    _load("gateway", tmp_path, monkeypatch, sizes)
+    # a-01..a-04: gzip, one set of fields; a-05 and a-06: plain, the same set; a-07 lacks `model`;
+    # a-08 is like a-06 but a batch is a run of neighbours (path order is kept).
+    assert sizes == [4, 2, 1, 1]
+    monkeypatch.setattr(reader, "BATCH_BYTES", 2 * 8 * (tmp_path / "a-01.jsonl.gz").stat().st_size)
+    sizes.clear()
+    _load("gateway", tmp_path, monkeypatch, sizes)
+    assert sizes[:2] == [2, 2] and sum(sizes) == 8
+
+
+def test_the_expected_findings_of_the_corpus_files_hold_when_batched(tmp_path: Path) -> None:
+    _gateway_jsonl(tmp_path)
+    loaded = load("gateway", [tmp_path], Settings())
+    by_name = {Path(r.path).name: r for r in loaded.inputs}
+    assert by_name["a-02.jsonl.gz"].rejects_by_reason == {"malformed_json": 1, "missing_field:status": 1}
+    assert by_name["a-03.jsonl.gz"].rejects_by_reason == {"duplicate_line": 5}
+    assert by_name["a-05.jsonl"].rejects_by_reason == {"invalid_utf8": 1}
+    bad = loaded.rejects.filter(loaded.rejects["reason"] == "malformed_json")
+    assert bad.select("file", "line", "raw").rows() == [(str(tmp_path / "a-02.jsonl.gz"), 2, "not json")]
+    missing = loaded.rejects.filter(loaded.rejects["reason"] == "missing_field:status")
+    assert missing["line"].to_list() == [4]  # the blank line 3 is not a row but still counts as a line
