@@ -128,13 +128,8 @@ def _frozen(value: object) -> Hashable:
     return tuple(value) if isinstance(value, list) else value  # type: ignore[return-value]
 
 
-def read_file(kind: str, path: Path, config: SourceConfig, sink: Path) -> FileRead:
-    """Parse `path` as a `kind` input and sink its canonical rows (good and rejected) to `sink`."""
-    return _read(kind, open_input(kind, path, config), config, sink)
-
-
 def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: Path) -> list[FileRead]:
-    """Read a batch (see `batches`) with one scan into one sink; a batch of one as `read_file` does.
+    """Read a batch (see `batches`) with one scan into `sink`; a batch of one file is read on its own.
 
     A batch the fastest plan cannot read (a broken object, unbalanced quotes, a damaged stream) is
     read again file by file, so that each file gets the plan, notes and errors it would get alone.
@@ -160,6 +155,7 @@ def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: P
 
 
 def _read(kind: str, opened: Opened, config: SourceConfig, sink: Path) -> FileRead:
+    """Parse one input and sink its canonical rows (good and rejected) to `sink`; Parquet: in place."""
     label = opened.label
     if opened.fmt.name == IN_PLACE:
         try:
