@@ -1,6 +1,7 @@
-"""Small inputs staged in batches: every outcome equals reading the same files one by one.
+"""Inputs read in batches: every outcome equals reading the same files one by one.
 
-A batch is read by one scan of several files (reader.batches). What must not change: each file's
+A batch is read by one scan of several files (reader.batches): small text files staged together,
+Parquet files of one schema as one lazy query. What must not change: each file's
 report (rows, rejects by reason, fields, times), the rejects table (file, line, reason, raw), the
 analyzed rows with their `_file` and `_line`, derived entry ids, and the notes, including when a batch
 has to fall back to reading file by file (a broken object, a truncated stream).
@@ -13,6 +14,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import polars as pl
 import pytest
 from polars.testing import assert_frame_equal
 
@@ -87,24 +89,43 @@ def _truncated(folder: Path) -> None:
     _write(folder / "t-3.jsonl.gz", [line(i) for i in range(40, 44)], compress=True)
 
 
-CASES: dict[str, tuple[str, Callable[[Path], None]]] = {
+def _parquet_files(folder: Path) -> list[Path]:
+    # Parquet files named one by one (a folder would be one dataset): read in place, one query a batch.
+    rows = [
+        {"timestamp": f"2026-04-22T09:00:{s:02d}Z", "request_id": f"p{s}", "status": "200", "model": "m"}
+        for s in range(12)
+    ]
+    rows[7]["status"] = "OK?"  # not a status: a reject of the file it is in
+    parts = [rows[0:4], rows[4:8], [*rows[2:4], *rows[8:10]], rows[10:12]]  # part 2 repeats two rows
+    paths = []
+    for i, part in enumerate(parts):
+        frame = pl.DataFrame(part)
+        if i == 3:
+            frame = frame.with_columns(pl.col("status").cast(pl.Int64))  # another schema: another batch
+        paths.append(folder / f"p-{i}.parquet")
+        frame.write_parquet(paths[-1])
+    return paths
+
+
+CASES: dict[str, tuple[str, Callable[[Path], list[Path] | None]]] = {
     "jsonl": ("gateway", _gateway_jsonl),
     "csv-ledger": ("ledger", _ledger_csv),
     "nginx": ("gateway", _gateway_nginx),
     "broken-object": ("gateway", _broken_object),
     "truncated-gzip": ("gateway", _truncated),
+    "parquet-files": ("gateway", _parquet_files),
 }
 
 
-def _load(kind: str, folder: Path, monkeypatch: pytest.MonkeyPatch, sizes: list[int]) -> Loaded:
-    """Load `folder`, recording the size of every batch read."""
+def _load(kind: str, paths: list[Path], monkeypatch: pytest.MonkeyPatch, sizes: list[int]) -> Loaded:
+    """Load `paths`, recording the size of every batch read."""
 
     def spy(kind: str, batch: list[reader.Opened], *args: object) -> list[reader.FileRead]:
         sizes.append(len(batch))
         return reader.read_batch(kind, batch, *args)  # type: ignore[arg-type]
 
     monkeypatch.setattr(ingest, "read_batch", spy)
-    return load(kind, [folder], Settings())
+    return load(kind, paths, Settings())
 
 
 def _assert_same(batched: Loaded, alone: Loaded) -> None:
@@ -119,12 +140,12 @@ def test_batched_read_equals_reading_file_by_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
 ) -> None:
     kind, make = CASES[case]
-    make(tmp_path)
+    paths = make(tmp_path) or [tmp_path]
     batched_sizes: list[int] = []
-    batched = _load(kind, tmp_path, monkeypatch, batched_sizes)
-    monkeypatch.setattr(reader, "BATCH_FILE_BYTES", 0)  # no file is small enough: one at a time
+    batched = _load(kind, paths, monkeypatch, batched_sizes)
+    monkeypatch.setattr(reader, "BATCH_FILE_BYTES", -1)  # no file is small enough: one at a time
     alone_sizes: list[int] = []
-    alone = _load(kind, tmp_path, monkeypatch, alone_sizes)
+    alone = _load(kind, paths, monkeypatch, alone_sizes)
     assert set(alone_sizes) == {1}
     assert max(batched_sizes) > 1, "no batch was formed: the comparison would prove nothing"
     assert sum(batched_sizes) == sum(alone_sizes) == len(alone.inputs)
@@ -139,13 +160,13 @@ def test_batches_hold_runs_of_files_read_alike_within_the_size_limits(
 ) -> None:
     _gateway_jsonl(tmp_path)
     sizes: list[int] = []
-    _load("gateway", tmp_path, monkeypatch, sizes)
+    _load("gateway", [tmp_path], monkeypatch, sizes)
     # a-01..a-04: gzip, one set of fields; a-05 and a-06: plain, the same set; a-07 lacks `model`;
     # a-08 is like a-06 but a batch is a run of neighbours (path order is kept).
     assert sizes == [4, 2, 1, 1]
     monkeypatch.setattr(reader, "BATCH_BYTES", 2 * 8 * (tmp_path / "a-01.jsonl.gz").stat().st_size)
     sizes.clear()
-    _load("gateway", tmp_path, monkeypatch, sizes)
+    _load("gateway", [tmp_path], monkeypatch, sizes)
     assert sizes[:2] == [2, 2] and sum(sizes) == 8
 
 
@@ -160,3 +181,25 @@ def test_the_expected_findings_of_the_corpus_files_hold_when_batched(tmp_path: P
     assert bad.select("file", "line", "raw").rows() == [(str(tmp_path / "a-02.jsonl.gz"), 2, "not json")]
     missing = loaded.rejects.filter(loaded.rejects["reason"] == "missing_field:status")
     assert missing["line"].to_list() == [4]  # the blank line 3 is not a row but still counts as a line
+
+
+def test_parquet_files_batched_keep_their_rows_rejects_and_copies(tmp_path: Path) -> None:
+    paths = _parquet_files(tmp_path)
+    loaded = load("gateway", paths, Settings())
+    assert [(r.rows_read, r.rows_rejected, r.rejects_by_reason) for r in loaded.inputs] == [
+        (4, 0, {}),
+        (4, 1, {"bad_value:status": 1}),
+        (4, 2, {"duplicate_line": 2}),
+        (2, 0, {}),
+    ]
+    assert loaded.rejects.select("file", "line").rows() == [
+        (str(paths[1]), 4),
+        (str(paths[2]), 1),
+        (str(paths[2]), 2),
+    ]
+    kept = loaded.frame.select("_file", "_line", "request_id").collect()
+    assert kept.filter(pl.col("_file") == str(paths[2])).rows() == [
+        (str(paths[2]), 3, "p8"),
+        (str(paths[2]), 4, "p9"),
+    ]
+    assert kept["request_id"].to_list() == [f"p{i}" for i in range(12) if i != 7]

@@ -125,19 +125,26 @@ def _goods(kind: str, reads: Sequence[FileRead], rejects: pl.DataFrame) -> list[
     columns = [*_columns(kind, [r.report for r in reads]), SOURCE_FILE, SOURCE_LINE]
     columns += duplicates.HASHES if kind == "gateway" else ()
     out: list[pl.LazyFrame] = []
-    for read in _staged(reads):
-        if read.sink is not None:
+    for group in _groups(reads):
+        rows = _rows(group[0])
+        if group[0].sink is not None:
             # A scan per staged file (a file's name is a literal, a batch's a column): every staged file
             # has every canonical column (mapping.canonicalize writes them all).
-            out.append(_rows(read).filter(pl.col(REJECT_REASON).is_null()).select(columns))
-        else:
-            assert read.plan is not None
-            rows = read.plan.select(columns)
-            if read.report.rows_rejected:
-                # By line number, not by the reasons: no scan has to read every column to compute them.
-                lines = rejects.filter(pl.col("file") == read.report.path)["line"]
-                rows = rows.filter(~pl.col(SOURCE_LINE).is_in(lines.implode()))
-            out.append(rows)
+            out.append(rows.filter(pl.col(REJECT_REASON).is_null()).select(columns))
+            continue
+        # Read in place: rejected rows are dropped by line number, not by their reasons (no scan has
+        # to read every column to compute them).
+        rows = rows.select(columns)
+        rejected = [r.report.path for r in group if r.report.rows_rejected]
+        if len(group) == 1 and rejected:
+            lines = rejects.filter(pl.col("file") == rejected[0])["line"]
+            rows = rows.filter(~pl.col(SOURCE_LINE).is_in(lines.implode()))
+        elif rejected:
+            bad = rejects.filter(pl.col("file").is_in(rejected)).select(
+                pl.col("file").alias(SOURCE_FILE), pl.col("line").alias(SOURCE_LINE)
+            )
+            rows = rows.join(bad.lazy(), on=[SOURCE_FILE, SOURCE_LINE], how="anti", maintain_order="left")
+        out.append(rows)
     return out
 
 
@@ -153,7 +160,7 @@ def _frame(kind: str, reads: Sequence[FileRead], goods: Sequence[pl.LazyFrame]) 
 def _rejects(reads: Sequence[FileRead]) -> pl.DataFrame:
     # Only inputs with rejected rows are scanned again (a query over thousands of small staged files
     # costs ~15 ms a file even when it finds nothing); their reports already count the rejects.
-    rows = [_rows(r) for r in _staged([r for r in reads if r.report.rows_rejected])]
+    rows = [_rows(g[0]) for g in _groups(reads) if any(r.report.rows_rejected for r in g)]
     if not rows:
         return pl.DataFrame(schema=REJECT_COLUMNS)
     return (
@@ -173,22 +180,27 @@ def _rejects(reads: Sequence[FileRead]) -> pl.DataFrame:
     )
 
 
-def _staged(reads: Sequence[FileRead]) -> list[FileRead]:
-    """The reads, a batch's only by its first input: its sink holds them all (in path order)."""
-    seen: set[Path] = set()
-    out = []
+def _groups(reads: Sequence[FileRead]) -> list[list[FileRead]]:
+    """The reads as they were read: each input alone, a batch's inputs together (in path order)."""
+    out: list[list[FileRead]] = []
     for read in reads:
-        if read.batched and read.sink is not None:
-            if read.sink in seen:
-                continue
-            seen.add(read.sink)
-        out.append(read)
+        if out and read.batched and out[-1][0].batched and _same_store(out[-1][0], read):
+            out[-1].append(read)
+        else:
+            out.append([read])
     return out
 
 
+def _same_store(a: FileRead, b: FileRead) -> bool:
+    # What a batch's inputs share: the one sink, or the one plan of Parquet files read in place.
+    return a.sink == b.sink if a.sink is not None else a.plan is b.plan
+
+
 def _rows(read: FileRead) -> pl.LazyFrame:
-    """The rows `read` stands for in `_staged`: a batch's whole sink, else the input's."""
-    return pl.scan_parquet(read.sink) if read.batched and read.sink is not None else read.rows()
+    """Every row of `read`'s group (see `_groups`): a batch's whole sink or plan, else the input's."""
+    if not read.batched:
+        return read.rows()
+    return pl.scan_parquet(read.sink) if read.sink is not None else read.plan  # type: ignore[return-value]
 
 
 def _raw_note(inputs: Sequence[InputReport]) -> tuple[str, ...]:

@@ -98,10 +98,12 @@ def _open_parquet(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
     top = list(dict.fromkeys(key_path[0] for key_path, _ in leaves.values()))
 
     def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
-        # Never batched (read in place, no batch value): `files` is this path.
-        return parquet.scan_parquet(path, {SRC + n: leaves[n][0] for n in wanted}, top)
+        return parquet.scan_parquet(files, {SRC + n: leaves[n][0] for n in wanted}, top)
 
-    return Source({n: dtype for n, (_, dtype) in leaves.items()}, True, scan, text=False, hashed=True)
+    # Files of one schema batch (a folder is already one scan of its files).
+    batch = None if path.is_dir() else ("parquet", tuple(leaves.items()))
+    fields = {n: dtype for n, (_, dtype) in leaves.items()}
+    return Source(fields, True, scan, text=False, hashed=True, batch=batch)
 
 
 LineParser = Callable[[pl.LazyFrame, SourceConfig], pl.LazyFrame]

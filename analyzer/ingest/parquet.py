@@ -1,5 +1,7 @@
 """Parquet: one file, or a folder of files (hive partitions such as `region=eu/` become columns).
 
+Files named one by one that share a schema are read as one batch (one query, `_file` per row).
+
 Columns keep their types; nested structs are reached by dotted paths. Line numbers are row numbers
 (1-based) within the file or folder. A rejected row's raw text is the row as JSON; a row's line hashes
 (to find rows a shipper delivered twice) are hashes of the whole row's values, not of that JSON text,
@@ -9,14 +11,16 @@ which would cost a JSON encoding of every row.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from itertools import accumulate
 from pathlib import Path
 
 import polars as pl
+import pyarrow.parquet as pq  # type: ignore[import-untyped]  # (no type stubs)
 
 from analyzer.errors import InputError
 from analyzer.ingest.duplicates import HASHES
 from analyzer.ingest.sources import RAW
-from analyzer.schema import REJECT_REASON, SOURCE_LINE
+from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
 
 KeyPath = tuple[str, ...]
 
@@ -68,8 +72,14 @@ def _leaves(path: KeyPath, dtype: pl.DataType, out: dict[str, tuple[KeyPath, pl.
         out[".".join(path)] = (path, dtype)
 
 
-def scan_parquet(path: Path, wanted: Mapping[str, KeyPath], top: Sequence[str]) -> pl.LazyFrame:
-    """`_line`, `_raw`, `_reject` (null), the line hashes and one typed column per wanted field."""
+def scan_parquet(
+    paths: Path | Sequence[Path], wanted: Mapping[str, KeyPath], top: Sequence[str]
+) -> pl.LazyFrame:
+    """`_line`, `_raw`, `_reject` (null), the line hashes and one typed column per wanted field.
+
+    Several files (of one schema) are one scan, each row with its `_file`; their row numbers run on
+    from file to file, so each file's first row number, known from the files' footers, is subtracted.
+    """
     columns = []
     for name, key_path in wanted.items():
         expr = pl.col(key_path[0])
@@ -82,14 +92,21 @@ def scan_parquet(path: Path, wanted: Mapping[str, KeyPath], top: Sequence[str]) 
         (record.hash(seed=seed) if top else pl.lit(seed, pl.UInt64)).alias(name)
         for seed, name in enumerate(HASHES)
     ]
-    return (
-        scan(path)
-        .with_row_index(SOURCE_LINE, offset=1)
-        .select(
-            pl.col(SOURCE_LINE).cast(pl.Int64),
-            raw.alias(RAW),
-            pl.lit(None, pl.String).alias(REJECT_REASON),
-            *hashes,
-            *columns,
-        )
+    line = pl.col(SOURCE_LINE).cast(pl.Int64)
+    if isinstance(paths, Path):
+        lf, batch = scan(paths), []
+    else:
+        files = list(paths)
+        lf = pl.scan_parquet(files, hive_partitioning=False, include_file_paths=SOURCE_FILE)
+        counts = [pq.ParquetFile(f).metadata.num_rows for f in files]
+        starts = [0, *accumulate(counts)][:-1]
+        line -= pl.col(SOURCE_FILE).replace_strict([str(f) for f in files], starts, return_dtype=pl.Int64)
+        batch = [pl.col(SOURCE_FILE)]
+    return lf.with_row_index(SOURCE_LINE, offset=1).select(
+        line.alias(SOURCE_LINE),
+        raw.alias(RAW),
+        pl.lit(None, pl.String).alias(REJECT_REASON),
+        *hashes,
+        *columns,
+        *batch,
     )

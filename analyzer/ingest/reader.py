@@ -4,7 +4,8 @@ Text inputs: one streaming pass per input (sniff, pick the format, map fields, p
 (good and rejected) with `_line`, `_reject` to a staging Parquet file; runs of small inputs read alike
 are staged together by one pass into one file, each row with its `_file` (`batches`). Parquet inputs are
 already columnar: they are not copied, their canonical rows are a lazy query on the source files
-(`FileRead.plan`), and each later scan reads only the columns it needs. Either way the InputReport is
+(`FileRead.plan`; one query for a batch of files of one schema), and each later scan reads only the
+columns it needs. Either way the InputReport is
 one aggregation over the rows, and rows_read = rows analyzed + rows rejected holds by construction
 (asserted).
 """
@@ -42,16 +43,17 @@ class FileRead:
     notes: tuple[str, ...] = ()
     # Parquet read in place: `_file`, `_line`, `_reject`, `_raw`, canonical columns (and line hashes).
     plan: pl.LazyFrame | None = None
-    # The sink holds a batch of small inputs, each row with its `_file`; else only this input's rows.
+    # The sink (or plan) holds a batch of inputs, each row with its `_file`; else this input's rows only.
     batched: bool = False
 
     def rows(self) -> pl.LazyFrame:
         """Every row of the input, good and rejected, with its reject reason."""
+        mine = pl.col(SOURCE_FILE) == self.report.path
         if self.plan is not None:
-            return self.plan
+            return self.plan.filter(mine) if self.batched else self.plan
         assert self.sink is not None
         if self.batched:
-            return pl.scan_parquet(self.sink).filter(pl.col(SOURCE_FILE) == self.report.path)
+            return pl.scan_parquet(self.sink).filter(mine)
         # The file's name is not staged on every row (writing it cost ~15% of a JSON log's pass).
         return pl.scan_parquet(self.sink).with_columns(pl.lit(self.report.path).alias(SOURCE_FILE))
 
@@ -94,8 +96,9 @@ def open_input(kind: str, path: Path, config: SourceConfig) -> Opened:
         raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
     unverified = [c for c, name in fields.items() if c in config.fields and name not in source.fields]
     units = mapping.units_for(fields, config.units, source.units)
-    # Compressed logs hold ~8x their size in text.
-    text = path.stat().st_size * (1 if sniffed.compression == "none" else 8)
+    # What a batch holds in memory for it: its text (compressed logs: ~8x their size); Parquet read in
+    # place, nothing.
+    text = 0 if fmt.name == IN_PLACE else path.stat().st_size * (1 if sniffed.compression == "none" else 8)
     batch: Hashable = None
     if source.batch is not None and text <= BATCH_FILE_BYTES:
         batch = (fmt.name, sniffed.compression, source.batch, *map(_frozen, (fields, unverified, units)))
@@ -137,6 +140,8 @@ def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: P
     if len(batch) == 1:
         return [_read(kind, batch[0], config, sink)]
     first = batch[0]
+    if first.fmt.name == IN_PLACE:
+        return _read_in_place(kind, batch, config)
     try:
         _plan_of(kind, first, [o.path for o in batch], config, file=None)(0).sink_parquet(
             sink, compression="lz4"
@@ -150,6 +155,22 @@ def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: P
     counts = _counts(kind, pl.scan_parquet(sink), first.unverified, by_file=True)
     return [
         FileRead(_report(kind, o, counts.filter(pl.col(SOURCE_FILE) == o.label)), sink, batched=True)
+        for o in batch
+    ]
+
+
+def _read_in_place(kind: str, batch: Sequence[Opened], config: SourceConfig) -> list[FileRead]:
+    """Parquet files of one schema as one lazy query (each row with its `_file`), reported together."""
+    first = batch[0]
+    try:
+        plan = _plan_of(kind, first, [o.path for o in batch], config, file=None)(0)
+        counts = _counts(kind, plan, first.unverified, by_file=True)
+    except (pl.exceptions.PolarsError, OSError):
+        return [_read(kind, opened, config, Path()) for opened in batch]  # each says what is wrong
+    return [
+        FileRead(
+            _report(kind, o, counts.filter(pl.col(SOURCE_FILE) == o.label)), None, (), plan, batched=True
+        )
         for o in batch
     ]
 
