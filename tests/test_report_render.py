@@ -153,3 +153,48 @@ def test_gate_rejects_boundary_is_exact(rule: str, holds: bool) -> None:
 def test_no_events_means_no_response_or_fix_time() -> None:
     s = build_report(inputs(), detection(), None, events().head(0), Settings()).summary
     assert (s["first_response_at"], s["fix_at"], s["symptom_to_fix_seconds"]) == (None, None, None)
+
+
+@pytest.mark.parametrize(("inputs_count", "with_rejects"), [(31, 2), (40, 35), (40, 0)])
+def test_many_inputs_list_only_those_with_rejects_in_markdown(inputs_count: int, with_rejects: int) -> None:
+    # Thousands of rotated files would be thousands of table rows: the page names the ones with
+    # rejects (at most MAX_INPUT_ROWS), the JSON keeps every input.
+    from analyzer.findings import InputReport
+    from analyzer.report.markdown import MAX_INPUT_ROWS
+
+    many = tuple(
+        InputReport(
+            "gateway",
+            f"logs/g-{n:03d}.jsonl",
+            "jsonl",
+            "none",
+            10,
+            int(n < with_rejects),
+            {"malformed_json": 1} if n < with_rejects else {},
+        )
+        for n in range(inputs_count)
+    )
+    report = build_report(many, detection(), reconciliation(), events(), Settings())
+    text = render_markdown(report)
+    listed = [n for n in range(inputs_count) if f"| logs/g-{n:03d}.jsonl |" in text]
+    assert listed == list(range(min(with_rejects, MAX_INPUT_ROWS)))
+    first = f"the first {MAX_INPUT_ROWS} " if with_rejects > MAX_INPUT_ROWS else ""
+    said = (
+        f"{len(listed)} of {inputs_count} inputs listed: {first}with rejected rows, in path order. "
+        "The JSON report's `inputs` lists every input."
+        if with_rejects
+        else f"None of the {inputs_count} inputs has a rejected row; the JSON report's `inputs` lists each."
+    )
+    assert said in text
+    assert ("| Kind | Path |" in text) == bool(with_rejects)
+    assert f"- gateway: {inputs_count} files, {10 * inputs_count} rows read, {with_rejects} rejected" in text
+    assert len(json.loads(render_json(report))["inputs"]) == inputs_count
+
+
+def test_up_to_max_inputs_are_all_listed() -> None:
+    from analyzer.report.markdown import MAX_INPUT_ROWS
+
+    text = render_markdown(_report())
+    assert len(inputs()) <= MAX_INPUT_ROWS
+    assert all(f"| {i.path} |" in text for i in inputs())
+    assert "inputs listed" not in text

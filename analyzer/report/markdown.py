@@ -32,6 +32,9 @@ from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
 from analyzer.timeline import span_text
 
+# More inputs than this: the Data quality table lists only inputs with rejected rows (at most this many).
+MAX_INPUT_ROWS = 30
+
 
 def render_markdown(report: Report) -> str:
     """The post-mortem: summary, impact, timeline, bursts, latency, ledger, refunds, data quality, method."""
@@ -220,6 +223,10 @@ def _data_quality(report: Report, clock: Clock) -> list[str]:
                 f"{rejected:,} rejected{share}"
             )
     out.append("")
+    listed = report.inputs
+    if len(listed) > MAX_INPUT_ROWS:
+        # Rotated logs come in thousands of files: the page names those with rejects, the JSON all.
+        listed = tuple(i for i in report.inputs if i.rows_rejected)
     rows = [
         [
             i.kind,
@@ -231,10 +238,23 @@ def _data_quality(report: Report, clock: Clock) -> list[str]:
             dated.at(i.first_ts),
             dated.at(i.last_ts),
         ]
-        for i in report.inputs
+        for i in listed[:MAX_INPUT_ROWS]
     ]
     head = ["Kind", "Path", "Format", "Rows read", "Rejected", "Rejects by reason", "First", "Last"]
-    out += table(head, rows, right=("Rows read", "Rejected"))
+    if rows:
+        out += table(head, rows, right=("Rows read", "Rejected"))
+    if not rows:
+        out += [
+            f"None of the {len(report.inputs):,} inputs has a rejected row; the JSON report's `inputs` lists each.",
+            "",
+        ]
+    elif len(rows) < len(report.inputs):
+        first = f"the first {len(rows)} " if len(listed) > len(rows) else ""
+        out += [
+            f"{len(rows):,} of {len(report.inputs):,} inputs listed: {first}with rejected rows, in path "
+            "order. The JSON report's `inputs` lists every input.",
+            "",
+        ]
     if report.notes:
         out += [f"- {escape(n)}" for n in report.notes] + [""]
     return out
