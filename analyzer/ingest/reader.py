@@ -132,16 +132,16 @@ def _frozen(value: object) -> Hashable:
 
 
 def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: Path) -> list[FileRead]:
-    """Read a batch (see `batches`) with one scan into `sink`; a batch of one file is read on its own.
+    """Read a batch (see `batches`): text inputs by one scan into `sink`, Parquet as one lazy query.
 
     A batch the fastest plan cannot read (a broken object, unbalanced quotes, a damaged stream) is
     read again file by file, so that each file gets the plan, notes and errors it would get alone.
     """
+    if batch[0].fmt.name == IN_PLACE:
+        return _in_place(kind, batch, config)
     if len(batch) == 1:
-        return [_read(kind, batch[0], config, sink)]
+        return [_staged(kind, batch[0], config, sink)]
     first = batch[0]
-    if first.fmt.name == IN_PLACE:
-        return _read_in_place(kind, batch, config)
     try:
         _plan_of(kind, first, [o.path for o in batch], config, file=None)(0).sink_parquet(
             sink, compression="lz4"
@@ -149,7 +149,7 @@ def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: P
     except (pl.exceptions.PolarsError, OSError):
         sink.unlink(missing_ok=True)
         return [
-            _read(kind, opened, config, sink.with_name(f"{sink.stem}-{i:05d}.parquet"))
+            _staged(kind, opened, config, sink.with_name(f"{sink.stem}-{i:05d}.parquet"))
             for i, opened in enumerate(batch)
         ]
     counts = _counts(kind, pl.scan_parquet(sink), first.unverified, by_file=True)
@@ -159,14 +159,21 @@ def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: P
     ]
 
 
-def _read_in_place(kind: str, batch: Sequence[Opened], config: SourceConfig) -> list[FileRead]:
-    """Parquet files of one schema as one lazy query (each row with its `_file`), reported together."""
+def _in_place(kind: str, batch: Sequence[Opened], config: SourceConfig) -> list[FileRead]:
+    """Parquet read where it lies: one lazy query (several files: each row with its `_file`)."""
     first = batch[0]
+    if len(batch) == 1:
+        try:
+            plan = _plan_of(kind, first, first.path, config, file=first.label)(0)
+            report = _report(kind, first, _counts(kind, plan, first.unverified))
+        except pl.exceptions.PolarsError as e:
+            raise InputError(f"cannot be parsed as {first.fmt.name}: {e}", path=first.label) from None
+        return [FileRead(report, None, (), plan)]
     try:
         plan = _plan_of(kind, first, [o.path for o in batch], config, file=None)(0)
         counts = _counts(kind, plan, first.unverified, by_file=True)
     except (pl.exceptions.PolarsError, OSError):
-        return [_read(kind, opened, config, Path()) for opened in batch]  # each says what is wrong
+        return [read for opened in batch for read in _in_place(kind, [opened], config)]  # each says why
     return [
         FileRead(
             _report(kind, o, counts.filter(pl.col(SOURCE_FILE) == o.label)), None, (), plan, batched=True
@@ -175,16 +182,9 @@ def _read_in_place(kind: str, batch: Sequence[Opened], config: SourceConfig) -> 
     ]
 
 
-def _read(kind: str, opened: Opened, config: SourceConfig, sink: Path) -> FileRead:
-    """Parse one input and sink its canonical rows (good and rejected) to `sink`; Parquet: in place."""
+def _staged(kind: str, opened: Opened, config: SourceConfig, sink: Path) -> FileRead:
+    """Parse one text input and sink its canonical rows (good and rejected) to `sink`."""
     label = opened.label
-    if opened.fmt.name == IN_PLACE:
-        try:
-            plan = _plan_of(kind, opened, opened.path, config, file=label)(0)
-            report = _report(kind, opened, _counts(kind, plan, opened.unverified))
-        except pl.exceptions.PolarsError as e:
-            raise InputError(f"cannot be parsed as {opened.fmt.name}: {e}", path=label) from None
-        return FileRead(report, None, (), plan)
     try:
         notes = _parse(kind, opened, opened.path, config, sink)
     except OSError as e:
