@@ -203,3 +203,22 @@ def test_parquet_files_batched_keep_their_rows_rejects_and_copies(tmp_path: Path
         (str(paths[2]), 4, "p9"),
     ]
     assert kept["request_id"].to_list() == [f"p{i}" for i in range(12) if i != 7]
+
+
+def test_a_small_gzip_holding_much_text_is_read_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 2 MiB of repetitive text compresses to a few kB: the gzip trailer, not the file size, says how
+    # much a batch would hold for it.
+    _write(tmp_path / "a-1.jsonl.gz", [line(i) for i in range(3)], compress=True)
+    _write(tmp_path / "a-2.jsonl.gz", [line(1)] * 7000, compress=True)  # ~2 MiB of text
+    _write(tmp_path / "a-3.jsonl.gz", [line(i) for i in range(3, 6)], compress=True)
+    assert (tmp_path / "a-2.jsonl.gz").stat().st_size * 8 < 1 << 20
+    monkeypatch.setattr(reader, "BATCH_FILE_BYTES", 1 << 20)
+    sizes: list[int] = []
+    _load("gateway", [tmp_path], monkeypatch, sizes)
+    assert sizes == [1, 1, 1]
+    monkeypatch.setattr(reader, "BATCH_FILE_BYTES", 4 << 20)
+    sizes.clear()
+    _load("gateway", [tmp_path], monkeypatch, sizes)
+    assert sizes == [3]

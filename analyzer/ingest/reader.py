@@ -69,7 +69,7 @@ class Opened:
     fields: dict[str, str | None]
     unverified: list[str]  # canonical columns mapped by the config to a field the sample lacks
     units: dict[str, str]
-    text_bytes: int  # about how much text the input holds
+    text_bytes: int  # about how much text the input holds (Parquet read in place: 0)
     batch: Hashable  # equal (not None) for small inputs that one scan can read together
 
     @property
@@ -96,13 +96,26 @@ def open_input(kind: str, path: Path, config: SourceConfig) -> Opened:
         raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
     unverified = [c for c, name in fields.items() if c in config.fields and name not in source.fields]
     units = mapping.units_for(fields, config.units, source.units)
-    # What a batch holds in memory for it: its text (compressed logs: ~8x their size); Parquet read in
-    # place, nothing.
-    text = 0 if fmt.name == IN_PLACE else path.stat().st_size * (1 if sniffed.compression == "none" else 8)
+    text = 0 if fmt.name == IN_PLACE else _text_bytes(path, sniffed.compression)
     batch: Hashable = None
     if source.batch is not None and text <= BATCH_FILE_BYTES:
         batch = (fmt.name, sniffed.compression, source.batch, *map(_frozen, (fields, unverified, units)))
     return Opened(path, sniffed.compression, fmt, source, fields, unverified, units, text, batch)
+
+
+def _text_bytes(path: Path, compression: str) -> int:
+    """What a batch holds in memory for an input: its text. Compressed logs: ~8x their size, more when
+    a gzip trailer says so (the size of the last member's text, mod 4 GiB). Gzip cannot shrink text
+    more than ~1032x: a larger figure is not a trailer (a file cut short) and is not believed."""
+    size = path.stat().st_size
+    if compression == "none":
+        return size
+    if compression == "gzip" and size >= 18:
+        with path.open("rb") as f:
+            f.seek(-4, 2)
+            trailer = int.from_bytes(f.read(4), "little")
+        return max(8 * size, trailer if trailer <= 1032 * size else 0)
+    return 8 * size
 
 
 def batches(kind: str, paths: Sequence[Path], config: SourceConfig) -> Iterator[list[Opened]]:
