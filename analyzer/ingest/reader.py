@@ -185,7 +185,7 @@ def _in_place(kind: str, batch: Sequence[Opened], config: SourceConfig) -> list[
     try:
         plan = _plan_of(kind, first, [o.path for o in batch], config, file=None)(0)
         counts = _counts(kind, plan, first.unverified, by_file=True)
-    except (pl.exceptions.PolarsError, OSError):
+    except (pl.exceptions.PolarsError, OSError, ValueError):  # ValueError: pyarrow reading a footer
         return [read for opened in batch for read in _in_place(kind, [opened], config)]  # each says why
     return [
         FileRead(
