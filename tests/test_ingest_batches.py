@@ -24,6 +24,7 @@ from analyzer.ingest import Loaded, load, reader
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
 import make_corpus  # noqa: E402
+from test_ingest_alb import BAD_GATEWAY, MODERN  # noqa: E402
 
 line = make_corpus.gateway_line
 
@@ -75,6 +76,20 @@ def _gateway_nginx(folder: Path) -> None:
         _write(folder / f"access-{n}.log", rows)
 
 
+def _gateway_alb(folder: Path) -> None:
+    # One file per load balancer node every 5 minutes: the case batches are for.
+    for n in range(4):
+        rows = [
+            (BAD_GATEWAY if s % 3 == 0 else MODERN).replace(
+                "22:23:00.186641", f"22:{20 + n:02d}:{s:02d}.000000"
+            )
+            for s in range(5)
+        ]
+        if n == 2:
+            rows.insert(1, "not an ALB line")
+        _write(folder / f"lb-{n}.log.gz", rows, compress=True)
+
+
 def _broken_object(folder: Path) -> None:
     # Inside braces but not JSON: the fastest plan stops on it, so the batch is read file by file.
     _write(folder / "b-1.jsonl", [line(i) for i in range(4)])
@@ -111,6 +126,7 @@ CASES: dict[str, tuple[str, Callable[[Path], list[Path] | None]]] = {
     "jsonl": ("gateway", _gateway_jsonl),
     "csv-ledger": ("ledger", _ledger_csv),
     "nginx": ("gateway", _gateway_nginx),
+    "alb": ("gateway", _gateway_alb),
     "broken-object": ("gateway", _broken_object),
     "truncated-gzip": ("gateway", _truncated),
     "parquet-files": ("gateway", _parquet_files),
