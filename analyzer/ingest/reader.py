@@ -2,12 +2,11 @@
 
 Text inputs: one streaming pass per input (sniff, pick the format, map fields, parse) sinks every row
 (good and rejected) with `_line`, `_reject` to a staging Parquet file; runs of small inputs read alike
-are staged together by one pass into one file, each row with its `_file` (`batches`). Parquet inputs are
-already columnar: they are not copied, their canonical rows are a lazy query on the source files
+are staged together by one pass into one file, each row with its `_file` (`batches`). Parquet inputs
+are already columnar: they are not copied, their canonical rows are a lazy query on the source files
 (`FileRead.plan`; one query for a batch of files of one schema), and each later scan reads only the
-columns it needs. Either way the InputReport is
-one aggregation over the rows, and rows_read = rows analyzed + rows rejected holds by construction
-(asserted).
+columns it needs. Either way the InputReport is one aggregation over the rows, and rows_read = rows
+analyzed + rows rejected holds by construction (asserted).
 """
 
 from __future__ import annotations
@@ -30,6 +29,7 @@ from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, SOURCE_FILE, T
 IN_PLACE: Final = "parquet"
 # Small text inputs read alike are staged in batches (see `batches`): a file of at most
 # BATCH_FILE_BYTES of text, a batch of at most BATCH_BYTES (held in memory while it is numbered).
+# Parquet files of one schema form a batch whatever their size (read in place, nothing is held).
 BATCH_FILE_BYTES: Final = 4 << 20
 BATCH_BYTES: Final = 32 << 20
 
