@@ -133,3 +133,23 @@ def test_a_stretch_of_long_answers_is_not_a_spike() -> None:
     d = detect(lf, Settings())
     assert d.spikes == ()
     assert d.series["p95_ms"][70] > 3 * d.series["p95_ms"][30]  # p95 alone would call it a spike
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_latency_is_scored_on_its_own_window_when_set(seed: int) -> None:
+    # latency.window = 5 min beside 1-min bursts: the spike is the one 5-min windows everywhere give,
+    # while the series (and bursts) stay on 1-min windows.
+    from analyzer.config import BurstSettings, LatencySettings
+
+    gateway = thin(seed, slow=(90, 110))
+    five = timedelta(minutes=5)
+    own = detect(gateway, Settings(latency=LatencySettings(window=five)))
+    both = detect(gateway, Settings(bursts=BurstSettings(window=five), latency=LatencySettings(window=five)))
+    one = detect(gateway, Settings())
+    assert own.spikes == both.spikes
+    assert own.spikes and own.spikes != one.spikes
+    (spike,) = own.spikes
+    assert (spike.start - T0) % five == timedelta(0) and (spike.end - T0) % five == timedelta(0)
+    assert abs(spike.start - (T0 + timedelta(minutes=90))) <= five
+    assert own.series.equals(one.series)  # the report's per-minute series is untouched
+    assert (own.bursts, own.alerts, own.notes) == (one.bursts, one.alerts, one.notes)

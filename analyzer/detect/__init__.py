@@ -1,7 +1,8 @@
 """Detection over the gateway frame: 5xx bursts, latency spikes, burn-rate alert replay, log gaps.
 
 One streaming group-by (`windows.aggregate`) builds a small window x slice values x size table, rolled
-up into scopes by sums; every detector works on it. Other queries only ever collect small results:
+up into scopes by sums; every detector works on it (latency on a second such table when
+`latency.window` differs from `bursts.window`). Other queries only ever collect small results:
 the row count (which picks exact or approximate quantiles), the global per-window quantiles, the
 attribution of candidate bursts (grouped by slice values and account inside them) and the quantiles of
 a slice spike's peak window. No query collects the rows themselves, so memory stays bounded by the
@@ -10,6 +11,7 @@ table, not the input (0.6-0.8 GiB at 10M requests).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import polars as pl
@@ -39,7 +41,7 @@ from analyzer.detect.windows import (
     all_sizes,
     window_index,
 )
-from analyzer.findings import Detection
+from analyzer.findings import Detection, LatencySpike
 
 __all__ = ["detect"]
 
@@ -60,7 +62,26 @@ def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
     table = agg.table
     counts = all_sizes(table)
     glob = _grid(counts.filter(pl.col(COLUMN) == GLOBAL_COLUMN), agg.quantiles, settings)
-    series = glob.select(
+    series = _series(glob)
+    notes = _notes(table, settings)
+    alerts = replay(glob, settings.slo, settings.bursts.window)
+    if table.height == 0:
+        return Detection((), (), alerts, (), series, method, notes)
+    bursts, accounts_hit = find_bursts(counts, gateway, settings, alerts)
+    has_latency = bool((table[OK] > 0).any())
+    if not has_latency:
+        spikes: tuple[LatencySpike, ...] = ()
+    elif settings.latency.window == settings.bursts.window:
+        spikes = find_spikes(table, series, gateway, settings)
+    else:
+        spikes = _spikes_on_latency_window(gateway, settings)
+    gaps = find_gaps(glob, settings.gaps)
+    return Detection(bursts, spikes, alerts, gaps, series, method, notes, accounts_hit)
+
+
+def _series(glob: pl.DataFrame) -> pl.DataFrame:
+    """The per-window global series of the report, from the global grid."""
+    return glob.select(
         WINDOW,
         REQUESTS,
         ERRORS,
@@ -68,15 +89,15 @@ def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
         P95,
         P99,
     ).cast(SERIES_SCHEMA)  # type: ignore[arg-type]
-    notes = _notes(table, settings)
-    alerts = replay(glob, settings.slo, settings.bursts.window)
-    if table.height == 0:
-        return Detection((), (), alerts, (), series, method, notes)
-    bursts, accounts_hit = find_bursts(counts, gateway, settings, alerts)
-    has_latency = bool((table[OK] > 0).any())
-    spikes = find_spikes(table, series, gateway, settings) if has_latency else ()
-    gaps = find_gaps(glob, settings.gaps)
-    return Detection(bursts, spikes, alerts, gaps, series, method, notes, accounts_hit)
+
+
+def _spikes_on_latency_window(gateway: pl.LazyFrame, settings: Settings) -> tuple[LatencySpike, ...]:
+    """Latency scored on windows of its own (`latency.window`): a second grouped pass over the gateway,
+    made only when the two windows differ."""
+    own = replace(settings, bursts=replace(settings.bursts, window=settings.latency.window))
+    agg = aggregate(gateway, own)
+    glob = _grid(all_sizes(agg.table).filter(pl.col(COLUMN) == GLOBAL_COLUMN), agg.quantiles, own)
+    return find_spikes(agg.table, _series(glob), gateway, own)
 
 
 def _grid(glob: pl.DataFrame, quantiles: pl.DataFrame, settings: Settings) -> pl.DataFrame:
@@ -104,10 +125,6 @@ def _notes(table: pl.DataFrame, settings: Settings) -> tuple[str, ...]:
     buckets = table[BUCKET]
     if table.height and buckets.len() and (buckets == UNKNOWN_SIZE).all():
         notes.append("latency: no prompt_tokens, latency not normalized for request size")
-    if settings.latency.window != settings.bursts.window:
-        notes.append(
-            "latency: scored on the bursts window (one pass, one window); latency.window is not used"
-        )
     present = set(table[COLUMN].unique().to_list()) if table.height else set()
     for col in settings.bursts.slices:
         if table.height and col not in present:

@@ -266,7 +266,9 @@ def _method(report: Report) -> list[str]:
     out = [
         "## Method and settings",
         "",
-        f"- Windows of {span_text(b.window)}; latency quantiles {report.quantile_method}.",
+        f"- Windows of {span_text(b.window)}"
+        + ("" if lat.window == b.window else f" (latency spikes: {span_text(lat.window)})")
+        + f"; latency quantiles {report.quantile_method}.",
         f"- A 5xx burst opens on a window with at least {b.min_errors} errors, a 5xx rate above "
         f"{b.rate_floor * 100:g}% and {b.baseline_multiple:g}× the baseline, and a robust score of "
         f"{b.z_open:g} (it stays open down to {b.z_stay:g}); statuses {', '.join(map(str, b.statuses))}; "
