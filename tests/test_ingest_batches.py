@@ -16,6 +16,8 @@ from pathlib import Path
 
 import polars as pl
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
 from analyzer import ingest
@@ -238,3 +240,38 @@ def test_a_small_gzip_holding_much_text_is_read_alone(
     sizes.clear()
     _load("gateway", [tmp_path], monkeypatch, sizes)
     assert sizes == [3]
+
+
+_LINES = st.sampled_from(
+    [
+        line(1),
+        line(2, status=502),
+        line(3, request_id="shared"),
+        "",
+        "not json",
+        '{"timestamp": "2026-04-22T09:00:05Z", "status": "OK?"}',
+        line(4).replace('"status": 200, ', ""),
+        '{"timestamp": "yesterday", "status": 200}',
+    ]
+)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.lists(_LINES, min_size=1, max_size=6), min_size=2, max_size=6), st.data())
+def test_any_split_of_lines_into_files_reads_the_same_batched(
+    tmp_path_factory: pytest.TempPathFactory,
+    monkeypatch: pytest.MonkeyPatch,
+    files: list[list[str]],
+    data: st.DataObject,
+) -> None:
+    folder = tmp_path_factory.mktemp("split")
+    for n, extra in enumerate(files):
+        # Mostly objects, or the file is not JSON lines at all (an error, not a batch's business).
+        lines = [line(10 * n + i) for i in range(len(extra) + 1)] + extra
+        _write(folder / f"f-{n}.jsonl.gz", lines, compress=data.draw(st.booleans(), label=f"gzip {n}"))
+    with monkeypatch.context() as m:
+        batched = _load("gateway", [folder], m, [])
+    with monkeypatch.context() as m:
+        m.setattr(reader, "BATCH_FILE_BYTES", -1)
+        alone = _load("gateway", [folder], m, [])
+    _assert_same(batched, alone)
