@@ -153,6 +153,21 @@ def test_a_50000_deep_object_is_a_malformed_line(corpus: Path) -> None:
     assert loaded.rejects.select("line", "reason").rows() == [(2, "malformed_json")]
 
 
+@pytest.mark.parametrize(("depth", "reason"), [(900, "missing_field:ts"), (2_000, "malformed_json")])
+def test_a_deep_object_inside_the_sample_is_one_rejected_line(
+    tmp_path: Path, depth: int, reason: str
+) -> None:
+    # The 50,000-deep corpus line is longer than the sample; one a few kB long is in it, and the field
+    # discovery's parser (Python's json) must not fail on it (it raised RecursionError: exit 3).
+    deep = '{"a":' * depth + "1" + "}" * depth
+    (tmp_path / "g.jsonl").write_text(
+        "\n".join([make_corpus.gateway_line(1), deep, make_corpus.gateway_line(2)]) + "\n"
+    )
+    loaded = _load("gateway", tmp_path, "g.jsonl")
+    assert _counts(loaded) == [(3, 2, 1, {reason: 1})]
+    assert loaded.rejects.select("line", "reason").rows() == [(2, reason)]
+
+
 def test_non_utf8_bytes_reject_their_line(corpus: Path) -> None:
     loaded = _load("gateway", corpus, "latin1.jsonl")
     assert _counts(loaded) == [(4, 3, 1, {"invalid_utf8": 1})]

@@ -50,7 +50,7 @@ def discover(sample: Sequence[str]) -> tuple[dict[str, KeyPath], bool]:
     for line in sample[:SAMPLE_LINES]:
         try:
             obj = json.loads(line)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
             continue
         if not isinstance(obj, dict):
             continue
@@ -61,7 +61,15 @@ def discover(sample: Sequence[str]) -> tuple[dict[str, KeyPath], bool]:
             if keys in flat:
                 continue
             flat.add(keys)
-        _walk(obj, (), leaves, containers)
+        try:
+            found: dict[str, KeyPath] = {}
+            inner: set[KeyPath] = set()
+            _walk(obj, (), found, inner)
+        except RecursionError:  # a client-built object hundreds deep: no log field is down there
+            continue
+        for name, path in found.items():
+            leaves.setdefault(name, path)
+        containers |= inner
     conflict = any(path in containers for path in leaves.values())
     return dict(sorted(leaves.items())), conflict
 
