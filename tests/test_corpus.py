@@ -168,6 +168,20 @@ def test_a_deep_object_inside_the_sample_is_one_rejected_line(
     assert loaded.rejects.select("line", "reason").rows() == [(2, reason)]
 
 
+@pytest.mark.parametrize("kind", ["gateway", "ledger"])
+def test_a_csv_cell_over_128_kib_in_the_sample_is_read(tmp_path: Path, kind: str) -> None:
+    # A logged prompt in a cell: Python's csv module refuses cells over 128 KiB by default, which made
+    # format detection an internal error (exit 3).
+    big = "x" * 200_000
+    header = "timestamp,status,request_id,note" if kind == "gateway" else "ts,account_id,kind,tokens,note"
+    row = "2026-04-22T09:00:01Z,200,r1" if kind == "gateway" else "2026-04-22T09:00:01Z,acct-1,deduct,120"
+    (tmp_path / "f.csv").write_text(f"{header}\n{row},{big}\n{row},ok\n")
+    loaded = _load(kind, tmp_path, "f.csv")
+    assert [(r.format, *c) for r, c in zip(loaded.inputs, _counts(loaded), strict=True)] == [
+        ("csv", 2, 2, 0, {})
+    ]
+
+
 def test_non_utf8_bytes_reject_their_line(corpus: Path) -> None:
     loaded = _load("gateway", corpus, "latin1.jsonl")
     assert _counts(loaded) == [(4, 3, 1, {"invalid_utf8": 1})]

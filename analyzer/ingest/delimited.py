@@ -27,7 +27,7 @@ def header(sample: Sequence[str], separator: str) -> list[str]:
     """Column names from the first sampled line (empty or repeated names made unique)."""
     if not sample:
         return []
-    names = next(csv.reader([sample[0]], delimiter=separator))
+    names = _cells(sample[0], separator)
     out: list[str] = []
     for i, name in enumerate(n.strip() for n in names):
         base = name or f"column_{i + 1}"
@@ -38,6 +38,17 @@ def header(sample: Sequence[str], separator: str) -> list[str]:
     return out
 
 
+def _cells(line: str, separator: str) -> list[str]:
+    """One line split as a CSV record. A cell may be as long as its line (a logged prompt): Python's
+    csv module refuses cells over 128 KiB unless told, so its limit is raised for the call."""
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(line) + 1))
+    try:
+        return next(csv.reader([line], delimiter=separator))
+    finally:
+        csv.field_size_limit(limit)
+
+
 def looks_like(sample: Sequence[str], separator: str) -> bool:
     """A header of two or more fields and following lines of about as many fields."""
     if len(sample) < 1 or sample[0].lstrip().startswith(("{", "[")):
@@ -46,7 +57,7 @@ def looks_like(sample: Sequence[str], separator: str) -> bool:
     if width < 2:
         return False
     # Line by line, so one unbalanced quote does not swallow the rest of the sample.
-    rows = [next(csv.reader([line], delimiter=separator)) for line in sample[1:50]]
+    rows = [_cells(line, separator) for line in sample[1:50]]
     fitting = sum(1 for row in rows if len(row) == width)
     return not rows or fitting * 2 > len(rows)
 
