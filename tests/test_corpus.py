@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import sys
 import zlib
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
@@ -18,6 +19,7 @@ from typer.testing import CliRunner
 
 from analyzer.cli import app
 from analyzer.config import Settings
+from analyzer.detect import detect
 from analyzer.errors import AnalyzerError, InputError, UnknownFormatError
 from analyzer.ingest import Loaded, load, sources
 
@@ -180,6 +182,30 @@ def test_a_csv_cell_over_128_kib_in_the_sample_is_read(tmp_path: Path, kind: str
     assert [(r.format, *c) for r, c in zip(loaded.inputs, _counts(loaded), strict=True)] == [
         ("csv", 2, 2, 0, {})
     ]
+
+
+def test_non_finite_latencies_are_bad_values_in_text_and_parquet(tmp_path: Path) -> None:
+    # pandas writes NaN for a missing float and "inf" parses as a float: neither is a duration, and on
+    # a 2xx line either one made detection fail (an internal error, exit 3).
+    (tmp_path / "g.csv").write_text(
+        "timestamp,status,request_id,duration_ms\n"
+        + "".join(
+            f"2026-04-22T09:00:0{i}Z,200,r{i},{v}\n"
+            for i, v in enumerate(["12.5", "inf", "NaN", "-Infinity"])
+        )
+    )
+    pl.DataFrame(
+        {
+            "timestamp": [datetime(2026, 4, 22, 9, 0, i) for i in range(3)],
+            "status": [200, 200, 200],
+            "duration_ms": pl.Series([1.5, float("nan"), float("inf")], dtype=pl.Float32),
+        }
+    ).write_parquet(tmp_path / "g.parquet")
+    loaded = _load("gateway", tmp_path, "g.csv", "g.parquet")
+    assert _counts(loaded) == [(4, 1, 3, {"bad_value:latency_ms": 3}), (3, 1, 2, {"bad_value:latency_ms": 2})]
+    assert _column(loaded, "latency_ms") == [12.5, 1.5]
+    detection = detect(loaded.frame, Settings())
+    assert int(detection.series["requests"].sum()) == 2
 
 
 def test_non_utf8_bytes_reject_their_line(corpus: Path) -> None:

@@ -280,7 +280,8 @@ def _convert(
     if dtype == pl.Float64():
         number = value.cast(pl.Float64, strict=False)
         scale = _DURATION_TO_MS[units.get(canonical, "ms")] if canonical in (LATENCY_MS, TTFT_MS) else 1.0
-        return number * scale
+        # NaN and infinities (pandas writes NaN for a missing value; "inf" parses) measure nothing.
+        return pl.when(number.is_finite()).then(number * scale)
     if dtype == pl.Boolean():
         if src == pl.Boolean():
             return value
