@@ -119,3 +119,19 @@ def test_same_rows_as_json_lines_give_the_same_frame_and_rejects(tmp_path: Path)
     assert_frame_equal(parquet.frame.drop("_file").collect(), jsonl.frame.drop("_file").collect())
     assert_frame_equal(parquet.rejects.drop("file", "raw"), jsonl.rejects.drop("file", "raw"))
     assert parquet.rejects.select("line", "reason").rows() == [(2, "bad_value:status"), (4, "duplicate_line")]
+
+
+def test_a_nested_column_mapped_to_a_value_is_one_error_naming_the_field(tmp_path: Path) -> None:
+    # A list where a status belongs: said at open, naming the field and what to do, not a Polars cast error.
+    from analyzer.errors import MappingError
+
+    path = tmp_path / "g.parquet"
+    pl.DataFrame(
+        {"timestamp": ["2026-04-22T09:00:00Z"], "status": [[200]], "request_id": ["r1"]}
+    ).write_parquet(path)
+    with pytest.raises(MappingError) as caught:
+        load("gateway", [path], Settings())
+    assert caught.value.one_line() == (
+        f"{path}: field 'status': a List(Int64) column cannot be read as status; "
+        "map status to another field in [gateway.fields]"
+    )

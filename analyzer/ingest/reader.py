@@ -94,6 +94,15 @@ def open_input(kind: str, path: Path, config: SourceConfig) -> Opened:
         )
     except pl.exceptions.PolarsError as e:
         raise InputError(f"cannot be parsed as {fmt.name}: {e}", path=label) from None
+    for canonical, name in fields.items():
+        dtype = source.fields.get(name) if name is not None else None
+        if dtype is not None and dtype.is_nested():
+            raise MappingError(
+                f"a {dtype} column cannot be read as {canonical}; map {canonical} to another field "
+                f"in [{kind}.fields]",
+                path=label,
+                field=name,
+            )
     unverified = [c for c, name in fields.items() if c in config.fields and name not in source.fields]
     units = mapping.units_for(fields, config.units, source.units)
     text = 0 if fmt.name == IN_PLACE else _text_bytes(path, sniffed.compression)
