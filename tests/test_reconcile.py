@@ -236,3 +236,24 @@ def test_pattern_windows_are_written_with_the_date_once(start: str, end: str, te
     from analyzer.reconcile.patterns import _span
 
     assert _span(datetime.fromisoformat(start), datetime.fromisoformat(end)) == text
+
+
+@pytest.mark.parametrize(
+    ("prompt", "amount", "fits"),
+    [
+        pytest.param(10**18, 10**18, True, id="large-but-fits"),
+        pytest.param(10**18, 4 * 10**18, False, id="ledger-past-2^63"),  # 3 x 4e18 deducted
+        pytest.param(5 * 10**18, 1, False, id="one-request-past-2^63"),  # prompt + completion wraps
+    ],
+)
+def test_token_totals_past_64_bits_are_a_broken_invariant(prompt: int, amount: int, fits: bool) -> None:
+    # Int64 sums wrap around without an error: the totals would be silently wrong, so it is said.
+    gw = _gateway([(10 + i, f"r{i}", "a", "m", 200, prompt, prompt) for i in range(3)])
+    lg = _ledger([(10 + i, f"e{i}", "a", f"r{i}", "deduct", amount, None) for i in range(3)])
+    r = reconcile(gw, lg, Settings())
+    (check,) = [i for i in r.invariants if i.name == "token totals fit in 64-bit integers"]
+    assert check.holds is fits
+    others = [i.holds for i in r.invariants if i is not check]
+    assert fits is False or all(others)
+    if not fits:
+        assert check.detail.startswith("ledger and gateway tokens add up to about ")

@@ -109,6 +109,21 @@ def test_terminal_shows_summary_sparklines_and_plain_text_ids() -> None:
     assert "▁▁▁█" in out and "[bold]x" in out and "First to move: p95 latency" in out
 
 
+def test_terminal_ends_with_each_broken_invariant() -> None:
+    from dataclasses import replace
+
+    from analyzer.findings import Invariant
+
+    rec = reconciliation()
+    broken = Invariant("token totals fit in 64-bit integers", False, "about 3.7e+19, past 2^63")
+    rec = replace(rec, invariants=(*rec.invariants, broken))
+    console = Console(file=io.StringIO(), width=200)
+    render_terminal(build_report(inputs(), detection(), rec, events(), Settings()), console)
+    lines = console.file.getvalue().rstrip().splitlines()  # type: ignore[attr-defined]
+    assert lines[-1] == "invariant broken: token totals fit in 64-bit integers: about 3.7e+19, past 2^63"
+    assert sum("invariant broken" in line for line in lines) == 1
+
+
 @pytest.mark.parametrize(
     ("rules", "held"),
     [

@@ -73,6 +73,7 @@ def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.Data
         "rows": pl.concat([cls.finding_rows(joined), out.pop("unbilled").lazy()]),
         "groups": cls.by_account_kind(joined),
         "ledger": entries.select(
+            pl.col(TOKENS).cast(pl.Float64).abs().sum().alias(cls.MAGNITUDE),
             pl.col(BALANCE_AFTER).null_count().alias("null_balances"),
             (~pl.col(KIND).is_in(list(LEDGER_KINDS))).sum().alias("unknown_kinds"),
         ),
@@ -165,6 +166,7 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
             request_buckets=request_buckets,
             accounts=accounts,
             balances=out["balances"],
+            magnitude=float(gw[cls.MAGNITUDE] or 0) + float(lg[cls.MAGNITUDE] or 0),
         ),
         resets=tuple(out["resets"].unique().sort(TS_COL)[TS_COL].to_list()),
         notes=tuple(notes),

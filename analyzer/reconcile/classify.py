@@ -48,6 +48,10 @@ DEDUCT = "_deduct"  # true on ledger deductions; null on the rows of requests th
 LINES = "_lines"  # gateway lines logged with the request_id
 FAILED_LINES = "_failed_lines"  # of which non-2xx
 UNBILLED_LINES = "_unbilled_lines"  # of which 2xx with tokens served
+_EXPECTED_F = "_expected_f"
+# Float sums of |tokens|: Int64 sums wrap around silently past 2^63, so the reconciliation says
+# whether its totals can be trusted (invariants: "token totals fit in 64-bit integers").
+MAGNITUDE = "tokens_magnitude"
 GW_ID = "_gw_request_id"
 GW_TS = "_gw_ts"
 GW_ACCOUNT = "_gw_account_id"
@@ -95,6 +99,8 @@ def requests(gateway: pl.LazyFrame, settings: Settings) -> pl.LazyFrame:
         (prompt * wp + completion * wc).alias(EXPECTED),
         (prompt * wp).alias(PROMPT_PART),
         (prompt + completion).alias(SERVED),
+        # The same in floats, which do not wrap around: how big the integer sums get (see MAGNITUDE).
+        (prompt.cast(pl.Float64).abs() * wp + completion.cast(pl.Float64).abs() * wc).alias(_EXPECTED_F),
     ).drop("_wp", "_wc", strict=False)
 
 
@@ -314,10 +320,12 @@ def finding_rows(joined_lf: pl.LazyFrame) -> pl.LazyFrame:
 
 
 def lines_without_id(requests_lf: pl.LazyFrame) -> pl.LazyFrame:
-    """Gateway lines with no request_id per bucket (they can match no deduction), and all lines."""
+    """Gateway lines with no request_id per bucket (they can match no deduction), all lines, and the
+    float sum of their expected tokens (MAGNITUDE)."""
     no_id = pl.col(REQUEST_ID).is_null()
     return requests_lf.select(
         pl.len().alias("requests"),
+        pl.col(_EXPECTED_F).sum().alias(MAGNITUDE),
         no_id.sum().alias("null_ids"),
         (no_id & ~_FAILED & ~_UNBILLABLE).sum().alias(_CHARGED_OK),
         (no_id & _UNBILLABLE).sum().alias(_UNBILLED),

@@ -19,8 +19,13 @@ def check_invariants(
     request_buckets: dict[str, int],
     accounts: pl.DataFrame,
     balances: pl.DataFrame,
+    magnitude: float,
 ) -> tuple[Invariant, ...]:
-    """The six invariants of the reconciliation, each with whether it holds and its figures."""
+    """The seven invariants of the reconciliation, each with whether it holds and its figures.
+
+    `magnitude` is the float sum of |tokens| over the ledger and of the gateway's expected tokens:
+    every integer total here is at most that, and Int64 sums wrap around silently past 2^63.
+    """
     kinds_count = sum(by_kind[k].count for k in DEDUCTION_KINDS)
     kinds_tokens = sum(by_kind[k].tokens for k in DEDUCTION_KINDS)
     buckets = sum(request_buckets[b] for b in REQUEST_BUCKETS)
@@ -53,7 +58,26 @@ def check_invariants(
             "none" if over.is_empty() else f"{over.height} accounts, first {over[ACCOUNT_ID][0]}",
         ),
         _replay(balances),
+        _fits(magnitude),
     )
+
+
+# Below 2^63 with room for the float sum's rounding (relative error far under 1e-9 here).
+_INT64_ROOM = 2**63 * (1 - 1e-9)
+
+
+def _fits(magnitude: float) -> Invariant:
+    fits = magnitude < _INT64_ROOM
+    # No float figure when it holds: its last digits may differ with the order of the sum.
+    detail = (
+        "ledger and gateway tokens add up to less than 2^63"
+        if fits
+        else (
+            f"ledger and gateway tokens add up to about {magnitude:.3g}, past 2^63 (9.22e18): "
+            "token totals and refunds here have wrapped around and are wrong"
+        )
+    )
+    return Invariant("token totals fit in 64-bit integers", fits, detail)
 
 
 def _replay(balances: pl.DataFrame) -> Invariant:

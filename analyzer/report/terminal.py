@@ -166,3 +166,8 @@ def render_terminal(report: Report, console: Console) -> None:
         console.print(spikes_table(report, clock))
     if report.reconciliation is not None and report.summary["top_accounts"]:
         console.print(_refunds(report))
+    # A broken invariant means totals above cannot be trusted: said last, where it is seen.
+    for broken in (
+        i for i in (report.reconciliation.invariants if report.reconciliation else ()) if not i.holds
+    ):
+        console.print(_text(f"invariant broken: {broken.name}: {broken.detail}"), style="bold red")
