@@ -61,6 +61,9 @@ class SourceConfig:
     clock_offset: timedelta = timedelta(0)
     format: str | None = None
     log_format: str | None = None  # nginx log_format string
+    # Rows separated from the bulk of their kind by more than this many empty days (a clock reset to
+    # 1970) are rejected as ts_outlier (ingest/outliers.py).
+    outlier_gap: timedelta = timedelta(days=30)
 
 
 @dataclass(frozen=True)
@@ -279,7 +282,7 @@ def _table(value: Any, name: str, where: str) -> dict[str, Any]:
 
 
 def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
-    allowed = {"fields", "units", "clock_offset", "format", "log_format"}
+    allowed = {"fields", "units", "clock_offset", "format", "log_format", "outlier_gap"}
     for key in t:
         if key not in allowed:
             raise ConfigError(
@@ -318,6 +321,14 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         )
     except ConfigError as e:
         raise ConfigError(e.message, path=where, field=e.field) from None
+    try:
+        gap = parse_duration(
+            _str(t.get("outlier_gap", "30d"), f"{kind}.outlier_gap", where), where=f"{kind}.outlier_gap"
+        )
+    except ConfigError as e:
+        raise ConfigError(e.message, path=where, field=e.field) from None
+    if gap <= timedelta(0):
+        raise ConfigError("must be positive", path=where, field=f"{kind}.outlier_gap")
     log_format = t.get("log_format")
     return SourceConfig(
         fields=fields,
@@ -325,6 +336,7 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         clock_offset=offset,
         format=fmt,
         log_format=None if log_format is None else _str(log_format, f"{kind}.log_format", where),
+        outlier_gap=gap,
     )
 
 

@@ -23,7 +23,7 @@ import polars as pl
 
 from analyzer.config import Settings
 from analyzer.findings import InputReport
-from analyzer.ingest import duplicates, skew
+from analyzer.ingest import duplicates, outliers, skew
 from analyzer.ingest.reader import FileRead, batches, read_batch
 from analyzer.ingest.sources import RAW, find_inputs, resolve
 from analyzer.schema import (
@@ -86,12 +86,18 @@ def load(
     rejects = _rejects(reads)
     goods = _goods(kind, reads, rejects)
     frame = _frame(kind, reads, goods)
+    order = [r.report.path for r in reads]
     if kind == "gateway" and reads:
-        order = [r.report.path for r in reads]
         copies = duplicates.find(goods, order, sum(r.rows_analyzed for r in inputs))
         frame = duplicates.drop(frame, copies)
         rejects = duplicates.with_rejects(rejects, copies, order)
         inputs = duplicates.counted(inputs, copies)
+    span = outliers.analyzed_span(frame, config.outlier_gap) if reads else None
+    if span is not None:
+        far = outliers.outliers(frame, span)
+        frame = outliers.drop(frame, span)
+        rejects = duplicates.with_rejects(rejects, far, order, reason=outliers.OUTLIER)
+        inputs = outliers.counted(inputs, far, frame)
     return Loaded(
         kind=kind,
         frame=frame,
@@ -204,7 +210,9 @@ def _rows(read: FileRead) -> pl.LazyFrame:
 
 
 def _raw_note(inputs: Sequence[InputReport]) -> tuple[str, ...]:
-    rejected = sum(r.rows_rejected - r.rejects_by_reason.get(duplicates.DUPLICATE, 0) for r in inputs)
+    # Rows rejected after staging (copies, time outliers) never had their raw text kept.
+    later = (duplicates.DUPLICATE, outliers.OUTLIER)
+    rejected = sum(r.rows_rejected - sum(r.rejects_by_reason.get(x, 0) for x in later) for r in inputs)
     if rejected <= RAW_ROWS:
         return ()
     return (

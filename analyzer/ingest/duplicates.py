@@ -89,17 +89,20 @@ def _rank(column: str, order: Sequence[str]) -> pl.Expr:
     return pl.col(column).replace_strict(list(order), range(len(order)), return_dtype=pl.Int64)
 
 
-def with_rejects(rejects: pl.DataFrame, duplicates: pl.DataFrame, order: Sequence[str]) -> pl.DataFrame:
-    """The rejects table plus a `duplicate_line` row per duplicate, in path and line order.
+def with_rejects(
+    rejects: pl.DataFrame, duplicates: pl.DataFrame, order: Sequence[str], *, reason: str = DUPLICATE
+) -> pl.DataFrame:
+    """The rejects table plus a `reason` row per `_file`, `_line` of `duplicates`, in path and line order.
 
-    A duplicate's raw text is the kept copy's, which is not repeated here: its `raw` is null.
+    A duplicate's raw text is the kept copy's, which is not repeated here: its `raw` is null (as is
+    that of the other rows rejected after staging, which keeps raw text only for its own rejects).
     """
     if duplicates.is_empty():
         return rejects
     extra = duplicates.select(
         pl.col(SOURCE_FILE).alias("file"),
         pl.col(SOURCE_LINE).alias("line"),
-        pl.lit(DUPLICATE).alias("reason"),
+        pl.lit(reason).alias("reason"),
         pl.lit(None, pl.String).alias("raw"),
     )
     merged = pl.concat([rejects, extra])
