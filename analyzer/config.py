@@ -81,6 +81,9 @@ class BurstSettings:
     merge_gap: int = 2  # bursts this many windows apart or fewer merge
     slices: tuple[str, ...] = ("model", "region", "upstream", "endpoint")
     min_slice_requests: int = 20  # a slice window needs this many requests to be scored
+    # A slice column with more distinct values (an id in every URL path) is not searched: each value
+    # would be a scope of its own, and detection's table would grow with the rows.
+    max_slice_values: int = 1000
     top_n: int = 5
     # The baseline error rate never exceeds this, so data failing throughout still shows a burst.
     baseline_cap: float = 0.05
@@ -419,6 +422,7 @@ def _validate(s: Settings, where: str) -> None:
     checks: list[tuple[bool, str, str]] = [
         (0 < s.slo.target < 1, "slo.target", "must be between 0 and 1"),
         (s.bursts.window > timedelta(0), "bursts.window", "must be positive"),
+        (s.bursts.max_slice_values >= 1, "bursts.max_slice_values", "must be at least 1"),
         (s.latency.window > timedelta(0), "latency.window", "must be positive"),
         (s.reconcile.tolerance_tokens >= 0, "reconcile.tolerance_tokens", "must be >= 0"),
         (0 <= s.bursts.rate_floor <= 1, "bursts.rate_floor", "must be between 0 and 1"),

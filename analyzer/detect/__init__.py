@@ -57,13 +57,14 @@ SERIES_SCHEMA: dict[str, pl.DataType] = {
 
 def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
     """Find bursts, latency spikes, burn-rate firings and log gaps in the canonical gateway frame."""
+    settings, crowded = _without_crowded_slices(gateway, settings)
     agg = aggregate(gateway, settings)
     method = "approximate" if agg.approximate else "exact"
     table = agg.table
     counts = all_sizes(table)
     glob = _grid(counts.filter(pl.col(COLUMN) == GLOBAL_COLUMN), agg.quantiles, settings)
     series = _series(glob)
-    notes = _notes(table, settings)
+    notes = crowded + _notes(table, settings)
     alerts = replay(glob, settings.slo, settings.bursts.window)
     if table.height == 0:
         return Detection((), (), alerts, (), series, method, notes)
@@ -77,6 +78,33 @@ def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
         spikes = _spikes_on_latency_window(gateway, settings)
     gaps = find_gaps(glob, settings.gaps)
     return Detection(bursts, spikes, alerts, gaps, series, method, notes, accounts_hit)
+
+
+def _without_crowded_slices(gateway: pl.LazyFrame, settings: Settings) -> tuple[Settings, tuple[str, ...]]:
+    """`settings` without the slice columns of more than `max_slice_values` distinct values, and a note
+    for each. An id in every value (`/v1/threads/thread_8f2a/runs`) makes each request a scope of its
+    own: at 1M requests detection took 20 s and 1.7 GB instead of 1.2 s. The distinct values are
+    counted with a HyperLogLog sketch (`approx_n_unique`: one streaming pass, bounded memory)."""
+    present = [c for c in settings.bursts.slices if c in gateway.collect_schema()]
+    if not present:
+        return settings, ()
+    counts = gateway.select(pl.col(c).approx_n_unique() for c in present).collect().row(0, named=True)
+    limit = settings.bursts.max_slice_values
+    crowded = [c for c in present if counts[c] > limit]
+    if not crowded:
+        return settings, ()
+    kept = tuple(c for c in settings.bursts.slices if c not in crowded)
+    notes = tuple(
+        f"bursts: {c} has about {_rounded(counts[c]):,} distinct values, more than max_slice_values "
+        f"({limit:,}): not searched as a slice (an id in each value? map a coarser field)"
+        for c in crowded
+    )
+    return replace(settings, bursts=replace(settings.bursts, slices=kept)), notes
+
+
+def _rounded(n: int) -> int:
+    # Two significant digits: the sketch's count is an estimate.
+    return round(n, 2 - len(str(n)))
 
 
 def _series(glob: pl.DataFrame) -> pl.DataFrame:
