@@ -8,8 +8,10 @@ stream). Formats are detected from content (modules: sources, formats, jsonl, de
 nginx, alb); fields are mapped and cast by `mapping`, times by `timestamps`. Nothing is lost: for
 every input, rows_read = rows analyzed + rows rejected. Blank lines (only whitespace and the \\x1f unit separator) are not rows and are not counted.
 A gateway line delivered twice by a log shipper is analyzed once; each later copy is a reject of its
-file with the reason `duplicate_line` (module duplicates). Files whose time ranges say a host's clock
-was off are named in the notes (module skew).
+file with the reason `duplicate_line` (module duplicates). Rows far in time from the rest of their kind
+(a clock reset to 1970) are rejects with the reason `ts_outlier` (module outliers). Files whose time
+ranges say a host's clock was off are named in the notes (module skew). Runs of small files read alike
+are read together (reader.batches), each still reported on its own.
 """
 
 from __future__ import annotations
