@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import polars as pl
@@ -275,3 +276,20 @@ def test_any_split_of_lines_into_files_reads_the_same_batched(
         m.setattr(reader, "BATCH_FILE_BYTES", -1)
         alone = _load("gateway", [folder], m, [])
     _assert_same(batched, alone)
+
+
+def test_empty_files_between_logs_change_nothing_but_their_own_reports(tmp_path: Path) -> None:
+    # Fresh rotations (no line, or blank ones) are reported with zero rows and staged nowhere.
+    _gateway_jsonl(tmp_path / "with")
+    _gateway_jsonl(tmp_path / "without")
+    for n in (0, 3, 9):
+        (tmp_path / "with" / f"a-0{n}.5-empty.log").write_text("\n  \n" if n == 3 else "")
+    with_empty = load("gateway", [tmp_path / "with"], Settings())
+    plain = load("gateway", [tmp_path / "without"], Settings())
+    empty = [r for r in with_empty.inputs if "empty" in Path(r.path).name]
+    assert [(r.rows_read, r.format) for r in empty] == [(0, "empty")] * 3
+    assert [r for r in with_empty.inputs if "empty" not in Path(r.path).name] == [
+        replace(r, path=r.path.replace("without", "with")) for r in plain.inputs
+    ]
+    assert_frame_equal(with_empty.frame.collect().drop("_file"), plain.frame.collect().drop("_file"))
+    assert_frame_equal(with_empty.rejects.drop("file"), plain.rejects.drop("file"))

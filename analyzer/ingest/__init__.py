@@ -134,6 +134,8 @@ def _goods(kind: str, reads: Sequence[FileRead], rejects: pl.DataFrame) -> list[
     columns += duplicates.HASHES if kind == "gateway" else ()
     out: list[pl.LazyFrame] = []
     for group in _groups(reads):
+        if not any(r.report.rows_analyzed for r in group):
+            continue  # empty files (fresh rotations) add nothing but a scan to every later query
         rows = _rows(group[0])
         if group[0].sink is not None:
             # A scan per staged file (a file's name is a literal, a batch's a column): every staged file

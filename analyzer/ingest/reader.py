@@ -161,6 +161,9 @@ def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: P
     """
     if batch[0].fmt.name == IN_PLACE:
         return _in_place(kind, batch, config)
+    if batch[0].fmt is formats.EMPTY:
+        # A fresh rotation (no line but blank ones): nothing to stage, its report is all zeros.
+        return [_in_place(kind, [opened], config)[0] for opened in batch]
     if len(batch) == 1:
         return [_staged(kind, batch[0], config, sink)]
     first = batch[0]
