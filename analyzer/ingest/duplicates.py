@@ -42,6 +42,8 @@ def find(goods: Sequence[pl.LazyFrame], order: Sequence[str], rows: int) -> pl.D
     `goods` are the analyzed rows of the files (with their line hashes), taken in `order`; `rows`
     (analyzed rows in all) sizes the passes.
     """
+    if not goods:  # no input has an analyzed row
+        return pl.DataFrame(schema={SOURCE_FILE: pl.String(), SOURCE_LINE: pl.Int64()})
     good = (pl.concat(goods, how="vertical_relaxed") if len(goods) > 1 else goods[0]).filter(
         pl.col(REQUEST_ID).is_not_null()
     )
