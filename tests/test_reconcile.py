@@ -257,3 +257,18 @@ def test_token_totals_past_64_bits_are_a_broken_invariant(prompt: int, amount: i
     assert fits is False or all(others)
     if not fits:
         assert check.detail.startswith("ledger and gateway tokens add up to about ")
+
+
+def test_negative_deductions_are_said_in_a_note() -> None:
+    # Some ledgers write debits as negative numbers: read as positive amounts they would be undercharges
+    # and negative refunds without a word.
+    gw = _gateway([(10 + i, f"r{i}", "a", "m", 200, 100, 20) for i in range(3)])
+    lg = _ledger([(10 + i, f"e{i}", "a", f"r{i}", "deduct", -120 if i else 120, None) for i in range(3)])
+    notes = [n for n in reconcile(gw, lg, Settings()).notes if "negative tokens" in n]
+    assert notes == [
+        "reconcile: 2 of 3 deductions have negative tokens; a deduction is read as a positive amount, so "
+        "their kinds, refunds and balances are not meaningful (a ledger that writes debits as negative "
+        "numbers needs its sign flipped first)"
+    ]
+    positive = _ledger([(10 + i, f"e{i}", "a", f"r{i}", "deduct", 120, None) for i in range(3)])
+    assert not [n for n in reconcile(gw, positive, Settings()).notes if "negative tokens" in n]

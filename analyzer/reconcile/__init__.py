@@ -31,6 +31,7 @@ from analyzer.schema import (
     ACCOUNT_ID,
     BALANCE_AFTER,
     KIND,
+    LEDGER_DEDUCT,
     LEDGER_KINDS,
     LEDGER_RESET,
     MODEL,
@@ -76,6 +77,8 @@ def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.Data
             pl.col(TOKENS).cast(pl.Float64).abs().sum().alias(cls.MAGNITUDE),
             pl.col(BALANCE_AFTER).null_count().alias("null_balances"),
             (~pl.col(KIND).is_in(list(LEDGER_KINDS))).sum().alias("unknown_kinds"),
+            (pl.col(KIND) == LEDGER_DEDUCT).sum().alias("deducts"),
+            ((pl.col(KIND) == LEDGER_DEDUCT) & (pl.col(TOKENS) < 0)).sum().alias("negative_deducts"),
         ),
         "breaks": bal.break_findings(checked),
         "balances": bal.account_balances(checked),
@@ -203,6 +206,12 @@ def _notes(gw: dict[str, int], lg: dict[str, int], *, repeated_ids: int) -> tupl
     if lg["null_balances"]:
         notes.append(
             f"reconcile: {lg['null_balances']} ledger entries have no balance_after; their balance is not checked"
+        )
+    if lg["negative_deducts"]:
+        notes.append(
+            f"reconcile: {lg['negative_deducts']:,} of {lg['deducts']:,} deductions have negative tokens; a "
+            "deduction is read as a positive amount, so their kinds, refunds and balances are not "
+            "meaningful (a ledger that writes debits as negative numbers needs its sign flipped first)"
         )
     if lg["unknown_kinds"]:
         notes.append(
