@@ -208,6 +208,24 @@ def test_non_finite_latencies_are_bad_values_in_text_and_parquet(tmp_path: Path)
     assert int(detection.series["requests"].sum()) == 2
 
 
+def test_csv_cells_padded_with_spaces_are_read_without_them(tmp_path: Path) -> None:
+    # "a, b, c" (a separator and a space, as hand-written and some exporters write it): " 200" was no
+    # status (every row rejected) and " r1" matched no "r1".
+    (tmp_path / "g.csv").write_text(
+        "timestamp, status, request_id, duration_ms\n"
+        "2026-04-22T09:00:01Z, 200, r1, 12.5\n"
+        "2026-04-22T09:00:02Z, 50x, r2, 30\n"
+        "2026-04-22T09:00:03Z, 502,  , 30\n"
+    )
+    loaded = _load("gateway", tmp_path, "g.csv")
+    assert _counts(loaded) == [(3, 2, 1, {"bad_value:status": 1})]
+    assert loaded.frame.select("status", "request_id", "latency_ms").collect().rows() == [
+        (200, "r1", 12.5),
+        (502, None, 30.0),
+    ]
+    assert loaded.rejects["raw"].to_list() == ["2026-04-22T09:00:02Z, 50x, r2, 30"]  # as written
+
+
 def test_non_utf8_bytes_reject_their_line(corpus: Path) -> None:
     loaded = _load("gateway", corpus, "latin1.jsonl")
     assert _counts(loaded) == [(4, 3, 1, {"invalid_utf8": 1})]

@@ -72,13 +72,25 @@ def looks_like_tsv(sample: Sequence[str]) -> bool:
     return looks_like(sample, "\t")
 
 
+def padded(sample: Sequence[str], separator: str) -> bool:
+    """Cells padded with spaces (`2026-04-22T09:00:01Z, 200, r1`: a separator and a space), in the sample."""
+    return any(cell != cell.strip(" ") for line in sample[:50] for cell in _cells(line, separator))
+
+
 def scan_delimited(
-    paths: Path | Sequence[Path], names: Sequence[str], separator: str, *, quoted: bool = True
+    paths: Path | Sequence[Path],
+    names: Sequence[str],
+    separator: str,
+    *,
+    quoted: bool = True,
+    strip: bool = False,
 ) -> pl.LazyFrame:
     """`_line`, `_raw`, `_reject` and one String column per header name (`src:<name>`); blank records dropped.
 
     `quoted=False` reads a file whose quotes are unbalanced (the reader cannot resync after one): every
     line is a record, a cell wrapped in quotes is unwrapped, a quoted separator makes `too_many_fields`.
+    `strip`: spaces around each cell are dropped (see `padded`); else " 200" is no status and " r1" no
+    match for "r1". The raw text keeps them.
     """
     if not names:
         raise InputError("no header line", path=str(paths if isinstance(paths, Path) else paths[0]))
@@ -111,11 +123,17 @@ def scan_delimited(
             .then(pl.lit(TOO_MANY))
             .otherwise(pl.lit(None, pl.String))
             .alias(REJECT_REASON),
-            *[_empty_to_null(pl.col(n) if quoted else _unquote(pl.col(n))).alias(n) for n in names],
+            *[_empty_to_null(_cell(pl.col(n), quoted=quoted, strip=strip)).alias(n) for n in names],
         )
         .filter(pl.any_horizontal([c != "" for c in [*cells, extra]]))
         .drop(_EXTRA)
     )
+
+
+def _cell(cell: pl.Expr, *, quoted: bool, strip: bool) -> pl.Expr:
+    if strip:
+        cell = cell.str.strip_chars(" ")
+    return cell if quoted else _unquote(cell)
 
 
 def _empty_to_null(cell: pl.Expr) -> pl.Expr:

@@ -81,13 +81,14 @@ def _open_jsonl(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
 def _delimited_opener(separator: str) -> Opener:
     def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
         names = delimited.header(sniff.sample, separator)
+        strip = delimited.padded(sniff.sample, separator)
 
         def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
-            return delimited.scan_delimited(files, names, separator, quoted=attempt == 0)
+            return delimited.scan_delimited(files, names, separator, quoted=attempt == 0, strip=strip)
 
         note = "unbalanced quotes; read line by line without quoting"
         fields: dict[str, pl.DataType] = {n: pl.String() for n in names}
-        batch = ("delimited", separator, tuple(names))
+        batch = ("delimited", separator, tuple(names), strip)
         return Source(fields, True, scan, plans=2, robust_note=note, raw_is_record=False, batch=batch)
 
     return open_
