@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from analyzer.errors import ConfigError
-from analyzer.schema import GATEWAY, LEDGER, SCHEMAS
+from analyzer.schema import GATEWAY, LEDGER, LEDGER_KINDS, SCHEMAS
 
 TS_UNITS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 DURATION_UNITS = ("ms", "s", "us")
@@ -64,6 +64,8 @@ class SourceConfig:
     # Rows separated from the bulk of their kind by more than this many empty days (a clock reset to
     # 1970) are rejected as ts_outlier (ingest/outliers.py).
     outlier_gap: timedelta = timedelta(days=30)
+    # Ledger only: the source's entry kinds -> deduct, refund, grant or reset ("debit" = "deduct").
+    kinds: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,7 @@ def _table(value: Any, name: str, where: str) -> dict[str, Any]:
 
 
 def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
-    allowed = {"fields", "units", "clock_offset", "format", "log_format", "outlier_gap"}
+    allowed = {"fields", "units", "clock_offset", "format", "log_format", "outlier_gap", "kinds"}
     for key in t:
         if key not in allowed:
             raise ConfigError(
@@ -332,6 +334,19 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         raise ConfigError(e.message, path=where, field=e.field) from None
     if gap <= timedelta(0):
         raise ConfigError("must be positive", path=where, field=f"{kind}.outlier_gap")
+    kinds = {
+        k.strip().lower(): _str(v, f"{kind}.kinds.{k}", where)
+        for k, v in _table(t.get("kinds", {}), f"{kind}.kinds", where).items()
+    }
+    if kinds and kind != "ledger":
+        raise ConfigError("only the ledger's entry kinds are mapped", path=where, field=f"{kind}.kinds")
+    for name, target in kinds.items():
+        if target not in LEDGER_KINDS:
+            raise ConfigError(
+                f"'{target}' is not a ledger kind ({', '.join(LEDGER_KINDS)})",
+                path=where,
+                field=f"{kind}.kinds.{name}",
+            )
     log_format = t.get("log_format")
     return SourceConfig(
         fields=fields,
@@ -340,6 +355,7 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         format=fmt,
         log_format=None if log_format is None else _str(log_format, f"{kind}.log_format", where),
         outlier_gap=gap,
+        kinds=kinds,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -272,3 +273,44 @@ def test_negative_deductions_are_said_in_a_note() -> None:
     ]
     positive = _ledger([(10 + i, f"e{i}", "a", f"r{i}", "deduct", 120, None) for i in range(3)])
     assert not [n for n in reconcile(gw, positive, Settings()).notes if "negative tokens" in n]
+
+
+def test_a_ledgers_own_kind_words_are_mapped_or_named_in_a_note(tmp_path: Path) -> None:
+    # "debit"/"credit" ledgers: unmapped, nothing is reconciled and the note names the words and the fix;
+    # mapped in [ledger.kinds], they reconcile as deduct/refund.
+    from analyzer.config import load_settings
+    from analyzer.ingest import load
+
+    (tmp_path / "ledger.csv").write_text(
+        "ts,entry_id,account_id,request_id,kind,tokens\n"
+        "2026-01-01T09:10:00Z,e1,a,r1,Debit,120\n"
+        "2026-01-01T09:11:00Z,e2,a,r1,debit,120\n"
+        "2026-01-01T09:12:00Z,e3,a,,CREDIT,120\n"
+    )
+    gw = _gateway([(10, "r1", "a", "m", 200, 100, 20)])
+    plain = load("ledger", [tmp_path / "ledger.csv"], Settings())
+    r = reconcile(gw, plain.frame, Settings())
+    assert r.deductions == 0
+    assert [n for n in r.notes if "unknown kind" in n] == [
+        "reconcile: 3 ledger entries of an unknown kind are kept but not reconciled (debit: 2, credit: 1); "
+        "map them to deduct, refund, grant or reset in [ledger.kinds]"
+    ]
+    (tmp_path / "a.toml").write_text('[ledger.kinds]\ndebit = "deduct"\nCredit = "refund"\n')
+    settings = load_settings(tmp_path / "a.toml")
+    mapped = load("ledger", [tmp_path / "ledger.csv"], settings)
+    r = reconcile(gw, mapped.frame, settings)
+    assert (r.deductions, r.by_kind["duplicate"].count, r.refund_tokens_total) == (2, 1, 120)
+    assert not [n for n in r.notes if "unknown kind" in n]
+
+
+def test_ledger_kinds_map_only_to_known_kinds(tmp_path: Path) -> None:
+    from analyzer.config import load_settings
+    from analyzer.errors import ConfigError
+
+    (tmp_path / "a.toml").write_text('[ledger.kinds]\ndebit = "charge"\n')
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "a.toml")
+    assert "ledger.kinds.debit" in caught.value.one_line() and "not a ledger kind" in caught.value.one_line()
+    (tmp_path / "b.toml").write_text('[gateway.kinds]\ndebit = "deduct"\n')
+    with pytest.raises(ConfigError, match="only the ledger"):
+        load_settings(tmp_path / "b.toml")

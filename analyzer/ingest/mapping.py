@@ -8,8 +8,9 @@ not parse as the column's dtype rejects the row as `bad_value:<col>`; an absent 
 (schema.ROW_REQUIRED) rejects it as `missing_field:<col>`. The first reason in canonical column order
 wins, after any reason the reader gave (`malformed_json`, `too_many_fields`, `invalid_utf8`, ...).
 
-Derived values: a ledger without an entry id gets "<file>:<line>"; ledger kinds are lower-cased; an
-event without a kind is a "note". Each InputReport.fields says which source field fed each column.
+Derived values: a ledger without an entry id gets "<file>:<line>"; ledger kinds are lower-cased (and
+renamed by `[ledger.kinds]`); an event without a kind is a "note". Each InputReport.fields says which
+source field fed each column.
 """
 
 from __future__ import annotations
@@ -176,10 +177,12 @@ def canonicalize(
     text: bool = True,
     check_seen: Sequence[str] = (),
     keep: Sequence[str] = (),
+    kinds: Mapping[str, str] | None = None,
 ) -> pl.LazyFrame:
     """Source columns (`src:<field>`) -> `_file`, `_line`, `_reject`, `_raw` and every canonical column.
 
     `file` is the input's name; None when `frame` is a batch of files whose rows have their `_file`.
+    `kinds` maps a ledger's own entry kinds (lower-cased) to the canonical ones.
 
     `_raw` is kept (up to RAW_LIMIT characters) only on rejected rows. For each canonical column in
     `check_seen`, a `_seen:<col>` flag tells whether its source value was present on the row. The
@@ -231,7 +234,7 @@ def canonicalize(
             pl.col(SOURCE_LINE),
             pl.col(REJECT_REASON),
             pl.when(pl.col(REJECT_REASON).is_not_null()).then(pl.col(RAW).str.slice(0, RAW_LIMIT)).alias(RAW),
-            *[_derived(kind, c, fields, file).cast(dtype).alias(c) for c, dtype in schema.items()],
+            *[_derived(kind, c, fields, file, kinds).cast(dtype).alias(c) for c, dtype in schema.items()],
             *[pl.col(_PRESENT + c).alias(f"_seen:{c}") for c in check_seen],
             *keep,
         )
@@ -242,12 +245,19 @@ def _file(file: str | None) -> pl.Expr:
     return pl.col(SOURCE_FILE) if file is None else pl.lit(file)
 
 
-def _derived(kind: str, canonical: str, fields: Mapping[str, str | None], file: str | None) -> pl.Expr:
+def _derived(
+    kind: str,
+    canonical: str,
+    fields: Mapping[str, str | None],
+    file: str | None,
+    kinds: Mapping[str, str] | None,
+) -> pl.Expr:
     # Never rejects: a derived value fills a column the source does not have at all.
     if kind == "ledger" and canonical == ENTRY_ID and fields.get(ENTRY_ID) is None:
         return pl.format("{}:{}", _file(file), pl.col(SOURCE_LINE))
     if kind == "ledger" and canonical == KIND:
-        return pl.col(KIND).str.strip_chars().str.to_lowercase()
+        spelled = pl.col(KIND).str.strip_chars().str.to_lowercase()
+        return spelled.replace(dict(kinds)) if kinds else spelled
     if kind == "events" and canonical == KIND:
         return pl.col(KIND).fill_null("note")
     return pl.col(canonical)

@@ -252,6 +252,7 @@ def _plan_of(
             text=source.text,
             check_seen=opened.unverified,
             keep=hashes,
+            kinds=config.kinds,
         )
 
     return plan

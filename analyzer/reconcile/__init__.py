@@ -83,6 +83,7 @@ def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.Data
         "breaks": bal.break_findings(checked),
         "balances": bal.account_balances(checked),
         "resets": entries.filter(pl.col(KIND) == LEDGER_RESET).select(TS_COL).unique(),
+        "unknown": entries.filter(~pl.col(KIND).is_in(list(LEDGER_KINDS))).group_by(KIND).agg(pl.len()),
     }
     if settings.prices:
         plans["split"] = acc.refund_split(cls.deductions(joined))
@@ -140,7 +141,10 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
     expected = out["expected"].group_by(ACCOUNT_ID).agg(pl.col(acc.EXPECTED_TOKENS).sum())
     tokens_expected = int(expected[acc.EXPECTED_TOKENS].sum())
 
-    notes = list(_notes(gw, lg, repeated_ids=int(side["lines"] or 0) - int(side["ids"] or 0)))
+    unknown = (
+        out["unknown"].group_by(KIND).agg(pl.col("len").sum()).sort(["len", KIND], descending=[True, False])
+    )
+    notes = list(_notes(gw, lg, unknown, repeated_ids=int(side["lines"] or 0) - int(side["ids"] or 0)))
     usd_rows, refund_usd = None, None
     if settings.prices:
         split = out["split"].group_by(ACCOUNT_ID, MODEL).agg(pl.all().sum())
@@ -191,7 +195,9 @@ def _by_kind(deduction_kinds: pl.DataFrame, findings: pl.DataFrame) -> dict[str,
     return totals
 
 
-def _notes(gw: dict[str, int], lg: dict[str, int], *, repeated_ids: int) -> tuple[str, ...]:
+def _notes(
+    gw: dict[str, int], lg: dict[str, int], unknown: pl.DataFrame, *, repeated_ids: int
+) -> tuple[str, ...]:
     notes = []
     if gw["requests"] and gw["null_ids"] == gw["requests"]:
         notes.append(
@@ -214,7 +220,10 @@ def _notes(gw: dict[str, int], lg: dict[str, int], *, repeated_ids: int) -> tupl
             "meaningful (a ledger that writes debits as negative numbers needs its sign flipped first)"
         )
     if lg["unknown_kinds"]:
+        top = ", ".join(f"{k or '(none)'}: {n:,}" for k, n in unknown.head(5).iter_rows())
+        more = ", ..." if unknown.height > 5 else ""
         notes.append(
-            f"reconcile: {lg['unknown_kinds']} ledger entries of an unknown kind are kept but not reconciled"
+            f"reconcile: {lg['unknown_kinds']} ledger entries of an unknown kind are kept but not reconciled "
+            f"({top}{more}); map them to deduct, refund, grant or reset in [ledger.kinds]"
         )
     return tuple(notes)
