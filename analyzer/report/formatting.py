@@ -10,12 +10,18 @@ from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 from typing import cast
 
+import polars as pl
+
 from analyzer.findings import Contributor
 from analyzer.report.model import Report
 from analyzer.timeline import span_text
 
 DASH = "—"
 CONTRIBUTORS = 3  # slices named per burst
+# Operator events shown in the human timelines: a deploy log passed as events (thousands of rows) would
+# bury the findings. Those nearest the incident are kept; the JSON timeline has every one.
+MAX_SHOWN_EVENTS = 50
+_EVENT_MARGIN = timedelta(hours=1)
 _MIN_ERROR_SHARE = 0.1  # a slice with fewer of the errors explains little, however skewed
 _MIN_LIFT = 1.5  # error share over traffic share: below it a slice failed about as much as the rest
 
@@ -140,3 +146,34 @@ def telling_contributors(top: Sequence[Contributor], n: int = CONTRIBUTORS) -> l
         c for c in top if c.error_share >= _MIN_ERROR_SHARE and c.error_share >= _MIN_LIFT * c.traffic_share
     ]
     return sorted(telling, key=lambda c: (-c.error_share / max(c.traffic_share, 1e-9), c.column, c.value))[:n]
+
+
+def shown_timeline(report: Report) -> tuple[pl.DataFrame, int]:
+    """The timeline rows the Markdown and terminal show, and how many operator events they leave out.
+
+    Every finding is shown. Above MAX_SHOWN_EVENTS operator events, those from an hour before the
+    first finding to an hour after the last are kept (all of them when there is no finding), then the
+    first MAX_SHOWN_EVENTS of those; the rows keep the timeline's order.
+    """
+    is_event = pl.col("kind") == "event"
+    timeline = report.timeline.with_row_index("_n")
+    events = timeline.filter(is_event)
+    if events.height <= MAX_SHOWN_EVENTS:
+        return report.timeline, 0
+    findings = timeline.filter(~is_event)
+    near = events
+    if findings.height:
+        first: datetime = findings["ts"].min()  # type: ignore[assignment]
+        last: datetime = findings["ts"].max()  # type: ignore[assignment]
+        near = events.filter(pl.col("ts").is_between(first - _EVENT_MARGIN, last + _EVENT_MARGIN))
+    kept = near.head(MAX_SHOWN_EVENTS)["_n"]
+    shown = timeline.filter(~is_event | pl.col("_n").is_in(kept.implode()))
+    return shown.drop("_n"), events.height - kept.len()
+
+
+def shown_events_note(hidden: int) -> str:
+    """The line said under a timeline that leaves operator events out."""
+    return (
+        f"{hidden:,} more operator events are not shown here (only those nearest the incident, at most "
+        f"{MAX_SHOWN_EVENTS}); the JSON report's timeline lists every one."
+    )

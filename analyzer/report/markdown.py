@@ -23,6 +23,8 @@ from analyzer.report.formatting import (
     ms,
     percent,
     report_day,
+    shown_events_note,
+    shown_timeline,
     table,
     telling_contributors,
     times,
@@ -106,15 +108,17 @@ def _impact(report: Report, clock: Clock) -> list[str]:
 
 
 def _timeline(report: Report, clock: Clock) -> list[str]:
-    out = ["## Timeline", "", *gantt(report, clock)]
+    shown, hidden = shown_timeline(report)
+    out = ["## Timeline", "", *gantt(report, clock, shown)]
     rows = []
-    for r in report.timeline.iter_rows(named=True):
+    for r in shown.iter_rows(named=True):
         what = escape(r["title"])
         # Operator notes stand out among the findings: they are what people did.
         rows.append([clock.at(r["ts"]), f"**{what}**" if r["kind"] == "event" else what, escape(r["detail"])])
-    return out + table(
+    out += table(
         ["Time", "What", "Detail"], rows, empty="Nothing happened: no finding and no operator event."
     )
+    return out + ([shown_events_note(hidden), ""] if hidden else [])
 
 
 def _contributors(top: tuple[Contributor, ...]) -> str:

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+import polars as pl
+
 from analyzer.report.escape import escape
 from analyzer.report.formatting import Clock
 from analyzer.report.model import Report
@@ -24,8 +26,9 @@ def _label(text: str) -> str:
     return text if len(text) <= _LABEL_CHARS else text[: _LABEL_CHARS - 1] + "…"
 
 
-def gantt(report: Report, clock: Clock) -> list[str]:
-    """A gantt chart of the incident windows (bursts, spikes, gaps, ledger faults) and operator events."""
+def gantt(report: Report, clock: Clock, timeline: pl.DataFrame | None = None) -> list[str]:
+    """A gantt chart of the incident windows (bursts, spikes, gaps, ledger faults) and the operator
+    events of `timeline` (default: the report's)."""
     windows: list[tuple[str, Sequence[tuple[str, datetime, datetime]], str]] = [
         ("5xx bursts", [(f"burst {b.scope}", b.start, b.end) for b in report.bursts], "crit, "),
         ("Latency spikes", [(f"spike {s.scope}", s.start, s.end) for s in report.spikes], "active, "),
@@ -36,7 +39,8 @@ def gantt(report: Report, clock: Clock) -> list[str]:
             (f"{p.kind} {p.model or 'all models'}", p.start, p.end) for p in report.reconciliation.patterns
         ]
         windows.append(("Ledger faults", faults, "done, "))
-    events = report.timeline.filter(report.timeline["kind"] == "event")
+    timeline = report.timeline if timeline is None else timeline
+    events = timeline.filter(timeline["kind"] == "event")
     if not any(items for _, items, _ in windows) and events.is_empty():
         return []
     lines = [

@@ -23,6 +23,8 @@ from analyzer.report.formatting import (
     ms,
     percent,
     report_day,
+    shown_events_note,
+    shown_timeline,
     telling_contributors,
     times,
 )
@@ -83,8 +85,11 @@ def _milestones(report: Report, clock: Clock) -> Text:
 
 
 def _timeline(report: Report, clock: Clock) -> Table:
+    shown, hidden = shown_timeline(report)
     table = _table(f"Timeline ({clock.heading()})", ("Time", "What", "Detail"))
-    for r in report.timeline.iter_rows(named=True):
+    if hidden:
+        table.caption = shown_events_note(hidden)
+    for r in shown.iter_rows(named=True):
         style = "bold" if r["kind"] == "event" else ""
         table.add_row(
             Text(clock.at(r["ts"])), Text(escape(r["title"], "terminal"), style=style), _text(r["detail"])
