@@ -309,9 +309,10 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
             )
     for name, unit in units.items():
         allowed_units = TS_UNITS if name == "ts" else DURATION_UNITS
-        if name not in ("ts", "latency_ms", "ttft_ms") or unit not in allowed_units:
+        strftime = name == "ts" and "%" in unit  # a format of its own: timestamps.is_format
+        if name not in ("ts", "latency_ms", "ttft_ms") or (unit not in allowed_units and not strftime):
             raise ConfigError(
-                f"unit '{unit}' not allowed (ts: {', '.join(TS_UNITS)}; latency_ms, ttft_ms: {', '.join(DURATION_UNITS)})",
+                f"unit '{unit}' not allowed (ts: {', '.join(TS_UNITS)} or a strftime format; latency_ms, ttft_ms: {', '.join(DURATION_UNITS)})",
                 path=where,
                 field=f"{kind}.units.{name}",
             )

@@ -1,6 +1,7 @@
 """Timestamps: every accepted spelling lands on the same UTC microsecond; the rest is null."""
 
 from datetime import UTC, datetime
+from pathlib import Path
 
 import polars as pl
 import pytest
@@ -30,6 +31,13 @@ def _parse(text: str | None, unit: str = "iso") -> datetime | None:
         pytest.param(" 2026-04-22T09:00:01Z ", T, id="padded"),
         pytest.param("1776848401", T, id="bare-epoch-seconds"),
         pytest.param("1776848401123.456", T_FRAC.replace(microsecond=123456), id="bare-epoch-ms-fraction"),
+        pytest.param("2026-04-22 09:00:01,123456", T_FRAC, id="python-logging-comma"),
+        pytest.param("2026-04-22T17:00:01,123456+08:00", T_FRAC, id="comma-with-offset"),
+        pytest.param("2026/04/22 09:00:01", T, id="slashes"),
+        pytest.param("2026-04-22 09:00:01 UTC", T, id="utc-word"),
+        pytest.param("Wed, 22 Apr 2026 09:00:01 GMT", T, id="http-date"),
+        pytest.param("2026-04-22T09:00Z", T.replace(second=0), id="no-seconds"),
+        pytest.param("Apr 22 09:00:01", None, id="syslog-without-year"),
         pytest.param("yesterday", None, id="word"),
         pytest.param("2026-13-22T09:00:01Z", None, id="month-13"),
         pytest.param("", None, id="empty"),
@@ -82,3 +90,20 @@ def test_mixed_offsets_in_one_column_agree() -> None:
 def test_typed_columns(series: pl.Series, unit: str) -> None:
     out = pl.DataFrame({"t": series}).select(column_to_ts(pl.col("t"), series.dtype, unit)).item()
     assert out == T
+
+
+def test_a_strftime_unit_reads_what_no_built_in_form_does(tmp_path: Path) -> None:
+    # `[gateway.units] ts = "%d.%m.%Y %H:%M:%S"`: a European log; UTC unless the format has %z.
+    from analyzer.config import load_settings
+    from analyzer.ingest import load
+
+    assert _parse("22.04.2026 09:00:01", "%d.%m.%Y %H:%M:%S") == T
+    assert _parse("22.04.2026 17:00:01 +0800", "%d.%m.%Y %H:%M:%S %z") == T
+    assert _parse("22.04.2026 09:00:01") is None  # not a built-in form
+    (tmp_path / "a.toml").write_text('[gateway.units]\nts = "%d.%m.%Y %H:%M:%S"\n')
+    (tmp_path / "g.jsonl").write_text(
+        '{"ts": "22.04.2026 09:00:01", "status": 200}\n{"ts": "2026-04-22", "status": 200}\n'
+    )
+    loaded = load("gateway", [tmp_path / "g.jsonl"], load_settings(tmp_path / "a.toml"))
+    assert loaded.frame.select("ts").collect()["ts"].to_list() == [T]
+    assert loaded.inputs[0].rejects_by_reason == {"bad_value:ts": 1}

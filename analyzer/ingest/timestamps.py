@@ -6,7 +6,12 @@ Accepted text (unit "iso", the default):
   - nginx `$time_local`: `22/Apr/2026:09:00:01 +0800`.
   - A bare number (`1776848401`, `1776848401123.5`): an epoch whose unit is guessed from its magnitude
     (seconds below 1e11, milliseconds below 1e14, microseconds below 1e17, else nanoseconds).
+  - Less common forms, read only on the rows the ones above leave null: a comma before the fraction
+    (`2026-04-22 09:00:00,123`, Python logging's default), `2026/04/22 09:00:00`, `... UTC`, an HTTP
+    date (`Wed, 22 Apr 2026 09:00:00 GMT`), ISO without seconds (`2026-04-22T09:00Z`).
 Units epoch_s, epoch_ms, epoch_us, epoch_ns read numbers (integer or fractional text) in that unit.
+A unit holding `%` is a strftime format for text no reading above takes (`%d.%m.%Y %H:%M:%S`; UTC
+unless it has `%z`).
 A value that matches none of these is null; the caller turns a present-but-null value into
 `bad_value:ts`.
 """
@@ -32,6 +37,14 @@ _TEXT_FORMATS: Final = (
     "%Y-%m-%d %H:%M:%S%.f",
     "%d/%b/%Y:%H:%M:%S %z",  # nginx $time_local
 )
+# Read after the forms above fail, on those rows only; all UTC (none of them carries an offset).
+_RARER_FORMATS: Final = (
+    "%Y/%m/%d %H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f UTC",
+    "%a, %d %b %Y %H:%M:%S GMT",  # HTTP date (RFC 1123)
+    "%Y-%m-%dT%H:%MZ",
+    "%Y-%m-%dT%H:%M",
+)
 _NUMBER: Final = r"^[+-]?\d+(\.\d*)?$"
 
 
@@ -43,9 +56,16 @@ def parse_ts(text: pl.Expr, unit: str = "iso") -> pl.Expr:
         common = _to_datetime(text, _TEXT_FORMATS[0])
         rest = pl.when(common.is_null()).then(text.str.strip_chars())
         return pl.coalesce(common, _fallback(rest))
+    if is_format(unit):
+        return _to_datetime(text.str.strip_chars(), unit)
     if unit not in _SCALE_TO_US:
         raise ValueError(f"unknown timestamp unit {unit!r}")
     return _epoch_text(text.str.strip_chars(), unit)
+
+
+def is_format(unit: str) -> bool:
+    """A `ts` unit that is a strftime format of its own."""
+    return "%" in unit
 
 
 def with_parsed_ts(frame: pl.LazyFrame, text: str, out: str, unit: str = "iso") -> pl.LazyFrame:
@@ -86,7 +106,7 @@ def column_to_ts(value: pl.Expr, dtype: pl.DataType, unit: str = "iso") -> pl.Ex
         return utc.cast(TS_DTYPE)
     if isinstance(dtype, pl.Date):
         return value.cast(pl.Datetime("us")).dt.replace_time_zone("UTC")
-    if dtype.is_numeric():
+    if dtype.is_numeric() and not is_format(unit):
         number = value.cast(pl.Float64)
         if unit == "iso":
             return epoch_to_ts(number, _guess_unit_number(number))
@@ -108,6 +128,10 @@ def _parse_text(s: pl.Expr) -> pl.Expr:
     attempts = [_to_datetime(s, f) for f in _TEXT_FORMATS]
     # ISO 8601 also allows an hours-only offset ("+08"), which chrono's %z does not read.
     attempts.append(_to_datetime(s.str.replace(r"([+-]\d\d)$", "${1}:00"), "%+"))
+    # ... and a comma before the fraction (Python logging writes "09:00:00,123").
+    dotted = s.str.replace(r"(\d\d:\d\d:\d\d),(\d)", "${1}.${2}")
+    attempts += [_to_datetime(dotted, f) for f in _TEXT_FORMATS[:3]]
+    attempts += [_to_datetime(s, f) for f in _RARER_FORMATS]
     return pl.coalesce(attempts)
 
 
