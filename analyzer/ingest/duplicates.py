@@ -111,14 +111,17 @@ def with_rejects(
     return merged.sort(_rank("file", order), "line")
 
 
-def counted(inputs: Sequence[InputReport], duplicates: pl.DataFrame) -> tuple[InputReport, ...]:
-    """Each report with its duplicates added to its rejects, so its rows still add up."""
+def counted(
+    inputs: Sequence[InputReport], duplicates: pl.DataFrame, *, reason: str = DUPLICATE
+) -> tuple[InputReport, ...]:
+    """Each report with its rows in `duplicates` (`_file`, `_line`) added to its rejects as `reason`,
+    so its rows still add up."""
     per_file = dict(duplicates.group_by(SOURCE_FILE).agg(pl.len()).iter_rows())
     out = []
     for report in inputs:
         n = int(per_file.get(report.path, 0))
         if n:
-            reasons = dict(sorted({**report.rejects_by_reason, DUPLICATE: n}.items()))
+            reasons = dict(sorted({**report.rejects_by_reason, reason: n}.items()))
             report = replace(report, rows_rejected=report.rows_rejected + n, rejects_by_reason=reasons)
         out.append(report)
     return tuple(out)

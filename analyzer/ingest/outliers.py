@@ -18,6 +18,7 @@ from typing import Final
 import polars as pl
 
 from analyzer.findings import InputReport
+from analyzer.ingest import duplicates
 from analyzer.schema import SOURCE_FILE, SOURCE_LINE, TS
 
 OUTLIER: Final = "ts_outlier"
@@ -64,28 +65,19 @@ def counted(
     inputs: Sequence[InputReport], rejected: pl.DataFrame, kept: pl.LazyFrame
 ) -> tuple[InputReport, ...]:
     """Each report with its outliers added to its rejects, and its time range that of the rows kept."""
-    per_file = dict(rejected.group_by(SOURCE_FILE).agg(pl.len()).iter_rows())
-    if not per_file:
-        return tuple(inputs)
+    affected = set(rejected[SOURCE_FILE].to_list())
     times = {
         path: (first, last)
-        for path, first, last in kept.filter(pl.col(SOURCE_FILE).is_in(list(per_file)))
+        for path, first, last in kept.filter(pl.col(SOURCE_FILE).is_in(sorted(affected)))
         .group_by(SOURCE_FILE)
         .agg(pl.col(TS).min(), pl.col(TS).max().alias("last"))
         .collect()
         .iter_rows()
     }
     out = []
-    for report in inputs:
-        n = int(per_file.get(report.path, 0))
-        if n:
+    for report in duplicates.counted(inputs, rejected, reason=OUTLIER):
+        if report.path in affected:
             first, last = times.get(report.path, (None, None))
-            report = replace(
-                report,
-                rows_rejected=report.rows_rejected + n,
-                rejects_by_reason=dict(sorted({**report.rejects_by_reason, OUTLIER: n}.items())),
-                first_ts=first,
-                last_ts=last,
-            )
+            report = replace(report, first_ts=first, last_ts=last)
         out.append(report)
     return tuple(out)
