@@ -321,18 +321,8 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         raise ConfigError(
             f"unknown format '{fmt}' (known: {', '.join(FORMATS)})", path=where, field=f"{kind}.format"
         )
-    try:
-        offset = parse_duration(
-            _str(t.get("clock_offset", "0s"), f"{kind}.clock_offset", where), where=f"{kind}.clock_offset"
-        )
-    except ConfigError as e:
-        raise ConfigError(e.message, path=where, field=e.field) from None
-    try:
-        gap = parse_duration(
-            _str(t.get("outlier_gap", "30d"), f"{kind}.outlier_gap", where), where=f"{kind}.outlier_gap"
-        )
-    except ConfigError as e:
-        raise ConfigError(e.message, path=where, field=e.field) from None
+    offset = _source_duration(t, kind, "clock_offset", "0s", where)
+    gap = _source_duration(t, kind, "outlier_gap", "30d", where)
     if gap <= timedelta(0):
         raise ConfigError("must be positive", path=where, field=f"{kind}.outlier_gap")
     kinds = {
@@ -358,6 +348,14 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         outlier_gap=gap,
         kinds=kinds,
     )
+
+
+def _source_duration(t: dict[str, Any], kind: str, key: str, default: str, where: str) -> timedelta:
+    name = f"{kind}.{key}"
+    try:
+        return parse_duration(_str(t.get(key, default), name, where), where=name)
+    except ConfigError as e:
+        raise ConfigError(e.message, path=where, field=e.field) from None
 
 
 def _str(v: Any, name: str, where: str) -> str:
