@@ -150,7 +150,7 @@ def batches(kind: str, paths: Sequence[Path], config: SourceConfig) -> Iterator[
 def _frozen(value: object) -> Hashable:
     if isinstance(value, dict):
         return tuple(value.items())
-    return tuple(value) if isinstance(value, list) else value  # type: ignore[return-value]
+    return tuple(value) if isinstance(value, list) else value
 
 
 def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: Path) -> list[FileRead]:
