@@ -162,6 +162,68 @@ def test_balance_break_reset_refund_and_null_balance() -> None:
     assert any("balance_after" in n for n in r.notes)
 
 
+@pytest.mark.parametrize(
+    ("reset_tokens", "reset_after"),
+    [
+        pytest.param(500, 500, id="new-balance-in-tokens-and-balance_after"),
+        pytest.param(500, None, id="new-balance-in-tokens-only"),
+        pytest.param(0, 500, id="tokens-0-balance_after-set"),
+    ],
+)
+def test_each_reset_convention_follows_without_a_break(reset_tokens: int, reset_after: int | None) -> None:
+    gw = _gateway([(10, "r1", "a", "m", 200, 10, 0), (40, "r2", "a", "m", 200, 10, 0)])
+    lg = _ledger(
+        [
+            (5, "g1", "a", None, "grant", 100, 100),
+            (10, "e1", "a", "r1", "deduct", 10, 90),
+            (30, "x1", "a", None, "reset", reset_tokens, reset_after),
+            (40, "e2", "a", "r2", "deduct", 10, 490),
+        ]
+    )
+    r = reconcile(gw, lg, Settings())
+    assert r.by_kind["balance_break"].count == 0
+    assert not any("resets have tokens" in n for n in r.notes)
+    replay = next(i for i in r.invariants if i.name.startswith("balances replay"))
+    assert replay.holds and replay.detail.startswith("1 accounts replayed"), replay.detail
+
+
+@pytest.mark.parametrize(
+    ("reset_tokens", "reset_after"),
+    [pytest.param(500, None, id="tokens-only"), pytest.param(0, 500, id="balance_after-only")],
+)
+def test_an_entry_after_a_reset_is_checked_against_the_balance_it_set(
+    reset_tokens: int, reset_after: int | None
+) -> None:
+    gw = _gateway([(40, "r2", "a", "m", 200, 10, 0)])
+    lg = _ledger(
+        [
+            (5, "g1", "a", None, "grant", 100, 100),
+            (30, "x1", "a", None, "reset", reset_tokens, reset_after),
+            (40, "e2", "a", "r2", "deduct", 10, 80),  # 490 follows from the reset
+        ]
+    )
+    r = reconcile(gw, lg, Settings())
+    breaks = r.findings.filter(pl.col("kind") == "balance_break")
+    assert breaks["entry_id"].to_list() == ["e2"] and breaks["expected"].to_list() == [490]
+
+
+def test_resets_whose_tokens_and_balance_after_disagree_are_one_note_not_breaks() -> None:
+    gw = _gateway([(40, "r2", "a", "m", 200, 10, 0)])
+    rows: list[tuple[float, str, str, str | None, str, int, int | None]] = [
+        (5, "g1", "a", None, "grant", 100, 100),
+        (30, "x1", "a", None, "reset", 400, 500),  # tokens the amount restored, balance_after the balance
+        (40, "e2", "a", "r2", "deduct", 10, 490),
+    ]
+    rows += [(5, f"g{i}", f"b{i}", None, "grant", 100, 100) for i in range(3)]
+    rows += [(30, f"x{i}", f"b{i}", None, "reset", 7, 500) for i in range(3)]
+    r = reconcile(gw, _ledger(rows), Settings())
+    assert r.by_kind["balance_break"].count == 0
+    assert [n for n in r.notes if "resets have tokens" in n] == [
+        "reconcile: 4 resets have tokens other than 0 and other than their balance_after; "
+        "balance_after is taken as the balance each reset set"
+    ]
+
+
 def test_balance_wiped_flag() -> None:
     gw = _gateway([(10, "r1", "a", "m", 200, 10, 5)])
     lg = _ledger([(5, "g", "a", None, "grant", 40, 40), (10, "e1", "a", "r1", "deduct", 40, 0)])

@@ -79,6 +79,7 @@ def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.Data
             (~pl.col(KIND).is_in(list(LEDGER_KINDS))).sum().alias("unknown_kinds"),
             (pl.col(KIND) == LEDGER_DEDUCT).sum().alias("deducts"),
             ((pl.col(KIND) == LEDGER_DEDUCT) & (pl.col(TOKENS) < 0)).sum().alias("negative_deducts"),
+            bal.reset_disagrees().sum().alias("resets_disagreeing"),
         ),
         "breaks": bal.break_findings(checked),
         "balances": bal.account_balances(checked),
@@ -218,6 +219,11 @@ def _notes(
             f"reconcile: {lg['negative_deducts']:,} of {lg['deducts']:,} deductions have negative tokens; a "
             "deduction is read as a positive amount, so their kinds, refunds and balances are not "
             "meaningful (a ledger that writes debits as negative numbers needs its sign flipped first)"
+        )
+    if lg["resets_disagreeing"]:
+        notes.append(
+            f"reconcile: {lg['resets_disagreeing']:,} resets have tokens other than 0 and other than their "
+            "balance_after; balance_after is taken as the balance each reset set"
         )
     if lg["unknown_kinds"]:
         top = ", ".join(f"{k or '(none)'}: {n:,}" for k, n in unknown.head(5).iter_rows())

@@ -1,7 +1,9 @@
 """Per-account balance checks: breaks in the running balance, the replay, refunds already made, resets.
 
 An account's entries are ordered by ts then entry_id. Each balance_after should follow from the one
-before and the entry: deduct subtracts its tokens, refund and grant add them, reset sets the balance.
+before and the entry: deduct subtracts its tokens, refund and grant add them, reset sets the balance:
+to its balance_after when it has one, else to its tokens. Ledgers write a reset either way (the new
+balance in tokens, or tokens 0 and the new balance in balance_after), so a reset itself never breaks.
 """
 
 from __future__ import annotations
@@ -42,6 +44,20 @@ def _delta() -> pl.Expr:
     )
 
 
+def set_balance() -> pl.Expr:
+    """The balance an entry leaves, when known: a reset's balance_after, else its tokens; any other
+    entry's balance_after."""
+    reset = pl.col(KIND) == LEDGER_RESET
+    return pl.when(reset).then(pl.coalesce(BALANCE_AFTER, TOKENS)).otherwise(pl.col(BALANCE_AFTER))
+
+
+def reset_disagrees() -> pl.Expr:
+    """A reset whose tokens are neither 0 nor its balance_after: the two conventions disagree
+    (balance_after is taken as the new balance)."""
+    t, after = pl.col(TOKENS), pl.col(BALANCE_AFTER)
+    return (pl.col(KIND) == LEDGER_RESET) & after.is_not_null() & (t != 0) & (t != after)
+
+
 def in_time_order(ledger: pl.LazyFrame) -> pl.LazyFrame:
     """One boolean: the entries already come in (ts, entry_id) order, as an append-only ledger does."""
     ts, prev_ts = pl.col(TS_COL), pl.col(TS_COL).shift(1)
@@ -57,8 +73,8 @@ def checked(ledger: pl.LazyFrame, *, ordered: bool = False) -> pl.LazyFrame:
     whether it breaks. `ordered`: the entries are known to come in that order already."""
     # Windows per account over frame order: a sort of every column costs ~10x these windows, so
     # it is done only when the entries are out of order.
-    prev = pl.col(BALANCE_AFTER).shift(1).over(ACCOUNT_ID)
-    follows = pl.when(pl.col(KIND) == LEDGER_RESET).then(pl.col(TOKENS)).otherwise(prev + _delta())
+    prev = set_balance().shift(1).over(ACCOUNT_ID)
+    follows = pl.when(pl.col(KIND) == LEDGER_RESET).then(set_balance()).otherwise(prev + _delta())
     known_kind = pl.col(KIND).is_in([LEDGER_DEDUCT, LEDGER_REFUND, LEDGER_GRANT, LEDGER_RESET])
     # The first entry of an account has no previous balance and is never a break; an entry of a
     # kind the analyzer does not know is not checked either.
@@ -96,7 +112,7 @@ def account_balances(checked_lf: pl.LazyFrame) -> pl.LazyFrame:
     # Replay from the last reset (or the first entry) forward; where the balance has no break and no
     # null, the replay must land on the last balance_after. `checked` is in time order, so a running
     # count of resets per account numbers its segments in order.
-    base = pl.when(pl.col(KIND) == LEDGER_RESET).then(pl.col(TOKENS)).otherwise(pl.col(BALANCE_AFTER))
+    base = set_balance()
     unknown = ~pl.col(KIND).is_in([LEDGER_DEDUCT, LEDGER_REFUND, LEDGER_GRANT, LEDGER_RESET])
     # One pass over the entries, per segment; the per-account figures are then sums over segments.
     segments = (
@@ -105,10 +121,10 @@ def account_balances(checked_lf: pl.LazyFrame) -> pl.LazyFrame:
         .agg(
             base.first().alias("_base"),
             (_delta().sum() - _delta().first()).alias("_later"),
-            pl.col(BALANCE_AFTER).last().alias("_last_balance"),
+            set_balance().last().alias("_last_balance"),
             pl.col(TOKENS).filter(pl.col(KIND) == LEDGER_REFUND).sum().alias(ALREADY_REFUNDED),
             pl.col(BREAK).any().alias("_any_break"),
-            pl.col(BALANCE_AFTER).is_null().any().alias("_any_null"),
+            set_balance().is_null().any().alias("_any_null"),
             unknown.any().alias("_any_unknown"),
         )
     )
