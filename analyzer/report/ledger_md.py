@@ -77,7 +77,7 @@ def ledger_section(report: Report, clock: Clock) -> list[str]:
     return out + table(["Outcome", "Meaning", "Requests", "Share"], buckets, right=("Requests", "Share"))
 
 
-def refunds_section(report: Report) -> list[str]:
+def refunds_section(report: Report, clock: Clock) -> list[str]:
     """The largest refunds, and where the full list is."""
     out = ["## Refunds", ""]
     if report.reconciliation is None:

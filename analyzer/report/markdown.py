@@ -8,6 +8,7 @@ a report within one date says the date once and shows times of day.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any, cast
 
 import polars as pl
@@ -39,17 +40,13 @@ MAX_INPUT_ROWS = 30
 
 
 def render_markdown(report: Report) -> str:
-    """The post-mortem: summary, impact, timeline, bursts, latency, ledger, refunds, data quality, method."""
+    """The post-mortem: each of SECTIONS in order, under a title that dates it."""
     clock = Clock(report_day(report))
     day = f": {clock.day:%Y-%m-%d}" if clock.day else ""
     out = [f"# Incident post-mortem{day}", ""]
     out += [f"All times are UTC{f' on {clock.day:%Y-%m-%d}' if clock.day else ''}.", ""]
-    for section in (_summary, _impact, _timeline, _bursts, _latency):
+    for section in SECTIONS:
         out += section(report, clock)
-    out += ledger_section(report, clock)
-    out += refunds_section(report)
-    out += _data_quality(report, clock)
-    out += _method(report)
     return "\n".join(out)
 
 
@@ -264,7 +261,7 @@ def _data_quality(report: Report, clock: Clock) -> list[str]:
     return out
 
 
-def _method(report: Report) -> list[str]:
+def _method(report: Report, clock: Clock) -> list[str]:
     st = report.settings
     b, lat, slo, rec = st.bursts, st.latency, st.slo, st.reconcile
     out = [
@@ -314,3 +311,20 @@ def _flatten(value: Any, prefix: str = "") -> list[tuple[str, str]]:
         return [item for k, v in value.items() for item in _flatten(v, f"{prefix}{k}.")]
     text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
     return [(prefix.rstrip("."), DASH if value is None else text)]
+
+
+# A section renders its lines (ending in a blank line), or none when it has nothing to say.
+Section = Callable[[Report, Clock], list[str]]
+
+# The post-mortem's sections, in the order it is read. A new section is one function added here.
+SECTIONS: tuple[Section, ...] = (
+    _summary,
+    _impact,
+    _timeline,
+    _bursts,
+    _latency,
+    ledger_section,
+    refunds_section,
+    _data_quality,
+    _method,
+)

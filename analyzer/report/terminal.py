@@ -7,10 +7,10 @@ output fits the console width (120 columns when stdout is not a terminal).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from rich.console import Console
+from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -155,24 +155,59 @@ def _refunds(report: Report) -> Table:
     return table
 
 
-def render_terminal(report: Report, console: Console) -> None:
-    """Print the report with Rich: summary, sparklines, timeline, bursts, spikes and top refunds."""
-    clock = Clock(report_day(report))
-    console.print(Text(f"Incident summary ({clock.heading()})", style="bold"))
-    console.print(_text(headline(report)))
-    console.print(_text(report.summary["what_moved_first"]))
-    console.print(_milestones(report, clock))
-    for line in _sparklines(report, clock):
-        console.print(line)
-    console.print(_timeline(report, clock))
-    if report.bursts:
-        console.print(bursts_table(report, clock))
-    if report.spikes:
-        console.print(spikes_table(report, clock))
-    if report.reconciliation is not None and report.summary["top_accounts"]:
-        console.print(_refunds(report))
+def _summary(report: Report, clock: Clock) -> list[RenderableType]:
+    return [
+        Text(f"Incident summary ({clock.heading()})", style="bold"),
+        _text(headline(report)),
+        _text(report.summary["what_moved_first"]),
+        _milestones(report, clock),
+        *_sparklines(report, clock),
+    ]
+
+
+def _timeline_section(report: Report, clock: Clock) -> list[RenderableType]:
+    return [_timeline(report, clock)]
+
+
+def _bursts(report: Report, clock: Clock) -> list[RenderableType]:
+    return [bursts_table(report, clock)] if report.bursts else []
+
+
+def _spikes(report: Report, clock: Clock) -> list[RenderableType]:
+    return [spikes_table(report, clock)] if report.spikes else []
+
+
+def _top_refunds(report: Report, clock: Clock) -> list[RenderableType]:
+    return [_refunds(report)] if report.reconciliation is not None and report.summary["top_accounts"] else []
+
+
+def _broken_invariants(report: Report, clock: Clock) -> list[RenderableType]:
     # A broken invariant means totals above cannot be trusted: said last, where it is seen.
-    for broken in (
-        i for i in (report.reconciliation.invariants if report.reconciliation else ()) if not i.holds
-    ):
-        console.print(_text(f"invariant broken: {broken.name}: {broken.detail}"), style="bold red")
+    rec = report.reconciliation
+    return [
+        Text(escape(f"invariant broken: {i.name}: {i.detail}", "terminal"), style="bold red")
+        for i in (rec.invariants if rec else ())
+        if not i.holds
+    ]
+
+
+# A section gives what it prints (nothing when it has nothing to say).
+Section = Callable[[Report, Clock], list[RenderableType]]
+
+# The terminal report's sections, in order. A new section is one function added here.
+SECTIONS: tuple[Section, ...] = (
+    _summary,
+    _timeline_section,
+    _bursts,
+    _spikes,
+    _top_refunds,
+    _broken_invariants,
+)
+
+
+def render_terminal(report: Report, console: Console) -> None:
+    """Print each of SECTIONS with Rich: summary, timeline, bursts, spikes, top refunds, broken checks."""
+    clock = Clock(report_day(report))
+    for section in SECTIONS:
+        for item in section(report, clock):
+            console.print(item)
