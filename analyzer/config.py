@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from analyzer.errors import ConfigError
-from analyzer.schema import GATEWAY, LEDGER, LEDGER_KINDS, SCHEMAS
+from analyzer.schema import GATEWAY, LEDGER, LEDGER_KINDS, SCHEMAS, FormatName
 
 TS_UNITS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 DURATION_UNITS = ("ms", "s", "us")
-FORMATS = ("jsonl", "csv", "tsv", "parquet", "nginx", "alb")
+FORMATS = tuple(FormatName)
 
 _DURATION = re.compile(r"^\s*([+-]?)(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _DURATION_SCALE = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}

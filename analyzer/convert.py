@@ -30,7 +30,7 @@ from analyzer.errors import InputError, OutputError
 from analyzer.findings import InputReport
 from analyzer.ingest import Loaded, load
 from analyzer.ingest.sources import resolve
-from analyzer.schema import SOURCE_FILE, SOURCE_LINE, TS
+from analyzer.schema import REJECT_FILE, REJECT_LINE, SOURCE_FILE, SOURCE_LINE, TS
 
 __all__ = ["MANIFEST", "convert", "read_manifest"]
 
@@ -56,7 +56,9 @@ def convert(sources: Mapping[str, Sequence[Path]], out: Path, settings: Settings
         out.mkdir(parents=True, exist_ok=True)
         for item in loaded:
             _write_rows(item, out)
-        rejects = pl.concat([item.rejects for item in loaded], how="vertical_relaxed").sort("file", "line")
+        rejects = pl.concat([item.rejects for item in loaded], how="vertical_relaxed").sort(
+            REJECT_FILE, REJECT_LINE
+        )
         rejects.write_parquet(out / REJECTS)
         reports = [r for item in loaded for r in item.inputs]
         notes = [n for item in loaded for n in item.notes]

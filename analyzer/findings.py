@@ -9,15 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
 
 import polars as pl
 
-GLOBAL = "global"
-
-
-def scope_of(column: str | None, value: str | None) -> str:
-    """The scope string of a slice, or "global"."""
-    return GLOBAL if column is None else f"{column}={value}"
+GLOBAL: Final = "global"
 
 
 # --- detection -------------------------------------------------------------------------------
@@ -116,19 +113,65 @@ class Detection:
 
 # --- reconciliation --------------------------------------------------------------------------
 
-# Kinds of a deduction, in the order they are checked; every deduction gets exactly one.
-DEDUCTION_KINDS = ("duplicate", "orphan", "out_of_span", "failed_charged", "overcharge", "undercharge", "ok")
-# Kinds that are not a deduction's: found on requests or on balances.
-OTHER_FINDINGS = ("unbilled", "balance_break")
-# The buckets every gateway request falls in exactly once.
-REQUEST_BUCKETS = (
-    "charged_ok",
-    "overcharged",
-    "undercharged",
-    "charged_on_failure",
-    "unbilled",
-    "failed_free",
+
+class Finding(StrEnum):
+    """What reconciliation says of a ledger deduction, a gateway request or a balance."""
+
+    # Kinds of a deduction, in the order they are checked; every deduction gets exactly one.
+    DUPLICATE = "duplicate"
+    ORPHAN = "orphan"
+    OUT_OF_SPAN = "out_of_span"
+    FAILED_CHARGED = "failed_charged"
+    OVERCHARGE = "overcharge"
+    UNDERCHARGE = "undercharge"
+    OK = "ok"
+    # Kinds that are not a deduction's: found on requests or on balances.
+    UNBILLED = "unbilled"
+    BALANCE_BREAK = "balance_break"
+
+
+DEDUCTION_KINDS: Final[tuple[str, ...]] = (
+    Finding.DUPLICATE,
+    Finding.ORPHAN,
+    Finding.OUT_OF_SPAN,
+    Finding.FAILED_CHARGED,
+    Finding.OVERCHARGE,
+    Finding.UNDERCHARGE,
+    Finding.OK,
 )
+OTHER_FINDINGS: Final[tuple[str, ...]] = (Finding.UNBILLED, Finding.BALANCE_BREAK)
+# Deduction kinds that charged more than the request was worth (they open the ledger's part of the incident).
+MISMATCH_KINDS: Final[tuple[str, ...]] = (Finding.OVERCHARGE, Finding.DUPLICATE, Finding.FAILED_CHARGED)
+
+
+class RequestBucket(StrEnum):
+    """The buckets every gateway request falls in exactly once."""
+
+    CHARGED_OK = "charged_ok"
+    OVERCHARGED = "overcharged"
+    UNDERCHARGED = "undercharged"
+    CHARGED_ON_FAILURE = "charged_on_failure"
+    UNBILLED = "unbilled"
+    FAILED_FREE = "failed_free"
+
+
+REQUEST_BUCKETS: Final[tuple[str, ...]] = tuple(RequestBucket)
+
+# Columns of `Reconciliation.spans`: first and last time each finding kind occurred per model
+# (with `schema.KIND` and `schema.MODEL`).
+FIRST_AT: Final = "first_at"
+LAST_AT: Final = "last_at"
+COUNT: Final = "count"
+# Columns of `Reconciliation.accounts` read outside reconcile/ (with `schema.ACCOUNT_ID`).
+REFUND_TOKENS: Final = "refund_tokens"
+TOKENS_DEDUCTED: Final = "tokens_deducted"
+# Columns of `Detection.series`, one row per window.
+SERIES_WINDOW: Final = "window"
+SERIES_REQUESTS: Final = "requests"
+SERIES_ERRORS: Final = "errors"
+SERIES_ERROR_RATE: Final = "error_rate"
+SERIES_P95: Final = "p95_ms"
+SERIES_P99: Final = "p99_ms"
 
 
 @dataclass(frozen=True)
@@ -140,11 +183,22 @@ class KindTotal:
     refund_tokens: int
 
 
+class Pattern(StrEnum):
+    """The likely causes `reconcile.patterns` looks for behind a group of findings."""
+
+    COMPLETION_MULTIPLIED = "completion_multiplied"
+    PROMPT_MULTIPLIED = "prompt_multiplied"
+    CHARGE_MULTIPLIED = "charge_multiplied"
+    DUPLICATE_BURST = "duplicate_burst"
+    FAILED_CHARGED_IN_BURST = "failed_charged_in_burst"
+    BALANCE_WIPED = "balance_wiped"
+
+
 @dataclass(frozen=True)
 class FaultPattern:
     """A likely cause behind a group of findings, with its window and how much it explains."""
 
-    kind: str  # e.g. "completion_multiplied", "duplicate_burst", "failed_charged_in_burst", "balance_wiped"
+    kind: str  # a Pattern
     model: str | None
     start: datetime
     end: datetime

@@ -22,11 +22,11 @@ import polars as pl
 from analyzer.config import Settings, load_settings
 from analyzer.detect import detect
 from analyzer.errors import InputError, OutputError
-from analyzer.findings import Detection, InputReport, Reconciliation
+from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliation
 from analyzer.ingest import Loaded, find_inputs, load
 from analyzer.reconcile import reconcile
 from analyzer.report.model import Report, build_report
-from analyzer.schema import EVENTS, TS
+from analyzer.schema import EVENTS, REJECT_FILE, REJECT_LINE, TS
 
 CONFIG_NAME = "analyzer.toml"
 Progress = Callable[[str], None]
@@ -229,7 +229,7 @@ def write_rejects(rejects: pl.DataFrame, path: Path, inputs: Sequence[Path]) -> 
     from analyzer.report.exports import write_table
 
     guard_output(path, inputs)
-    write_table(rejects.sort("file", "line") if rejects.width else rejects, path)
+    write_table(rejects.sort(REJECT_FILE, REJECT_LINE) if rejects.width else rejects, path)
 
 
 def write_outputs(
@@ -256,7 +256,7 @@ def write_outputs(
         written.append(markdown_path)
     rec = analysis.reconciliation
     for path, frame in (
-        (refunds_path, None if rec is None else rec.accounts.filter(pl.col("refund_tokens") > 0)),
+        (refunds_path, None if rec is None else rec.accounts.filter(pl.col(REFUND_TOKENS) > 0)),
         (findings_path, None if rec is None else rec.findings),
     ):
         if path is None:

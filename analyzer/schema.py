@@ -6,6 +6,7 @@ Times are UTC microseconds; tokens and balances are Int64; latency is Float64 mi
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Final
 
 import polars as pl
@@ -84,6 +85,30 @@ LEDGER_KINDS: Final = (LEDGER_DEDUCT, LEDGER_REFUND, LEDGER_GRANT, LEDGER_RESET)
 TITLE: Final = "title"
 EVENTS: Final[dict[str, pl.DataType]] = {TS: TS_DTYPE, KIND: pl.String(), TITLE: pl.String()}
 EVENTS_ROW_REQUIRED: Final = (TS, TITLE)
+
+# --- rejected rows: one per input line that could not be analyzed --------------------------------
+REJECT_FILE: Final = "file"
+REJECT_LINE: Final = "line"
+REJECT_REASON_COLUMN: Final = "reason"
+REJECT_RAW: Final = "raw"
+REJECTS: Final[dict[str, pl.DataType]] = {
+    REJECT_FILE: pl.String(),
+    REJECT_LINE: pl.Int64(),
+    REJECT_REASON_COLUMN: pl.String(),
+    REJECT_RAW: pl.String(),
+}
+
+
+class FormatName(StrEnum):
+    """The input formats, as `--format` and `[<kind>] format` name them (ingest/formats.py reads them)."""
+
+    PARQUET = "parquet"
+    JSONL = "jsonl"
+    NGINX = "nginx"
+    ALB = "alb"
+    TSV = "tsv"
+    CSV = "csv"
+
 
 # --- provenance columns every loader adds (dropped before analysis where not needed) ---------
 SOURCE_FILE: Final = "_file"

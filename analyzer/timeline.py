@@ -10,44 +10,58 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Final
 
 import polars as pl
 
 from analyzer.findings import (
+    COUNT,
+    FIRST_AT,
     GLOBAL,
+    LAST_AT,
     BurnRateAlert,
     Burst,
     Detection,
+    Finding,
     LatencySpike,
     LogGap,
     Reconciliation,
 )
-from analyzer.schema import TS_DTYPE
+from analyzer.schema import KIND, MODEL, TITLE, TS, TS_DTYPE
 
-# Tie-break order at equal ts: operator notes first, then windows that close, then windows that open.
-KIND_ORDER: tuple[str, ...] = (
-    "event",
-    "burst_end",
-    "spike_end",
-    "gap_end",
-    "alert_resolved",
-    "pattern_end",
-    "gap_start",
-    "burst_start",
-    "spike_start",
-    "alert_fired",
-    "pattern_start",
-    "fault_first",
-    "fault_last",
-    "quota_reset",
-)
 
-TIMELINE_SCHEMA: dict[str, pl.DataType] = {
-    "ts": TS_DTYPE,
-    "kind": pl.String(),
-    "title": pl.String(),
-    "detail": pl.String(),
-    "scope": pl.String(),
+class Entry(StrEnum):
+    """The kinds of timeline entry. Their order is the tie-break at equal ts: operator notes first, then
+    windows that close, then windows that open."""
+
+    EVENT = "event"
+    BURST_END = "burst_end"
+    SPIKE_END = "spike_end"
+    GAP_END = "gap_end"
+    ALERT_RESOLVED = "alert_resolved"
+    PATTERN_END = "pattern_end"
+    GAP_START = "gap_start"
+    BURST_START = "burst_start"
+    SPIKE_START = "spike_start"
+    ALERT_FIRED = "alert_fired"
+    PATTERN_START = "pattern_start"
+    FAULT_FIRST = "fault_first"
+    FAULT_LAST = "fault_last"
+    QUOTA_RESET = "quota_reset"
+
+
+KIND_ORDER: Final = tuple(Entry)
+# Columns of the timeline frame: schema.TS, schema.KIND (an Entry), schema.TITLE and these.
+DETAIL: Final = "detail"
+SCOPE: Final = "scope"
+
+TIMELINE_SCHEMA: Final[dict[str, pl.DataType]] = {
+    TS: TS_DTYPE,
+    KIND: pl.String(),
+    TITLE: pl.String(),
+    DETAIL: pl.String(),
+    SCOPE: pl.String(),
 }
 
 _Row = tuple[datetime, str, str, str, str | None]
@@ -71,7 +85,7 @@ def build_timeline(
                 [
                     *_pattern_rows(reconciliation),
                     *(
-                        (t, "quota_reset", "Quota reset", "balances set anew", None)
+                        (t, Entry.QUOTA_RESET, "Quota reset", "balances set anew", None)
                         for t in reconciliation.resets
                     ),
                 ]
@@ -81,9 +95,9 @@ def build_timeline(
     return (
         pl.concat(frames, how="vertical")
         .with_columns(
-            pl.col("kind").replace_strict(rank, default=len(rank), return_dtype=pl.Int32).alias("_rank")
+            pl.col(KIND).replace_strict(rank, default=len(rank), return_dtype=pl.Int32).alias("_rank")
         )
-        .sort(["ts", "_rank", "title", "scope", "detail"], nulls_last=True)
+        .sort([TS, "_rank", TITLE, SCOPE, DETAIL], nulls_last=True)
         .drop("_rank")
     )
 
@@ -132,9 +146,11 @@ def _burst_rows(bursts: Sequence[Burst]) -> list[_Row]:
             f"peak {b.peak_error_rate:.1%} at {clock(b.peak_at)}; {b.errors:,} of {b.requests:,} requests "
             f"failed ({statuses}); {b.accounts_affected:,} accounts{severity}"
         )
-        rows.append((b.start, "burst_start", _scoped("5xx burst starts", b.scope), start, _scope(b.scope)))
+        rows.append(
+            (b.start, Entry.BURST_START, _scoped("5xx burst starts", b.scope), start, _scope(b.scope))
+        )
         end = f"lasted {span_text(b.end - b.start)}"
-        rows.append((b.end, "burst_end", _scoped("5xx burst ends", b.scope), end, _scope(b.scope)))
+        rows.append((b.end, Entry.BURST_END, _scoped("5xx burst ends", b.scope), end, _scope(b.scope)))
     return rows
 
 
@@ -146,10 +162,10 @@ def _spike_rows(spikes: Sequence[LatencySpike]) -> list[_Row]:
             f"({s.factor:.1f}×) at {clock(s.peak_at)}"
         )
         rows.append(
-            (s.start, "spike_start", _scoped("Latency spike starts", s.scope), start, _scope(s.scope))
+            (s.start, Entry.SPIKE_START, _scoped("Latency spike starts", s.scope), start, _scope(s.scope))
         )
         end = f"lasted {span_text(s.end - s.start)}"
-        rows.append((s.end, "spike_end", _scoped("Latency spike ends", s.scope), end, _scope(s.scope)))
+        rows.append((s.end, Entry.SPIKE_END, _scoped("Latency spike ends", s.scope), end, _scope(s.scope)))
     return rows
 
 
@@ -159,9 +175,9 @@ def _gap_rows(gaps: Sequence[LogGap]) -> list[_Row]:
         detail = (
             f"no gateway lines for {span_text(g.end - g.start)}; about {g.expected_requests:,.0f} expected"
         )
-        rows.append((g.start, "gap_start", "Log gap starts", detail, None))
+        rows.append((g.start, Entry.GAP_START, "Log gap starts", detail, None))
         rows.append(
-            (g.end, "gap_end", "Log gap ends", f"lines again after {span_text(g.end - g.start)}", None)
+            (g.end, Entry.GAP_END, "Log gap ends", f"lines again after {span_text(g.end - g.start)}", None)
         )
     return rows
 
@@ -175,11 +191,13 @@ def _alert_rows(alerts: Sequence[BurnRateAlert]) -> list[_Row]:
         )
         for f in a.firings:
             still = "" if f.resolved_at is not None else "; still firing when the logs end"
-            rows.append((f.fired_at, "alert_fired", f"Burn-rate alert {a.name} fires", rule + still, None))
+            rows.append(
+                (f.fired_at, Entry.ALERT_FIRED, f"Burn-rate alert {a.name} fires", rule + still, None)
+            )
             if f.resolved_at is not None:
                 held = f"fired for {span_text(f.resolved_at - f.fired_at)}"
                 rows.append(
-                    (f.resolved_at, "alert_resolved", f"Burn-rate alert {a.name} resolves", held, None)
+                    (f.resolved_at, Entry.ALERT_RESOLVED, f"Burn-rate alert {a.name} resolves", held, None)
                 )
     return rows
 
@@ -189,24 +207,24 @@ def _pattern_rows(reconciliation: Reconciliation) -> list[_Row]:
     for p in reconciliation.patterns:
         where = f" ({p.model})" if p.model else ""
         scope = None if p.model is None else f"model={p.model}"
-        rows.append((p.start, "pattern_start", f"Likely fault: {p.kind}{where}", p.description, scope))
+        rows.append((p.start, Entry.PATTERN_START, f"Likely fault: {p.kind}{where}", p.description, scope))
         if p.end > p.start:  # a fault seen at one instant has no separate end
             entries = f"{p.entries:,} entr{'y' if p.entries == 1 else 'ies'}"
             fixed = f"last affected entry; {entries} ({p.share:.1%} of their kind) over {span_text(p.end - p.start)}"
-            rows.append((p.end, "pattern_end", f"Fault stops: {p.kind}{where}", fixed, scope))
+            rows.append((p.end, Entry.PATTERN_END, f"Fault stops: {p.kind}{where}", fixed, scope))
     return rows
 
 
 def _events_frame(events: pl.DataFrame) -> pl.DataFrame:
-    kind = pl.col("kind") if "kind" in events.columns else pl.lit(None, dtype=pl.String)
+    kind = pl.col(KIND) if KIND in events.columns else pl.lit(None, dtype=pl.String)
     return events.select(
-        pl.col("ts").cast(TS_DTYPE),
-        pl.lit("event").alias("kind"),
-        pl.col("title").cast(pl.String).fill_null(""),
+        pl.col(TS).cast(TS_DTYPE),
+        pl.lit(Entry.EVENT).alias(KIND),
+        pl.col(TITLE).cast(pl.String).fill_null(""),
         pl.concat_str(pl.lit("operator note"), pl.lit(" ("), kind.cast(pl.String), pl.lit(")"))
         .fill_null("operator note")
-        .alias("detail"),
-        pl.lit(None, dtype=pl.String).alias("scope"),
+        .alias(DETAIL),
+        pl.lit(None, dtype=pl.String).alias(SCOPE),
     )
 
 
@@ -230,27 +248,24 @@ def _other_end(column: str, this: str) -> pl.Expr:
 def _spans_frame(spans: pl.DataFrame) -> pl.DataFrame:
     if spans.is_empty():
         return _frame([])
-    spans = spans.filter(pl.col("kind") != "ok")
-    where = pl.when(pl.col("model").is_null()).then(pl.lit("")).otherwise(pl.format(" ({})", pl.col("model")))
-    scope = pl.when(pl.col("model").is_null()).then(None).otherwise(pl.format("model={}", pl.col("model")))
-    count = _grouped(pl.col("count").cast(pl.Int64))
+    spans = spans.filter(pl.col(KIND) != Finding.OK)
+    model = pl.col(MODEL)
+    where = pl.when(model.is_null()).then(pl.lit("")).otherwise(pl.format(" ({})", model))
+    scope = pl.when(model.is_null()).then(None).otherwise(pl.format("model={}", model))
+    count = _grouped(pl.col(COUNT).cast(pl.Int64))
     first = spans.select(
-        pl.col("first_at").cast(TS_DTYPE).alias("ts"),
-        pl.lit("fault_first").alias("kind"),
-        pl.format("First {}{}", pl.col("kind"), where).alias("title"),
-        pl.format("{}× {} until {}", count, pl.col("kind"), _other_end("last_at", "first_at")).alias(
-            "detail"
-        ),
-        scope.alias("scope"),
+        pl.col(FIRST_AT).cast(TS_DTYPE).alias(TS),
+        pl.lit(Entry.FAULT_FIRST).alias(KIND),
+        pl.format("First {}{}", pl.col(KIND), where).alias(TITLE),
+        pl.format("{}× {} until {}", count, pl.col(KIND), _other_end(LAST_AT, FIRST_AT)).alias(DETAIL),
+        scope.alias(SCOPE),
     )
     # A kind seen at one instant needs no separate "last" line.
-    last = spans.filter(pl.col("last_at") > pl.col("first_at")).select(
-        pl.col("last_at").cast(TS_DTYPE).alias("ts"),
-        pl.lit("fault_last").alias("kind"),
-        pl.format("Last {}{}", pl.col("kind"), where).alias("title"),
-        pl.format("{}× {} since {}", count, pl.col("kind"), _other_end("first_at", "last_at")).alias(
-            "detail"
-        ),
-        scope.alias("scope"),
+    last = spans.filter(pl.col(LAST_AT) > pl.col(FIRST_AT)).select(
+        pl.col(LAST_AT).cast(TS_DTYPE).alias(TS),
+        pl.lit(Entry.FAULT_LAST).alias(KIND),
+        pl.format("Last {}{}", pl.col(KIND), where).alias(TITLE),
+        pl.format("{}× {} since {}", count, pl.col(KIND), _other_end(FIRST_AT, LAST_AT)).alias(DETAIL),
+        scope.alias(SCOPE),
     )
     return pl.concat([first, last], how="vertical").cast(TIMELINE_SCHEMA)  # type: ignore[arg-type]

@@ -41,7 +41,7 @@ from analyzer.detect.windows import (
     all_sizes,
     window_index,
 )
-from analyzer.findings import Detection, LatencySpike
+from analyzer.findings import SERIES_ERROR_RATE, Detection, LatencySpike
 
 __all__ = ["detect"]
 
@@ -49,7 +49,7 @@ SERIES_SCHEMA: dict[str, pl.DataType] = {
     WINDOW: pl.Datetime("us", "UTC"),
     REQUESTS: pl.Int64(),
     ERRORS: pl.Int64(),
-    "error_rate": pl.Float64(),
+    SERIES_ERROR_RATE: pl.Float64(),
     P95: pl.Float64(),
     P99: pl.Float64(),
 }
@@ -113,7 +113,7 @@ def _series(glob: pl.DataFrame) -> pl.DataFrame:
         WINDOW,
         REQUESTS,
         ERRORS,
-        pl.when(pl.col(REQUESTS) > 0).then(pl.col(ERRORS) / pl.col(REQUESTS)).alias("error_rate"),
+        pl.when(pl.col(REQUESTS) > 0).then(pl.col(ERRORS) / pl.col(REQUESTS)).alias(SERIES_ERROR_RATE),
         P95,
         P99,
     ).cast(SERIES_SCHEMA)  # type: ignore[arg-type]

@@ -16,6 +16,7 @@ from datetime import timedelta
 import polars as pl
 
 from analyzer.config import SloSettings
+from analyzer.detect.windows import REQUESTS, SERVER_ERRORS, WINDOW
 from analyzer.findings import AlertFiring, BurnRateAlert
 
 
@@ -49,8 +50,8 @@ def replay(counts: pl.DataFrame, slo: SloSettings, window: timedelta) -> tuple[B
 
 
 def _ratio(steps: int) -> pl.Expr:
-    e = pl.col("server_errors").rolling_sum(steps, min_samples=1)
-    n = pl.col("requests").rolling_sum(steps, min_samples=1)
+    e = pl.col(SERVER_ERRORS).rolling_sum(steps, min_samples=1)
+    n = pl.col(REQUESTS).rolling_sum(steps, min_samples=1)
     return pl.when(n > 0).then(e / n).otherwise(0.0)
 
 
@@ -58,12 +59,12 @@ def _firings(
     counts: pl.DataFrame, long_steps: int, short_steps: int, threshold: float
 ) -> tuple[AlertFiring, ...]:
     holds = counts.select(
-        "window",
+        WINDOW,
         ((_ratio(long_steps) > threshold) & (_ratio(short_steps) > threshold)).alias("on"),
     ).with_columns((pl.col("on") != pl.col("on").shift(1).fill_null(False)).alias("edge"))
     edges = holds.filter(pl.col("edge"))
-    starts = edges.filter(pl.col("on"))["window"].to_list()
-    ends = edges.filter(~pl.col("on"))["window"].to_list()
+    starts = edges.filter(pl.col("on"))[WINDOW].to_list()
+    ends = edges.filter(~pl.col("on"))[WINDOW].to_list()
     return tuple(
         AlertFiring(fired_at=start, resolved_at=ends[i] if i < len(ends) else None)
         for i, start in enumerate(starts)

@@ -25,7 +25,7 @@ import polars as pl
 
 from analyzer import schema as s
 from analyzer.config import BurstSettings, Settings, polars_every
-from analyzer.detect.islands import START_IDX, episode_summary, episode_windows, islands
+from analyzer.detect.islands import OPEN, START_IDX, STAY, episode_summary, episode_windows, islands
 from analyzer.detect.windows import (
     COLUMN,
     ERRORS,
@@ -37,6 +37,11 @@ from analyzer.detect.windows import (
     smoothed,
 )
 from analyzer.findings import GLOBAL, AlertFiring, BurnRateAlert, Burst, Contributor
+
+# Columns of the scored windows: the error rate expected from the scope's baseline, and how far above it
+# the window stands in standard deviations.
+_BASELINE = "baseline"
+_Z = "z"
 
 
 def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
@@ -70,21 +75,21 @@ def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
             REQUESTS
         ).otherwise(0).sum().over(SCOPE)
         df = df.with_columns(
-            base.fill_nan(None).fill_null(b.baseline_cap).clip(0.0, b.baseline_cap).alias("baseline")
+            base.fill_nan(None).fill_null(b.baseline_cap).clip(0.0, b.baseline_cap).alias(_BASELINE)
         )
-        expected = pl.col("_n") * pl.col("baseline")
-        sd = (expected * (1 - pl.col("baseline"))).clip(1.0, None).sqrt()
-        df = df.with_columns(((pl.col("_e") - expected) / sd).alias("z"))
-        df = df.with_columns(~((pl.col("z") >= b.z_stay) & (pl.col("_r") >= b.rate_floor)).alias("_clean"))
+        expected = pl.col("_n") * pl.col(_BASELINE)
+        sd = (expected * (1 - pl.col(_BASELINE))).clip(1.0, None).sqrt()
+        df = df.with_columns(((pl.col("_e") - expected) / sd).alias(_Z))
+        df = df.with_columns(~((pl.col(_Z) >= b.z_stay) & (pl.col("_r") >= b.rate_floor)).alias("_clean"))
     return df.with_columns(
         (
             pl.col("_scorable")
             & (pl.col("_e") >= b.min_errors)
             & (pl.col("_r") >= b.rate_floor)
-            & (pl.col("_r") >= b.baseline_multiple * pl.col("baseline"))
-            & (pl.col("z") >= b.z_open)
-        ).alias("open"),
-        (pl.col("_scorable") & (pl.col("z") >= b.z_stay) & (pl.col("_r") >= b.rate_floor)).alias("stay"),
+            & (pl.col("_r") >= b.baseline_multiple * pl.col(_BASELINE))
+            & (pl.col(_Z) >= b.z_open)
+        ).alias(OPEN),
+        (pl.col("_scorable") & (pl.col(_Z) >= b.z_stay) & (pl.col("_r") >= b.rate_floor)).alias(STAY),
     ).drop("_clean", "_scorable", "_n", "_e", "_r")
 
 
@@ -114,7 +119,7 @@ def _candidates(scored: pl.DataFrame, b: BurstSettings, status_cols: list[str]) 
             *episode_summary("rate"),
             pl.col(REQUESTS).sum(),
             pl.col(ERRORS).sum(),
-            pl.col("baseline").first(),
+            pl.col(_BASELINE).first(),
             *[pl.col(c).sum() for c in status_cols],
         )
     )
@@ -133,7 +138,7 @@ def _candidates(scored: pl.DataFrame, b: BurstSettings, status_cols: list[str]) 
                 requests=int(r[REQUESTS]),
                 errors=int(r[ERRORS]),
                 status_counts={c.removeprefix("status_"): int(r[c]) for c in status_cols if int(r[c]) > 0},
-                baseline=float(r["baseline"]),
+                baseline=float(r[_BASELINE]),
             )
         )
     return out

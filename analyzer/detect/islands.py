@@ -6,6 +6,9 @@ import polars as pl
 
 from analyzer.detect.windows import COLUMN, IDX, SCOPE, VALUE, WINDOW
 
+# The scored windows `islands` reads: a window that opens an episode, and one that keeps it open.
+OPEN = "open"
+STAY = "stay"
 START_IDX = "start_idx"
 END_IDX = "end_idx"  # last flagged window, inclusive
 
@@ -16,7 +19,7 @@ def islands(scored: pl.DataFrame, *, close_after: int, merge_gap: int) -> pl.Dat
     An episode is a run of `stay` windows holding at least one `open` window; the run closes after
     `close_after` windows that are neither, and episodes `merge_gap` windows apart or closer merge.
     """
-    flagged = scored.filter(pl.col("stay") | pl.col("open")).sort(SCOPE, IDX)
+    flagged = scored.filter(pl.col(STAY) | pl.col(OPEN)).sort(SCOPE, IDX)
     runs = (
         flagged.with_columns(
             ((pl.col(IDX) - pl.col(IDX).shift(1)).over(SCOPE) > close_after)
@@ -29,7 +32,7 @@ def islands(scored: pl.DataFrame, *, close_after: int, merge_gap: int) -> pl.Dat
         .agg(
             pl.col(IDX).min().alias(START_IDX),
             pl.col(IDX).max().alias(END_IDX),
-            pl.col("open").any().alias("_opened"),
+            pl.col(OPEN).any().alias("_opened"),
         )
         # Only a run holding an open window is an episode; its stay windows before the first open one
         # are its onset (at a low rate the first windows of an incident rarely reach the open score).

@@ -30,7 +30,7 @@ import polars as pl
 
 from analyzer import schema as s
 from analyzer.config import Settings
-from analyzer.detect.islands import END_IDX, START_IDX, episode_summary, episode_windows, islands
+from analyzer.detect.islands import END_IDX, OPEN, START_IDX, STAY, episode_summary, episode_windows, islands
 from analyzer.detect.windows import (
     BUCKET,
     CLASS,
@@ -54,6 +54,11 @@ from analyzer.detect.windows import (
     smoothed,
 )
 from analyzer.findings import GLOBAL, LatencySpike
+
+# Columns of the scored windows: the slowdown against what the requests were expected to take, and its
+# significance in standard deviations.
+_RATIO = "ratio"
+_Z = "z"
 
 # Standard errors the mean log slowdown of a window must reach to open / keep open a spike.
 _ROUNDS = 3
@@ -130,16 +135,16 @@ def score(table: pl.DataFrame, settings: Settings) -> pl.DataFrame:
                 smoothed("_ok1", pl.col("_ok1"), lat.min_requests, pl.lit(False)).alias("ok"),
             )
             .with_columns(
-                (pl.col("_dev") / pl.col("ok")).exp().alias("ratio"),
-                (pl.col("_dev") / (pl.col("ok") * pl.col("_var")).sqrt()).alias("z"),
-                (pl.col("ok") >= lat.min_requests).alias("_scorable"),
+                (pl.col("_dev") / pl.col(OK)).exp().alias(_RATIO),
+                (pl.col("_dev") / (pl.col(OK) * pl.col("_var")).sqrt()).alias(_Z),
+                (pl.col(OK) >= lat.min_requests).alias("_scorable"),
             )
         )
-        stay = pl.col("_scorable") & (pl.col("ratio") >= lat.factor_stay) & (pl.col("z") >= lat.z_stay)
-        windows = windows.with_columns(stay.alias("stay"))
-        flagged = windows.filter("stay").select(SCOPE, WINDOW)
+        stay = pl.col("_scorable") & (pl.col(_RATIO) >= lat.factor_stay) & (pl.col(_Z) >= lat.z_stay)
+        windows = windows.with_columns(stay.alias(STAY))
+        flagged = windows.filter(STAY).select(SCOPE, WINDOW)
     return windows.with_columns(
-        (pl.col("stay") & (pl.col("ratio") >= lat.factor) & (pl.col("z") >= lat.z_open)).alias("open")
+        (pl.col(STAY) & (pl.col(_RATIO) >= lat.factor) & (pl.col(_Z) >= lat.z_open)).alias(OPEN)
     ).drop("_dev", "_var")
 
 
@@ -166,7 +171,7 @@ def _discriminates(scored: pl.DataFrame, column: str, value: str, first: int, la
         & pl.col(IDX).is_between(first, last)
         & pl.col("_scorable")
     )
-    calm = others.group_by(VALUE).agg(pl.col("stay").mean() < 0.5)["stay"]
+    calm = others.group_by(VALUE).agg(pl.col(STAY).mean() < 0.5)[STAY]
     return bool(calm.any())
 
 
@@ -182,12 +187,12 @@ def find_spikes(
     if episodes.height == 0:
         return ()
     peaks = (
-        episode_windows(scored, episodes, "ratio")
+        episode_windows(scored, episodes, _RATIO)
         .group_by(SCOPE, START_IDX, maintain_order=True)
         .agg(
-            *episode_summary("ratio"),
+            *episode_summary(_RATIO),
             pl.col("_ok1").sum().alias("ok"),
-            pl.col("_dev1").filter("stay").sum().alias("excess"),
+            pl.col("_dev1").filter(STAY).sum().alias("excess"),
         )
     )
     observed = {r[WINDOW]: (r[P95], r[P99]) for r in series.select(WINDOW, P95, P99).iter_rows(named=True)}

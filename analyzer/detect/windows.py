@@ -17,16 +17,17 @@ import polars as pl
 
 from analyzer import schema as s
 from analyzer.config import Settings, polars_every
+from analyzer.findings import SERIES_ERRORS, SERIES_P95, SERIES_P99, SERIES_REQUESTS, SERIES_WINDOW
 
-WINDOW = "window"
+WINDOW = SERIES_WINDOW
 IDX = "idx"  # window start as an integer count of windows since the epoch
 COLUMN = "column"  # slice column, or "global"
 VALUE = "value"
 SCOPE = "scope"
 BUCKET = "bucket"  # floor(log2(prompt tokens)), UNKNOWN_SIZE without them
 CLASS = "class"  # the model of the requests: latency is expected per (model, size bucket)
-REQUESTS = "requests"
-ERRORS = "errors"  # statuses of settings.bursts.statuses
+REQUESTS = SERIES_REQUESTS
+ERRORS = SERIES_ERRORS  # statuses of settings.bursts.statuses
 SERVER_ERRORS = "server_errors"  # any 5xx, for the SLO
 OK = "ok"  # 2xx with a latency
 # Over the `ok` requests: sums of l = ln(latency ms), of o = ln(completion tokens + 1) (decoding time
@@ -37,7 +38,7 @@ LOG_SUM, LOG_SQ = "log_sum", "log_sq"
 OUT_SUM, OUT_SQ, CROSS = "out_sum", "out_sq", "log_out"
 LOG_UNIT, LOG_SQ_UNIT = 1e-6, 1e-4
 MOMENTS = (LOG_SUM, LOG_SQ, OUT_SUM, OUT_SQ, CROSS)
-P95, P99 = "p95_ms", "p99_ms"
+P95, P99 = SERIES_P95, SERIES_P99
 FIRST_TS, LAST_TS = "first_ts", "last_ts"
 
 UNKNOWN_SIZE = -2  # bucket of requests without prompt_tokens

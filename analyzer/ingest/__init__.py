@@ -30,7 +30,12 @@ from analyzer.ingest.reader import FileRead, batches, read_batch
 from analyzer.ingest.sources import RAW, find_inputs, resolve
 from analyzer.schema import (
     GATEWAY_OPTIONAL,
+    REJECT_FILE,
+    REJECT_LINE,
+    REJECT_RAW,
     REJECT_REASON,
+    REJECT_REASON_COLUMN,
+    REJECTS,
     SCHEMAS,
     SOURCE_FILE,
     SOURCE_LINE,
@@ -38,7 +43,7 @@ from analyzer.schema import (
 
 __all__ = ["Loaded", "find_inputs", "inspect", "load"]
 
-REJECT_COLUMNS = {"file": pl.String(), "line": pl.Int64(), "reason": pl.String(), "raw": pl.String()}
+REJECT_COLUMNS = REJECTS
 RAW_ROWS = 200_000  # rejected rows whose raw text is kept (about 200 MB at most); the rest: null
 _REJECT_SOURCE = (SOURCE_FILE, SOURCE_LINE, REJECT_REASON, RAW)
 
@@ -147,11 +152,11 @@ def _goods(kind: str, reads: Sequence[FileRead], rejects: pl.DataFrame) -> list[
         rows = rows.select(columns)
         rejected = [r.report.path for r in group if r.report.rows_rejected]
         if len(group) == 1 and rejected:
-            lines = rejects.filter(pl.col("file") == rejected[0])["line"]
+            lines = rejects.filter(pl.col(REJECT_FILE) == rejected[0])[REJECT_LINE]
             rows = rows.filter(~pl.col(SOURCE_LINE).is_in(lines.implode()))
         elif rejected:
-            bad = rejects.filter(pl.col("file").is_in(rejected)).select(
-                pl.col("file").alias(SOURCE_FILE), pl.col("line").alias(SOURCE_LINE)
+            bad = rejects.filter(pl.col(REJECT_FILE).is_in(rejected)).select(
+                pl.col(REJECT_FILE).alias(SOURCE_FILE), pl.col(REJECT_LINE).alias(SOURCE_LINE)
             )
             rows = rows.join(bad.lazy(), on=[SOURCE_FILE, SOURCE_LINE], how="anti", maintain_order="left")
         out.append(rows)
@@ -180,11 +185,11 @@ def _rejects(reads: Sequence[FileRead]) -> pl.DataFrame:
         )
         .with_row_index("_n")
         .select(
-            pl.col(SOURCE_FILE).alias("file"),
-            pl.col(SOURCE_LINE).alias("line"),
-            pl.col(REJECT_REASON).alias("reason"),
+            pl.col(SOURCE_FILE).alias(REJECT_FILE),
+            pl.col(SOURCE_LINE).alias(REJECT_LINE),
+            pl.col(REJECT_REASON).alias(REJECT_REASON_COLUMN),
             # Bounded memory when a whole input is rejected (a wrong mapping on 10M lines).
-            pl.when(pl.col("_n") < RAW_ROWS).then(pl.col(RAW)).alias("raw"),
+            pl.when(pl.col("_n") < RAW_ROWS).then(pl.col(RAW)).alias(REJECT_RAW),
         )
         .collect()
     )

@@ -21,7 +21,15 @@ import polars as pl
 
 from analyzer.findings import InputReport
 from analyzer.ingest.sources import RAW
-from analyzer.schema import REQUEST_ID, SOURCE_FILE, SOURCE_LINE
+from analyzer.schema import (
+    REJECT_FILE,
+    REJECT_LINE,
+    REJECT_RAW,
+    REJECT_REASON_COLUMN,
+    REQUEST_ID,
+    SOURCE_FILE,
+    SOURCE_LINE,
+)
 
 DUPLICATE: Final = "duplicate_line"
 HASHES: Final = ("_hash1", "_hash2")
@@ -102,13 +110,13 @@ def with_rejects(
     if duplicates.is_empty():
         return rejects
     extra = duplicates.select(
-        pl.col(SOURCE_FILE).alias("file"),
-        pl.col(SOURCE_LINE).alias("line"),
-        pl.lit(reason).alias("reason"),
-        pl.lit(None, pl.String).alias("raw"),
+        pl.col(SOURCE_FILE).alias(REJECT_FILE),
+        pl.col(SOURCE_LINE).alias(REJECT_LINE),
+        pl.lit(reason).alias(REJECT_REASON_COLUMN),
+        pl.lit(None, pl.String).alias(REJECT_RAW),
     )
     merged = pl.concat([rejects, extra])
-    return merged.sort(_rank("file", order), "line")
+    return merged.sort(_rank(REJECT_FILE, order), REJECT_LINE)
 
 
 def counted(

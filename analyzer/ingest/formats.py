@@ -21,7 +21,7 @@ from analyzer.config import SourceConfig
 from analyzer.errors import UnknownFormatError
 from analyzer.ingest import delimited, jsonl, parquet
 from analyzer.ingest.sources import RAW, SRC, Sniff, scan_raw_lines
-from analyzer.schema import REJECT_REASON, SOURCE_LINE
+from analyzer.schema import REJECT_REASON, SOURCE_LINE, FormatName
 
 # Scan files (the one opened, or a batch of files opened alike: see Source.batch) for the wanted
 # source fields with plan number `attempt` (0: the fastest; each next one slower and more tolerant,
@@ -163,12 +163,12 @@ class _LineModule:
 
 
 _LINE_MODULES: Final[dict[str, _LineModule]] = {
-    "nginx": _LineModule(
+    FormatName.NGINX: _LineModule(
         detect=lambda m: lambda sample, config: m.looks_like_nginx(sample, log_format=config.log_format),
         parse=lambda m: lambda lines, config: m.parse_nginx(lines, config.log_format),
         defaults=lambda m: lambda config: m.nginx_fields(config.log_format),
     ),
-    "alb": _LineModule(
+    FormatName.ALB: _LineModule(
         detect=lambda m: lambda sample, config: m.looks_like_alb(sample),
         parse=lambda m: lambda lines, config: m.parse_alb(lines),
         defaults=lambda m: lambda config: m.ALB_FIELDS,
@@ -195,11 +195,11 @@ def _line_formats() -> list[Format]:
 
 # Tried in order: the binary and the strict formats first, the loose delimited ones last.
 FORMATS: Final[list[Format]] = [
-    Format("parquet", lambda s, config: s.compression == "parquet", _open_parquet),
-    Format("jsonl", _jsonl_detect, _open_jsonl),
+    Format(FormatName.PARQUET, lambda s, config: s.compression == "parquet", _open_parquet),
+    Format(FormatName.JSONL, _jsonl_detect, _open_jsonl),
     *_line_formats(),
-    Format("tsv", lambda s, config: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
-    Format("csv", lambda s, config: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
+    Format(FormatName.TSV, lambda s, config: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
+    Format(FormatName.CSV, lambda s, config: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
 ]
 
 

@@ -20,7 +20,16 @@ from datetime import datetime
 import polars as pl
 
 from analyzer.config import Settings
-from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, REQUEST_BUCKETS, KindTotal, Reconciliation
+from analyzer.findings import (
+    COUNT,
+    DEDUCTION_KINDS,
+    OTHER_FINDINGS,
+    REQUEST_BUCKETS,
+    Finding,
+    KindTotal,
+    Reconciliation,
+    RequestBucket,
+)
 from analyzer.reconcile import accounts as acc
 from analyzer.reconcile import balances as bal
 from analyzer.reconcile import classify as cls
@@ -30,11 +39,13 @@ from analyzer.reconcile.patterns import find_patterns
 from analyzer.schema import (
     ACCOUNT_ID,
     BALANCE_AFTER,
+    ENTRY_ID,
     KIND,
     LEDGER_DEDUCT,
     LEDGER_KINDS,
     LEDGER_RESET,
     MODEL,
+    REQUEST_ID,
     TOKENS,
 )
 from analyzer.schema import TS as TS_COL
@@ -110,7 +121,7 @@ def _collect(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) ->
                     frames.setdefault(name, []).append(frame)
             out = {name: pl.concat(p, how="vertical_relaxed") for name, p in frames.items()}
             groups = out["groups"]
-            if not int(groups[cls.CLASHES].sum()) + int(groups["id_clashes"].sum()):
+            if not int(groups[cls.CLASHES].sum()) + int(groups[cls.ID_CLASHES].sum()):
                 break
     return out
 
@@ -119,24 +130,26 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
     """Classify every deduction, bucket every request, check balances, and total refunds per account."""
     out = _collect(gateway, ledger, settings)
     rows = out["rows"]
-    flagged = rows.filter(pl.col(KIND) != "unbilled")
+    flagged = rows.filter(pl.col(KIND) != Finding.UNBILLED)
     findings = pl.concat(
         [rows.select(list(cls.FINDING_COLUMNS)), out["breaks"]], how="vertical_relaxed"
-    ).sort(TS_COL, cls.REFUND, "entry_id", "request_id", nulls_last=True)
+    ).sort(TS_COL, cls.REFUND, ENTRY_ID, REQUEST_ID, nulls_last=True)
     groups = out["groups"]
     deducted = groups.filter(pl.col(KIND).is_not_null())
-    kinds = deducted.group_by(KIND).agg(pl.col("count", TOKENS, cls.REFUND).sum())
-    side = groups.select(pl.exclude(ACCOUNT_ID, KIND, "first", "last", "first_bad", "last_bad").sum()).row(
-        0, named=True
-    )
+    kinds = deducted.group_by(KIND).agg(pl.col(COUNT, TOKENS, cls.REFUND).sum())
+    side = groups.select(
+        pl.exclude(ACCOUNT_ID, KIND, cls.FIRST, cls.LAST, cls.FIRST_BAD, cls.LAST_BAD).sum()
+    ).row(0, named=True)
     gw = out["gateway"].sum().row(0, named=True)
     lg = out["ledger"].sum().row(0, named=True)
-    deductions = int(kinds["count"].sum())
+    deductions = int(kinds[COUNT].sum())
     tokens_deducted = int(kinds[TOKENS].sum())
-    first: datetime | None = deducted["first"].min()  # type: ignore[assignment]
-    last: datetime | None = deducted["last"].max()  # type: ignore[assignment]
+    first: datetime | None = deducted[cls.FIRST].min()  # type: ignore[assignment]
+    last: datetime | None = deducted[cls.LAST].max()  # type: ignore[assignment]
     by_kind = _by_kind(kinds, findings)
-    side["charged_ok"] = int(side["charged_ok"] or 0) + int(side["_charged_free"] or 0)
+    side[RequestBucket.CHARGED_OK] = int(side[RequestBucket.CHARGED_OK] or 0) + int(
+        side[cls.CHARGED_FREE] or 0
+    )
     request_buckets = {b: int(side[b] or 0) + int(gw.get(b) or 0) for b in REQUEST_BUCKETS}
     refund_total = sum(by_kind[k].refund_tokens for k in DEDUCTION_KINDS)
     expected = out["expected"].group_by(ACCOUNT_ID).agg(pl.col(acc.EXPECTED_TOKENS).sum())
@@ -145,7 +158,7 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
     unknown = (
         out["unknown"].group_by(KIND).agg(pl.col("len").sum()).sort(["len", KIND], descending=[True, False])
     )
-    notes = list(_notes(gw, lg, unknown, repeated_ids=int(side["lines"] or 0) - int(side["ids"] or 0)))
+    notes = list(_notes(gw, lg, unknown, repeated_ids=int(side[cls.ID_LINES] or 0) - int(side[cls.IDS] or 0)))
     usd_rows, refund_usd = None, None
     if settings.prices:
         split = out["split"].group_by(ACCOUNT_ID, MODEL).agg(pl.all().sum())
@@ -187,7 +200,7 @@ def _by_kind(deduction_kinds: pl.DataFrame, findings: pl.DataFrame) -> dict[str,
     other = (
         findings.filter(pl.col(KIND).is_in(list(OTHER_FINDINGS)))
         .group_by(KIND)
-        .agg(pl.len().alias("count"), pl.col(TOKENS).sum(), pl.col(cls.REFUND).sum())
+        .agg(pl.len().alias(COUNT), pl.col(TOKENS).sum(), pl.col(cls.REFUND).sum())
     )
     for kind, count, tokens, refund in pl.concat(
         [deduction_kinds, other], how="vertical_relaxed"

@@ -8,15 +8,16 @@ from decimal import Decimal
 import polars as pl
 
 from analyzer.config import ModelPrice
-from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS
+from analyzer.findings import COUNT, DEDUCTION_KINDS, FIRST_AT, LAST_AT, OTHER_FINDINGS, TOKENS_DEDUCTED
 from analyzer.reconcile.balances import ALREADY_REFUNDED
-from analyzer.reconcile.classify import PROMPT_PART, REFUND
+from analyzer.reconcile.classify import FIRST_BAD, LAST_BAD, PROMPT_PART, REFUND
 from analyzer.schema import ACCOUNT_ID, KIND, MODEL, TOKENS
 from analyzer.schema import TS as TS_COL
 
 ALL_KINDS = (*DEDUCTION_KINDS, *OTHER_FINDINGS)
 EXPECTED_TOKENS = "tokens_expected"
 REFUND_USD = "refund_usd"
+DEDUCTIONS = "deductions"
 _REFUND_IN = "_refund_input"
 _REFUND_OUT = "_refund_output"
 _FIRST, _LAST = "first_bad_at", "last_bad_at"
@@ -28,12 +29,12 @@ def deduction_rows(groups: pl.DataFrame) -> pl.DataFrame:
     `groups` has one row per (account, kind) with count, tokens, refund, first_bad and last_bad.
     """
     return groups.group_by(ACCOUNT_ID).agg(
-        pl.col("count").sum().cast(pl.Int64).alias("deductions"),
-        pl.col(TOKENS).sum().alias("tokens_deducted"),
+        pl.col(COUNT).sum().cast(pl.Int64).alias(DEDUCTIONS),
+        pl.col(TOKENS).sum().alias(TOKENS_DEDUCTED),
         pl.col(REFUND).sum(),
-        *[pl.col("count").filter(pl.col(KIND) == k).sum().cast(pl.Int64).alias(k) for k in DEDUCTION_KINDS],
-        pl.col("first_bad").min().alias(_FIRST),
-        pl.col("last_bad").max().alias(_LAST),
+        *[pl.col(COUNT).filter(pl.col(KIND) == k).sum().cast(pl.Int64).alias(k) for k in DEDUCTION_KINDS],
+        pl.col(FIRST_BAD).min().alias(_FIRST),
+        pl.col(LAST_BAD).max().alias(_LAST),
     )
 
 
@@ -64,13 +65,13 @@ def finish_accounts(
         attach(attach(attach(ids, deductions), others), expected),
         balances.select(ACCOUNT_ID, ALREADY_REFUNDED),
     )
-    counts = ["deductions", "tokens_deducted", EXPECTED_TOKENS, REFUND, ALREADY_REFUNDED, *ALL_KINDS]
+    counts = [DEDUCTIONS, TOKENS_DEDUCTED, EXPECTED_TOKENS, REFUND, ALREADY_REFUNDED, *ALL_KINDS]
     out = out.with_columns(
         pl.col(counts).fill_null(0),
         pl.min_horizontal(_FIRST, "_first_other").alias(_FIRST),
         pl.max_horizontal(_LAST, "_last_other").alias(_LAST),
     )
-    head = [ACCOUNT_ID, "deductions", "tokens_deducted", EXPECTED_TOKENS, REFUND, ALREADY_REFUNDED]
+    head = [ACCOUNT_ID, DEDUCTIONS, TOKENS_DEDUCTED, EXPECTED_TOKENS, REFUND, ALREADY_REFUNDED]
     tail = [*ALL_KINDS, _FIRST, _LAST]
     if usd is not None:
         out = attach(out, usd)
@@ -83,9 +84,9 @@ def spans(findings: pl.DataFrame) -> pl.DataFrame:
     return (
         findings.group_by(KIND, MODEL)
         .agg(
-            pl.col(TS_COL).min().alias("first_at"),
-            pl.col(TS_COL).max().alias("last_at"),
-            pl.len().cast(pl.Int64).alias("count"),
+            pl.col(TS_COL).min().alias(FIRST_AT),
+            pl.col(TS_COL).max().alias(LAST_AT),
+            pl.len().cast(pl.Int64).alias(COUNT),
         )
         .sort(KIND, MODEL, nulls_last=True)
     )

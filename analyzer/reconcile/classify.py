@@ -14,11 +14,12 @@ have happened, and the caller redoes the work on the text (`exact=True`) when it
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Final
 
 import polars as pl
 
 from analyzer.config import Settings
-from analyzer.findings import REQUEST_BUCKETS
+from analyzer.findings import COUNT, REFUND_TOKENS, REQUEST_BUCKETS, Finding
 from analyzer.schema import (
     ACCOUNT_ID,
     BALANCE_AFTER,
@@ -35,7 +36,7 @@ from analyzer.schema import (
 from analyzer.schema import TS as TS_COL
 
 EXPECTED = "expected"
-REFUND = "refund_tokens"
+REFUND = REFUND_TOKENS
 WIPED = "balance_wiped"
 BUCKET = "bucket"
 # Position of a deduction among those of its request_id (0 = the first); null without a request_id.
@@ -57,6 +58,16 @@ GW_TS = "_gw_ts"
 GW_ACCOUNT = "_gw_account_id"
 CLASH = "_clash"
 CLASHES = "clashes"
+# Columns of `by_account_kind`, one row per (account, kind), read by reconcile/__init__ and accounts.
+# (With findings.COUNT, schema.TOKENS and REFUND.)
+FIRST: Final = "first"  # first and last deduction of the group
+LAST: Final = "last"
+FIRST_BAD: Final = "first_bad"  # first and last deduction of a kind other than ok
+LAST_BAD: Final = "last_bad"
+ID_CLASHES: Final = "id_clashes"
+CHARGED_FREE: Final = "_charged_free"  # served lines whose request was not charged and owed nothing
+IDS: Final = "ids"  # request_ids seen, each once
+ID_LINES: Final = "lines"  # gateway lines with a request_id
 # The columns every findings row has, in order (the contract of Reconciliation.findings).
 FINDING_COLUMNS: dict[str, pl.DataType] = {
     ENTRY_ID: pl.String(),
@@ -213,40 +224,40 @@ def joined(
     amount, expected, tol = pl.col(TOKENS), pl.col(EXPECTED), rs.tolerance_tokens
     kind = (
         pl.when(pl.col(POSITION) > 0)
-        .then(pl.lit("duplicate"))
+        .then(pl.lit(Finding.DUPLICATE))
         .when(pl.col(REQUEST_ID).is_null())
-        .then(pl.lit("orphan"))
+        .then(pl.lit(Finding.ORPHAN))
         .when(~found & near_edge)
-        .then(pl.lit("out_of_span"))
+        .then(pl.lit(Finding.OUT_OF_SPAN))
         .when(~found)
-        .then(pl.lit("orphan"))
+        .then(pl.lit(Finding.ORPHAN))
         .when(~_OK_2XX)
-        .then(pl.lit("failed_charged"))
+        .then(pl.lit(Finding.FAILED_CHARGED))
         .when(amount > expected + tol)
-        .then(pl.lit("overcharge"))
+        .then(pl.lit(Finding.OVERCHARGE))
         .when(amount < expected - tol)
-        .then(pl.lit("undercharge"))
-        .otherwise(pl.lit("ok"))
+        .then(pl.lit(Finding.UNDERCHARGE))
+        .otherwise(pl.lit(Finding.OK))
     )
     refundable = (
         pl.col(STATUS).is_in(list(rs.refundable_statuses)) if rs.refundable_statuses else pl.lit(True)
     )
     k = pl.col(KIND)
     refund = (
-        pl.when(k == "duplicate")
+        pl.when(k == Finding.DUPLICATE)
         .then(amount)
-        .when(k == "orphan")
+        .when(k == Finding.ORPHAN)
         .then(amount if rs.refund_orphans else pl.lit(0, pl.Int64))
-        .when((k == "failed_charged") & refundable)
+        .when((k == Finding.FAILED_CHARGED) & refundable)
         .then(amount)
-        .when(k == "overcharge")
+        .when(k == Finding.OVERCHARGE)
         .then(amount - expected)
         .when(k.is_not_null())
         .then(pl.lit(0, pl.Int64))
     )
     return j.with_columns(pl.when(pl.col(DEDUCT)).then(kind).alias(KIND)).with_columns(
         refund.alias(REFUND),
-        ((k == "overcharge") & (pl.col(BALANCE_AFTER) == 0)).fill_null(False).alias(WIPED),
+        ((k == Finding.OVERCHARGE) & (pl.col(BALANCE_AFTER) == 0)).fill_null(False).alias(WIPED),
     )
 
 
@@ -270,30 +281,30 @@ def by_account_kind(joined_lf: pl.LazyFrame) -> pl.LazyFrame:
     once = pl.col(FOUND) & (pl.col(POSITION).is_null() | (pl.col(POSITION) == 0))
     k, lines, zero = pl.col(KIND), pl.col(LINES), pl.lit(0, pl.Int64)
     billed = pl.col(DEDUCT).fill_null(False)
-    bad = billed & (k != "ok")
+    bad = billed & (k != Finding.OK)
 
     def weight(condition: pl.Expr, value: pl.Expr) -> pl.Expr:
         return pl.when(once & condition).then(value).otherwise(zero).sum()
 
     return joined_lf.group_by(ACCOUNT_ID, KIND).agg(
-        billed.sum().cast(pl.Int64).alias("count"),
+        billed.sum().cast(pl.Int64).alias(COUNT),
         pl.col(TOKENS).sum(),
         pl.col(REFUND).sum(),
-        pl.col(TS_COL).min().alias("first"),
-        pl.col(TS_COL).max().alias("last"),
-        pl.col(TS_COL).filter(bad).min().alias("first_bad"),
-        pl.col(TS_COL).filter(bad).max().alias("last_bad"),
+        pl.col(TS_COL).min().alias(FIRST),
+        pl.col(TS_COL).max().alias(LAST),
+        pl.col(TS_COL).filter(bad).min().alias(FIRST_BAD),
+        pl.col(TS_COL).filter(bad).max().alias(LAST_BAD),
         deduction_clashes(),
-        pl.col(CLASH).fill_null(False).sum().cast(pl.Int64).alias("id_clashes"),
-        weight(billed & k.is_in(["ok"]), lines).alias(_CHARGED_OK),
-        weight(~billed, lines - pl.col(FAILED_LINES) - pl.col(UNBILLED_LINES)).alias("_charged_free"),
-        weight(billed & (k == "overcharge"), lines).alias(_OVER),
-        weight(billed & (k == "undercharge"), lines).alias(_UNDER),
-        weight(billed & (k == "failed_charged"), lines).alias(_ON_FAILURE),
+        pl.col(CLASH).fill_null(False).sum().cast(pl.Int64).alias(ID_CLASHES),
+        weight(billed & (k == Finding.OK), lines).alias(_CHARGED_OK),
+        weight(~billed, lines - pl.col(FAILED_LINES) - pl.col(UNBILLED_LINES)).alias(CHARGED_FREE),
+        weight(billed & (k == Finding.OVERCHARGE), lines).alias(_OVER),
+        weight(billed & (k == Finding.UNDERCHARGE), lines).alias(_UNDER),
+        weight(billed & (k == Finding.FAILED_CHARGED), lines).alias(_ON_FAILURE),
         weight(~billed, pl.col(UNBILLED_LINES)).alias(_UNBILLED),
         weight(~billed, pl.col(FAILED_LINES)).alias(_FAILED_FREE),
-        weight(pl.lit(True), zero + 1).alias("ids"),
-        weight(pl.lit(True), lines).alias("lines"),
+        weight(pl.lit(True), zero + 1).alias(IDS),
+        weight(pl.lit(True), lines).alias(ID_LINES),
     )
 
 
@@ -303,14 +314,14 @@ def finding_rows(joined_lf: pl.LazyFrame) -> pl.LazyFrame:
     A request with no deduction is one row, from its first line; PROMPT_PART is kept for patterns.
     """
     billed = pl.col(DEDUCT).fill_null(False)
-    keep = (billed & (pl.col(KIND) != "ok")) | (~billed & (pl.col(UNBILLED_LINES) > 0))
+    keep = (billed & (pl.col(KIND) != Finding.OK)) | (~billed & (pl.col(UNBILLED_LINES) > 0))
     return joined_lf.filter(keep).select(
         ENTRY_ID,
         pl.coalesce(TS_COL, GW_TS).alias(TS_COL),
         pl.coalesce(ACCOUNT_ID, GW_ACCOUNT).alias(ACCOUNT_ID),
         pl.coalesce(REQUEST_ID, GW_ID).alias(REQUEST_ID),
         MODEL,
-        pl.coalesce(KIND, pl.lit("unbilled")).alias(KIND),
+        pl.coalesce(KIND, pl.lit(Finding.UNBILLED)).alias(KIND),
         pl.col(TOKENS).fill_null(0),
         EXPECTED,
         pl.col(REFUND).fill_null(0),
@@ -348,7 +359,7 @@ def unbilled_without_id(requests_lf: pl.LazyFrame) -> pl.LazyFrame:
         ACCOUNT_ID,
         REQUEST_ID,
         MODEL,
-        pl.lit("unbilled").alias(KIND),
+        pl.lit(Finding.UNBILLED).alias(KIND),
         pl.lit(0, pl.Int64).alias(TOKENS),
         EXPECTED,
         pl.lit(0, pl.Int64).alias(REFUND),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
-from analyzer.findings import DEDUCTION_KINDS, REQUEST_BUCKETS, Invariant, KindTotal
+from analyzer.findings import DEDUCTION_KINDS, REQUEST_BUCKETS, TOKENS_DEDUCTED, Invariant, KindTotal
 from analyzer.reconcile.classify import REFUND
 from analyzer.schema import ACCOUNT_ID
 
@@ -30,7 +30,7 @@ def check_invariants(
     kinds_tokens = sum(by_kind[k].tokens for k in DEDUCTION_KINDS)
     buckets = sum(request_buckets[b] for b in REQUEST_BUCKETS)
     accounts_refund = int(accounts[REFUND].sum())
-    over = accounts.filter(pl.col(REFUND) > pl.col("tokens_deducted"))
+    over = accounts.filter(pl.col(REFUND) > pl.col(TOKENS_DEDUCTED))
     return (
         Invariant(
             "every deduction classified once",

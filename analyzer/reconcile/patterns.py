@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from analyzer.config import ReconcileSettings, polars_every
-from analyzer.findings import FaultPattern
+from analyzer.findings import FaultPattern, Finding, Pattern
 from analyzer.reconcile.classify import EXPECTED, PROMPT_PART, WIPED
 from analyzer.schema import KIND, MODEL, TOKENS
 from analyzer.schema import TS as TS_COL
@@ -28,12 +28,19 @@ _E_PROMPT = pl.col(PROMPT_PART)
 _E_COMPLETION = pl.col(EXPECTED) - pl.col(PROMPT_PART)
 _AMOUNT = pl.col(TOKENS)
 _HYPOTHESES: tuple[tuple[str, str, pl.Expr, pl.Expr], ...] = (
-    ("completion_multiplied", "prompt + {k} × completion", _AMOUNT - _E_PROMPT, _E_COMPLETION),
-    ("prompt_multiplied", "{k} × prompt + completion", _AMOUNT - _E_COMPLETION, _E_PROMPT),
-    ("charge_multiplied", "{k} × (prompt + completion)", _AMOUNT, pl.col(EXPECTED)),
+    (Pattern.COMPLETION_MULTIPLIED, "prompt + {k} × completion", _AMOUNT - _E_PROMPT, _E_COMPLETION),
+    (Pattern.PROMPT_MULTIPLIED, "{k} × prompt + completion", _AMOUNT - _E_COMPLETION, _E_PROMPT),
+    (Pattern.CHARGE_MULTIPLIED, "{k} × (prompt + completion)", _AMOUNT, pl.col(EXPECTED)),
 )
 _HOT_FACTOR = 4  # a window's count must be this many times the mean per window to be a bunch
 _NO_MODEL = "\x00"  # stands for a null model where a key cannot be null
+# What a bunch of each finding kind is, in the pattern's description.
+_BUNCHED: dict[str, str] = {
+    Finding.DUPLICATE: "duplicate deductions",
+    Finding.FAILED_CHARGED: "charges on failed requests",
+}
+# Columns of a run of findings (`_runs`, `_hot_runs`, `_wiped`): its first and last time, its entries.
+_START, _END, _ENTRIES, _SHARE = "start", "end", "entries", "share"
 
 
 def find_patterns(
@@ -42,8 +49,8 @@ def find_patterns(
     """Every fault pattern in the flagged deductions, ordered by start then kind."""
     found = [
         *_multipliers(flagged, rs),
-        *_bunches(flagged, "duplicate", "duplicate_burst", first_ts, last_ts, rs),
-        *_bunches(flagged, "failed_charged", "failed_charged_in_burst", first_ts, last_ts, rs),
+        *_bunches(flagged, Finding.DUPLICATE, Pattern.DUPLICATE_BURST, first_ts, last_ts, rs),
+        *_bunches(flagged, Finding.FAILED_CHARGED, Pattern.FAILED_CHARGED_IN_BURST, first_ts, last_ts, rs),
         *_wiped(flagged),
     ]
     return tuple(sorted(found, key=lambda p: (p.start, p.kind, p.model or "")))
@@ -58,15 +65,15 @@ def _runs(df: pl.DataFrame, keys: list[str], gap: timedelta) -> pl.DataFrame:
         .with_columns(new_run.cum_sum().over(keys).alias("_run"))
         .group_by([*keys, "_run"])
         .agg(
-            pl.col(TS_COL).min().alias("start"),
-            pl.col(TS_COL).max().alias("end"),
-            pl.len().cast(pl.Int64).alias("entries"),
+            pl.col(TS_COL).min().alias(_START),
+            pl.col(TS_COL).max().alias(_END),
+            pl.len().cast(pl.Int64).alias(_ENTRIES),
         )
     )
 
 
 def _multipliers(flagged: pl.DataFrame, rs: ReconcileSettings) -> list[FaultPattern]:
-    over = flagged.filter((pl.col(KIND) == "overcharge") & pl.col(MODEL).is_not_null())
+    over = flagged.filter((pl.col(KIND) == Finding.OVERCHARGE) & pl.col(MODEL).is_not_null())
     if over.is_empty():
         return []
     fits = pl.concat(
@@ -81,21 +88,21 @@ def _multipliers(flagged: pl.DataFrame, rs: ReconcileSettings) -> list[FaultPatt
         ]
     )
     runs = _runs(fits, [MODEL, "_h", "_k"], rs.pattern_window).filter(
-        pl.col("entries") >= rs.min_pattern_entries
+        pl.col(_ENTRIES) >= rs.min_pattern_entries
     )
     if runs.is_empty():
         return []
     # Share: of all the model's overcharges inside the run's window.
     scored = (
         runs.with_columns(_count_between(over.select(MODEL, TS_COL), runs, [MODEL]).alias("_over"))
-        .with_columns((pl.col("entries") / pl.col("_over")).alias("share"))
-        .filter(pl.col("share") >= rs.min_pattern_share)
-        .sort(["entries", "_h", MODEL, "start"], descending=[True, False, False, False])
+        .with_columns((pl.col(_ENTRIES) / pl.col("_over")).alias(_SHARE))
+        .filter(pl.col(_SHARE) >= rs.min_pattern_share)
+        .sort([_ENTRIES, "_h", MODEL, _START], descending=[True, False, False, False])
     )
     kept: list[FaultPattern] = []
     # One explanation per model and time: a weaker hypothesis overlapping a kept one is dropped.
     for row in scored.iter_rows(named=True):
-        if any(p.model == row[MODEL] and p.start <= row["end"] and row["start"] <= p.end for p in kept):
+        if any(p.model == row[MODEL] and p.start <= row[_END] and row[_START] <= p.end for p in kept):
             continue
         kind, formula, _, _ = _HYPOTHESES[row["_h"]]
         k = int(row["_k"])
@@ -103,13 +110,13 @@ def _multipliers(flagged: pl.DataFrame, rs: ReconcileSettings) -> list[FaultPatt
             FaultPattern(
                 kind=kind,
                 model=row[MODEL],
-                start=row["start"],
-                end=row["end"],
-                entries=int(row["entries"]),
-                share=float(row["share"]),
+                start=row[_START],
+                end=row[_END],
+                entries=int(row[_ENTRIES]),
+                share=float(row[_SHARE]),
                 description=(
-                    f"amount = {formula.format(k=k)} for {_pct(row['share'])} of overcharged "
-                    f"{row[MODEL]} entries {_span(row['start'], row['end'])}"
+                    f"amount = {formula.format(k=k)} for {_pct(row[_SHARE])} of overcharged "
+                    f"{row[MODEL]} entries {_span(row[_START], row[_END])}"
                 ),
                 multiplier=k,
             )
@@ -130,7 +137,7 @@ def _count_between(events: pl.DataFrame, windows: pl.DataFrame, keys: list[str])
         .with_columns(pl.col("_n").cum_sum().over(keys).alias("_c") if keys else pl.col("_n").cum_sum())
         .select(*keys, TS_COL, "_c")
     )
-    w = windows.select(*keys, "start", "end").with_row_index("_w")
+    w = windows.select(*keys, _START, _END).with_row_index("_w")
 
     def upto(on: str, exact: bool) -> pl.DataFrame:
         return (
@@ -147,7 +154,7 @@ def _count_between(events: pl.DataFrame, windows: pl.DataFrame, keys: list[str])
             .select("_w", pl.col("_c").fill_null(0))
         )
 
-    counts = upto("end", True).join(upto("start", False), on="_w", suffix="_before").sort("_w")
+    counts = upto(_END, True).join(upto(_START, False), on="_w", suffix="_before").sort("_w")
     return (counts["_c"] - counts["_c_before"]).cast(pl.Int64)
 
 
@@ -169,13 +176,13 @@ def _hot(hits: pl.DataFrame, keys: list[str], windows: int, rs: ReconcileSetting
         per_window.with_columns(new_run.cum_sum().alias("_run"))
         .group_by(*keys, "_run")
         .agg(
-            pl.col("_n").sum().alias("entries"),
-            pl.col("_first").min().alias("start"),
-            pl.col("_last").max().alias("end"),
+            pl.col("_n").sum().alias(_ENTRIES),
+            pl.col("_first").min().alias(_START),
+            pl.col("_last").max().alias(_END),
             pl.col("_total").first(),
         )
-        .filter(pl.col("entries") >= rs.min_pattern_entries)
-        .sort("start", *keys)
+        .filter(pl.col(_ENTRIES) >= rs.min_pattern_entries)
+        .sort(_START, *keys)
     )
 
 
@@ -193,22 +200,22 @@ def _bunches(
     if hits.height < rs.min_pattern_entries or first_ts is None or last_ts is None:
         return []
     windows = max(1, -(-(last_ts - first_ts) // rs.pattern_window))
-    what = {"duplicate": "duplicate deductions", "failed_charged": "charges on failed requests"}[finding]
+    what = _BUNCHED[finding]
     totals = dict(hits.group_by(MODEL).len().iter_rows())
     found: list[FaultPattern] = []
     overall = _hot(hits, [], windows, rs)
     for row in overall.iter_rows(named=True):
-        inside = hits.filter(pl.col(TS_COL).is_between(row["start"], row["end"]))
+        inside = hits.filter(pl.col(TS_COL).is_between(row[_START], row[_END]))
         top, top_n = inside.group_by(MODEL).len().sort(["len", MODEL], descending=[True, False]).row(0)
-        if top_n >= rs.min_pattern_share * row["entries"] and top != _NO_MODEL:
-            found.append(_bunch(pattern, what, top, row["start"], row["end"], top_n, totals[top]))
+        if top_n >= rs.min_pattern_share * row[_ENTRIES] and top != _NO_MODEL:
+            found.append(_bunch(pattern, what, top, row[_START], row[_END], top_n, totals[top]))
         else:
-            found.append(_bunch(pattern, what, None, row["start"], row["end"], row["entries"], hits.height))
+            found.append(_bunch(pattern, what, None, row[_START], row[_END], row[_ENTRIES], hits.height))
     for row in _hot(hits, [MODEL], windows, rs).iter_rows(named=True):
-        if any(p.start <= row["end"] and row["start"] <= p.end for p in found):
+        if any(p.start <= row[_END] and row[_START] <= p.end for p in found):
             continue  # already told, among all models
         model = None if row[MODEL] == _NO_MODEL else row[MODEL]
-        found.append(_bunch(pattern, what, model, row["start"], row["end"], row["entries"], row["_total"]))
+        found.append(_bunch(pattern, what, model, row[_START], row[_END], row[_ENTRIES], row["_total"]))
     return found
 
 
@@ -229,14 +236,14 @@ def _bunch(
 
 
 def _wiped(flagged: pl.DataFrame) -> list[FaultPattern]:
-    over = flagged.filter(pl.col(KIND) == "overcharge")
+    over = flagged.filter(pl.col(KIND) == Finding.OVERCHARGE)
     wiped = (
         over.filter(pl.col(WIPED))
         .group_by(MODEL)
         .agg(
-            pl.col(TS_COL).min().alias("start"),
-            pl.col(TS_COL).max().alias("end"),
-            pl.len().cast(pl.Int64).alias("entries"),
+            pl.col(TS_COL).min().alias(_START),
+            pl.col(TS_COL).max().alias(_END),
+            pl.len().cast(pl.Int64).alias(_ENTRIES),
         )
         .sort(MODEL, nulls_last=True)
     )
@@ -249,15 +256,15 @@ def _wiped(flagged: pl.DataFrame) -> list[FaultPattern]:
     )
     return [
         FaultPattern(
-            kind="balance_wiped",
+            kind=Pattern.BALANCE_WIPED,
             model=row[MODEL],
-            start=row["start"],
-            end=row["end"],
-            entries=int(row["entries"]),
-            share=row["entries"] / row["_over"],
+            start=row[_START],
+            end=row[_END],
+            entries=int(row[_ENTRIES]),
+            share=row[_ENTRIES] / row["_over"],
             description=(
-                f"{row['entries']} overcharge{'' if row['entries'] == 1 else 's'} of "
-                f"{row[MODEL] or 'unknown model'} left the balance at 0 {_span(row['start'], row['end'])}"
+                f"{row[_ENTRIES]} overcharge{'' if row[_ENTRIES] == 1 else 's'} of "
+                f"{row[MODEL] or 'unknown model'} left the balance at 0 {_span(row[_START], row[_END])}"
             ),
         )
         for row in scored.iter_rows(named=True)

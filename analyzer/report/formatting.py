@@ -12,9 +12,10 @@ from typing import cast
 
 import polars as pl
 
-from analyzer.findings import Contributor
+from analyzer.findings import SERIES_WINDOW, Contributor
 from analyzer.report.model import Report
-from analyzer.timeline import span_text
+from analyzer.schema import KIND, TS
+from analyzer.timeline import Entry, span_text
 
 DASH = "—"
 CONTRIBUTORS = 3  # slices named per burst
@@ -33,7 +34,7 @@ def report_day(report: Report) -> date | None:
     not put a date on every time; the data-quality table dates those in full.
     """
     times: list[datetime] = []
-    for frame, column in ((report.timeline, "ts"), (report.series, "window")):
+    for frame, column in ((report.timeline, TS), (report.series, SERIES_WINDOW)):
         if frame.height:
             times += [frame[column].min(), frame[column].max()]  # type: ignore[list-item]
     days = {t.date() for t in times}
@@ -155,7 +156,7 @@ def shown_timeline(report: Report) -> tuple[pl.DataFrame, int]:
     first finding to an hour after the last are kept (all of them when there is no finding), then the
     first MAX_SHOWN_EVENTS of those; the rows keep the timeline's order.
     """
-    is_event = pl.col("kind") == "event"
+    is_event = pl.col(KIND) == Entry.EVENT
     timeline = report.timeline.with_row_index("_n")
     events = timeline.filter(is_event)
     if events.height <= MAX_SHOWN_EVENTS:
@@ -163,9 +164,9 @@ def shown_timeline(report: Report) -> tuple[pl.DataFrame, int]:
     findings = timeline.filter(~is_event)
     near = events
     if findings.height:
-        first: datetime = findings["ts"].min()  # type: ignore[assignment]
-        last: datetime = findings["ts"].max()  # type: ignore[assignment]
-        near = events.filter(pl.col("ts").is_between(first - _EVENT_MARGIN, last + _EVENT_MARGIN))
+        first: datetime = findings[TS].min()  # type: ignore[assignment]
+        last: datetime = findings[TS].max()  # type: ignore[assignment]
+        near = events.filter(pl.col(TS).is_between(first - _EVENT_MARGIN, last + _EVENT_MARGIN))
     kept = near.head(MAX_SHOWN_EVENTS)["_n"]
     shown = timeline.filter(~is_event | pl.col("_n").is_in(kept.implode()))
     return shown.drop("_n"), events.height - kept.len()

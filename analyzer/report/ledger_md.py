@@ -4,29 +4,31 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from analyzer.findings import REFUND_TOKENS, Finding, RequestBucket
 from analyzer.report.escape import escape
 from analyzer.report.formatting import DASH, Clock, percent, table
 from analyzer.report.model import Report
+from analyzer.schema import ACCOUNT_ID
 
 # What each finding kind means, for a reader who has not seen the code.
-KIND_MEANING = {
-    "ok": "charged what the request served",
-    "overcharge": "charged more than the request served",
-    "undercharge": "charged less than the request served",
-    "duplicate": "the same request charged again",
-    "failed_charged": "a failed request charged",
-    "orphan": "no such request in the gateway logs",
-    "out_of_span": "request outside the logs given (not judged)",
-    "unbilled": "a served request never charged",
-    "balance_break": "balance_after does not follow from the previous balance",
+KIND_MEANING: dict[str, str] = {
+    Finding.OK: "charged what the request served",
+    Finding.OVERCHARGE: "charged more than the request served",
+    Finding.UNDERCHARGE: "charged less than the request served",
+    Finding.DUPLICATE: "the same request charged again",
+    Finding.FAILED_CHARGED: "a failed request charged",
+    Finding.ORPHAN: "no such request in the gateway logs",
+    Finding.OUT_OF_SPAN: "request outside the logs given (not judged)",
+    Finding.UNBILLED: "a served request never charged",
+    Finding.BALANCE_BREAK: "balance_after does not follow from the previous balance",
 }
-BUCKET_MEANING = {
-    "charged_ok": "served and charged right",
-    "overcharged": "served and charged too much",
-    "undercharged": "served and charged too little",
-    "charged_on_failure": "failed but charged",
-    "unbilled": "served but never charged",
-    "failed_free": "failed and not charged",
+BUCKET_MEANING: dict[str, str] = {
+    RequestBucket.CHARGED_OK: "served and charged right",
+    RequestBucket.OVERCHARGED: "served and charged too much",
+    RequestBucket.UNDERCHARGED: "served and charged too little",
+    RequestBucket.CHARGED_ON_FAILURE: "failed but charged",
+    RequestBucket.UNBILLED: "served but never charged",
+    RequestBucket.FAILED_FREE: "failed and not charged",
 }
 
 
@@ -95,9 +97,9 @@ def refunds_section(report: Report, clock: Clock) -> list[str]:
     ]
     rows = [
         [
-            escape(a["account_id"]),
+            escape(a[ACCOUNT_ID]),
             f"{a['refund_tokens']:,}",
-            percent(a["refund_tokens"] / total) if total else DASH,
+            percent(a[REFUND_TOKENS] / total) if total else DASH,
             f"{a.get('findings', 0):,}",
         ]
         for a in top

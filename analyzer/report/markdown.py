@@ -13,7 +13,7 @@ from typing import Any, cast
 
 import polars as pl
 
-from analyzer.findings import Contributor
+from analyzer.findings import SERIES_ERROR_RATE, SERIES_P95, Contributor
 from analyzer.report.escape import escape
 from analyzer.report.formatting import (
     DASH,
@@ -33,7 +33,8 @@ from analyzer.report.formatting import (
 from analyzer.report.ledger_md import ledger_section, refunds_section
 from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
-from analyzer.timeline import span_text
+from analyzer.schema import KIND, TITLE, TS
+from analyzer.timeline import DETAIL, Entry, span_text
 
 # More inputs than this: the Data quality table lists only inputs with rejected rows (at most this many).
 MAX_INPUT_ROWS = 30
@@ -51,16 +52,16 @@ def render_markdown(report: Report) -> str:
 
 
 # Timeline kinds that can be the first or the last symptom, for naming it in the milestones.
-_FIRST_KINDS = ("burst_start", "spike_start", "gap_start", "pattern_start", "fault_first")
-_LAST_KINDS = ("burst_end", "spike_end", "gap_end", "pattern_end", "pattern_start")
+_FIRST_KINDS = (Entry.BURST_START, Entry.SPIKE_START, Entry.GAP_START, Entry.PATTERN_START, Entry.FAULT_FIRST)
+_LAST_KINDS = (Entry.BURST_END, Entry.SPIKE_END, Entry.GAP_END, Entry.PATTERN_END, Entry.PATTERN_START)
 
 
 def _what_at(report: Report, t: object, kinds: tuple[str, ...]) -> str:
     """The title of the first timeline item of one of `kinds` at `t` (ties come in the timeline's order)."""
     if t is None:
         return DASH
-    rows = report.timeline.filter((pl.col("ts") == t) & pl.col("kind").is_in(kinds))
-    return escape(rows["title"][0]) if rows.height else DASH
+    rows = report.timeline.filter((pl.col(TS) == t) & pl.col(KIND).is_in(kinds))
+    return escape(rows[TITLE][0]) if rows.height else DASH
 
 
 def _summary(report: Report, clock: Clock) -> list[str]:
@@ -69,8 +70,8 @@ def _summary(report: Report, clock: Clock) -> list[str]:
     rows = []
     for label, at_key, secs_key, kinds in (
         ("First symptom", "first_symptom_at", None, _FIRST_KINDS),
-        ("First operator event", "first_response_at", "symptom_to_response_seconds", ("event",)),
-        ("Fix", "fix_at", "symptom_to_fix_seconds", ("event",)),
+        ("First operator event", "first_response_at", "symptom_to_response_seconds", (Entry.EVENT,)),
+        ("Fix", "fix_at", "symptom_to_fix_seconds", (Entry.EVENT,)),
         ("Last symptom (incident length)", "last_symptom_at", "incident_seconds", _LAST_KINDS),
     ):
         at = s[at_key]
@@ -109,9 +110,9 @@ def _timeline(report: Report, clock: Clock) -> list[str]:
     out = ["## Timeline", "", *gantt(report, clock, shown)]
     rows = []
     for r in shown.iter_rows(named=True):
-        what = escape(r["title"])
+        what = escape(r[TITLE])
         # Operator notes stand out among the findings: they are what people did.
-        rows.append([clock.at(r["ts"]), f"**{what}**" if r["kind"] == "event" else what, escape(r["detail"])])
+        rows.append([clock.at(r[TS]), f"**{what}**" if r[KIND] == Entry.EVENT else what, escape(r[DETAIL])])
     out += table(
         ["Time", "What", "Detail"], rows, empty="Nothing happened: no finding and no operator event."
     )
@@ -129,7 +130,7 @@ def _contributors(top: tuple[Contributor, ...]) -> str:
 
 
 def _bursts(report: Report, clock: Clock) -> list[str]:
-    out = ["## Bursts", "", *xychart(report, clock, "5xx error rate", "%", "error_rate", 100.0, 2)]
+    out = ["## Bursts", "", *xychart(report, clock, "5xx error rate", "%", SERIES_ERROR_RATE, 100.0, 2)]
     rows = [
         [
             clock.at(b.start),
@@ -177,7 +178,7 @@ def _bursts(report: Report, clock: Clock) -> list[str]:
 
 
 def _latency(report: Report, clock: Clock) -> list[str]:
-    out = ["## Latency", "", *xychart(report, clock, "p95 latency", "ms", "p95_ms", 1.0, 0)]
+    out = ["## Latency", "", *xychart(report, clock, "p95 latency", "ms", SERIES_P95, 1.0, 0)]
     rows = [
         [
             clock.at(x.start),

@@ -12,9 +12,12 @@ from datetime import datetime, timedelta
 
 import polars as pl
 
+from analyzer.findings import SERIES_WINDOW
 from analyzer.report.escape import escape
 from analyzer.report.formatting import Clock
 from analyzer.report.model import Report
+from analyzer.schema import KIND, TITLE, TS
+from analyzer.timeline import Entry
 
 _STAMP = "%Y-%m-%d %H:%M:%S"
 _MIN_BAR = timedelta(minutes=1)
@@ -40,7 +43,7 @@ def gantt(report: Report, clock: Clock, timeline: pl.DataFrame | None = None) ->
         ]
         windows.append(("Ledger faults", faults, "done, "))
     timeline = report.timeline if timeline is None else timeline
-    events = timeline.filter(timeline["kind"] == "event")
+    events = timeline.filter(timeline[KIND] == Entry.EVENT)
     if not any(items for _, items, _ in windows) and events.is_empty():
         return []
     lines = [
@@ -62,7 +65,7 @@ def gantt(report: Report, clock: Clock, timeline: pl.DataFrame | None = None) ->
         lines.append("    section Operator events")
         lines += [
             f"    {_label(f'{clock.short(t)} {title}')} :milestone, {t:{_STAMP}}, 0m"
-            for t, title in events.select("ts", "title").iter_rows()
+            for t, title in events.select(TS, TITLE).iter_rows()
         ]
     return [*lines, "```", ""]
 
@@ -75,7 +78,7 @@ def xychart(
     if s.is_empty():
         return []
     fmt = "%H:%M" if clock.day else "%m-%d %H:%M"
-    labels = ", ".join(f'"{t:{fmt}}"' for t in s["window"])
+    labels = ", ".join(f'"{t:{fmt}}"' for t in s[SERIES_WINDOW])
     values = ", ".join(f"{(v or 0.0) * scale:.{decimals}f}" for v in s[column])
     return [
         "```mermaid",

@@ -5,34 +5,45 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Final
 
 import polars as pl
 
 from analyzer.config import Settings
 from analyzer.findings import (
+    FIRST_AT,
+    MISMATCH_KINDS,
+    REFUND_TOKENS,
+    SERIES_ERROR_RATE,
+    SERIES_ERRORS,
+    SERIES_P95,
+    SERIES_P99,
+    SERIES_REQUESTS,
+    SERIES_WINDOW,
     BurnRateAlert,
     Burst,
     Detection,
+    Finding,
     InputReport,
     LatencySpike,
     LogGap,
     Reconciliation,
 )
+from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
 from analyzer.timeline import build_timeline, clock, span_text
 
 SCHEMA_VERSION = 1
-MISMATCH_KINDS = ("overcharge", "duplicate", "failed_charged")
 SIGNALS = {"errors": "the 5xx rate", "latency": "p95 latency", "ledger": "mismatched ledger entries"}
 # Finding kinds counted per account (every kind but ok), in the order the report lists them.
 FINDING_KINDS = (
-    "overcharge",
-    "undercharge",
-    "duplicate",
-    "failed_charged",
-    "orphan",
-    "out_of_span",
-    "unbilled",
-    "balance_break",
+    Finding.OVERCHARGE,
+    Finding.UNDERCHARGE,
+    Finding.DUPLICATE,
+    Finding.FAILED_CHARGED,
+    Finding.ORPHAN,
+    Finding.OUT_OF_SPAN,
+    Finding.UNBILLED,
+    Finding.BALANCE_BREAK,
 )
 # Operator events that mark the fix: by their kind, or by a title that says a fix shipped
 # ("fix in progress" is a statement, not the fix).
@@ -41,6 +52,8 @@ _FIX_TITLES = (
     r"(?i)\b(hotfix|rolled back|rollback|reverted|mitigated|fix(ed)? (deployed|shipped|applied|rolled out))\b"
 )
 _CHANGE_KINDS = r"(?i)^(launch|release|rollout|change)$"
+# Columns of `owed_accounts` (with ACCOUNT_ID and REFUND_TOKENS): how many findings the account has.
+OWED_FINDINGS: Final = "findings"
 
 
 @dataclass(frozen=True, eq=False)
@@ -99,23 +112,23 @@ def downsample(series: pl.DataFrame, points: int) -> pl.DataFrame:
         return series
     n = series.height
     return (
-        series.sort("window")
+        series.sort(SERIES_WINDOW)
         .with_row_index("_i")
         .group_by((pl.col("_i") * max(points, 1) // n).alias("_b"), maintain_order=True)
         .agg(
-            pl.col("window").first(),
-            pl.col("requests").sum(),
-            pl.col("errors").sum(),
-            pl.col("p95_ms").max(),
-            pl.col("p99_ms").max(),
+            pl.col(SERIES_WINDOW).first(),
+            pl.col(SERIES_REQUESTS).sum(),
+            pl.col(SERIES_ERRORS).sum(),
+            pl.col(SERIES_P95).max(),
+            pl.col(SERIES_P99).max(),
         )
         .with_columns(
-            pl.when(pl.col("requests") > 0)
-            .then(pl.col("errors") / pl.col("requests"))
+            pl.when(pl.col(SERIES_REQUESTS) > 0)
+            .then(pl.col(SERIES_ERRORS) / pl.col(SERIES_REQUESTS))
             .otherwise(0.0)
-            .alias("error_rate")
+            .alias(SERIES_ERROR_RATE)
         )
-        .select("window", "requests", "errors", "error_rate", "p95_ms", "p99_ms")
+        .select(SERIES_WINDOW, SERIES_REQUESTS, SERIES_ERRORS, SERIES_ERROR_RATE, SERIES_P95, SERIES_P99)
     )
 
 
@@ -127,7 +140,7 @@ def _onsets(detection: Detection, reconciliation: Reconciliation | None) -> dict
         ledger = [p.start for p in reconciliation.patterns]
         spans = reconciliation.spans
         if not ledger and not spans.is_empty():
-            ledger = spans.filter(pl.col("kind").is_in(MISMATCH_KINDS))["first_at"].to_list()
+            ledger = spans.filter(pl.col(KIND).is_in(MISMATCH_KINDS))[FIRST_AT].to_list()
     return {
         "errors": min((b.start for b in detection.bursts), default=None),
         "latency": min((s.start for s in detection.spikes), default=None),
@@ -172,29 +185,29 @@ def _first_response_and_fix(
     """The first operator event after `since` that is not a launch, and the first one that is a fix."""
     if since is None or events.is_empty():
         return None, None
-    kind = pl.col("kind").fill_null("") if "kind" in events.columns else pl.lit("")
-    after = events.filter(pl.col("ts") >= since)
+    kind = pl.col(KIND).fill_null("") if KIND in events.columns else pl.lit("")
+    after = events.filter(pl.col(TS) >= since)
     # A launch or release is the change under suspicion, not a response to it.
-    response = after.filter(~kind.str.contains(_CHANGE_KINDS))["ts"].min()
+    response = after.filter(~kind.str.contains(_CHANGE_KINDS))[TS].min()
     fixes = after.filter(
-        kind.str.contains(_FIX_KINDS) | pl.col("title").fill_null("").str.contains(_FIX_TITLES)
+        kind.str.contains(_FIX_KINDS) | pl.col(TITLE).fill_null("").str.contains(_FIX_TITLES)
     )
-    return response, fixes["ts"].min()  # type: ignore[return-value]
+    return response, fixes[TS].min()  # type: ignore[return-value]
 
 
 def owed_accounts(accounts: pl.DataFrame) -> pl.DataFrame:
     """Every account owed a refund, largest first (ties by id): account_id, refund_tokens, findings."""
-    if accounts.is_empty() or "refund_tokens" not in accounts.columns:
-        return pl.DataFrame(schema={"account_id": pl.String, "refund_tokens": pl.Int64, "findings": pl.Int64})
+    if accounts.is_empty() or REFUND_TOKENS not in accounts.columns:
+        return pl.DataFrame(schema={ACCOUNT_ID: pl.String, REFUND_TOKENS: pl.Int64, OWED_FINDINGS: pl.Int64})
     kinds = [k for k in FINDING_KINDS if k in accounts.columns]
     findings = pl.sum_horizontal(pl.col(kinds).fill_null(0)) if kinds else pl.lit(0)
     return (
-        accounts.filter(pl.col("refund_tokens") > 0)
-        .sort(["refund_tokens", "account_id"], descending=[True, False])
+        accounts.filter(pl.col(REFUND_TOKENS) > 0)
+        .sort([REFUND_TOKENS, ACCOUNT_ID], descending=[True, False])
         .select(
-            pl.col("account_id").cast(pl.String),
-            pl.col("refund_tokens").cast(pl.Int64),
-            findings.cast(pl.Int64).alias("findings"),
+            pl.col(ACCOUNT_ID).cast(pl.String),
+            pl.col(REFUND_TOKENS).cast(pl.Int64),
+            findings.cast(pl.Int64).alias(OWED_FINDINGS),
         )
     )
 
@@ -203,8 +216,8 @@ def _summary(
     detection: Detection, reconciliation: Reconciliation | None, events: pl.DataFrame, settings: Settings
 ) -> dict[str, object]:
     s = detection.series
-    requests = int(s["requests"].sum()) if not s.is_empty() else 0
-    errors = int(s["errors"].sum()) if not s.is_empty() else 0
+    requests = int(s[SERIES_REQUESTS].sum()) if not s.is_empty() else 0
+    errors = int(s[SERIES_ERRORS].sum()) if not s.is_empty() else 0
     onsets = _onsets(detection, reconciliation)
     starts = [t for t in onsets.values() if t is not None] + [g.start for g in detection.gaps]
     first_symptom = min(starts, default=None)
@@ -232,8 +245,8 @@ def _summary(
         "log_gaps": len(detection.gaps),
         "seconds_in_burst": _union_seconds([(b.start, b.end) for b in detection.bursts]),
         "accounts_hit_by_errors": detection.accounts_hit,
-        "accounts_overcharged": int((accounts["overcharge"] > 0).sum())
-        if "overcharge" in accounts.columns
+        "accounts_overcharged": int((accounts[Finding.OVERCHARGE] > 0).sum())
+        if Finding.OVERCHARGE in accounts.columns
         else 0,
         "accounts_owed": owed.height,
         "refund_tokens_total": 0 if reconciliation is None else reconciliation.refund_tokens_total,

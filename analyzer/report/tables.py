@@ -12,8 +12,9 @@ from datetime import datetime, timedelta
 from rich.table import Table
 from rich.text import Text
 
-from analyzer.findings import BurnRateAlert, InputReport, Reconciliation
+from analyzer.findings import REFUND_TOKENS, TOKENS_DEDUCTED, BurnRateAlert, InputReport, Reconciliation
 from analyzer.report.escape import escape
+from analyzer.schema import ACCOUNT_ID
 
 
 def _t(ts: datetime | None) -> Text:
@@ -68,7 +69,7 @@ def ledger_table(rec: Reconciliation) -> Table:
 
 def refunds_table(rec: Reconciliation, top: int) -> Table:
     """The `top` accounts owed the most, with what they were charged and already refunded."""
-    owed = rec.accounts.filter(rec.accounts["refund_tokens"] > 0)
+    owed = rec.accounts.filter(rec.accounts[REFUND_TOKENS] > 0)
     table = Table(title=f"Accounts owed a refund: {owed.height:,} (top {min(top, owed.height)})",
                   title_justify="left")  # fmt: skip
     for col in ("Account", "Deductions", "Tokens deducted", "Refund tokens", "Already refunded"):
@@ -76,8 +77,8 @@ def refunds_table(rec: Reconciliation, top: int) -> Table:
     has_refunded = "already_refunded" in owed.columns
     for r in owed.head(top).iter_rows(named=True):
         table.add_row(
-            _log(r["account_id"]), Text(f"{r['deductions']:,}"), Text(f"{r['tokens_deducted']:,}"),
-            Text(f"{r['refund_tokens']:,}"),
+            _log(r[ACCOUNT_ID]), Text(f"{r['deductions']:,}"), Text(f"{r[TOKENS_DEDUCTED]:,}"),
+            Text(f"{r[REFUND_TOKENS]:,}"),
             Text(f"{r['already_refunded']:,}" if has_refunded and r["already_refunded"] is not None else "0"),
         )  # fmt: skip
     return table

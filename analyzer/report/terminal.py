@@ -14,6 +14,7 @@ from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
+from analyzer.findings import REFUND_TOKENS, SERIES_ERROR_RATE, SERIES_P95, SERIES_WINDOW
 from analyzer.report.escape import escape
 from analyzer.report.formatting import (
     Clock,
@@ -28,8 +29,9 @@ from analyzer.report.formatting import (
     telling_contributors,
     times,
 )
-from analyzer.report.model import Report, downsample
-from analyzer.timeline import span_text
+from analyzer.report.model import OWED_FINDINGS, Report, downsample
+from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
+from analyzer.timeline import DETAIL, Entry, span_text
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_POINTS = 72
@@ -60,9 +62,9 @@ def _sparklines(report: Report, clock: Clock) -> list[Text]:
     series = downsample(report.series, SPARK_POINTS)
     if series.is_empty():
         return []
-    first, last = clock.short(series["window"].min()), clock.short(series["window"].max())  # type: ignore[arg-type]
-    peak_rate = cast(float, series["error_rate"].max())
-    peak_p95 = cast(float | None, series["p95_ms"].max())
+    first, last = clock.short(series[SERIES_WINDOW].min()), clock.short(series[SERIES_WINDOW].max())  # type: ignore[arg-type]
+    peak_rate = cast(float, series[SERIES_ERROR_RATE].max())
+    peak_p95 = cast(float | None, series[SERIES_P95].max())
     return [
         Text(
             f"5xx rate  {first} {sparkline(series['error_rate'].to_list())} {last}  peak {percent(peak_rate)}"
@@ -90,9 +92,9 @@ def _timeline(report: Report, clock: Clock) -> Table:
     if hidden:
         table.caption = shown_events_note(hidden)
     for r in shown.iter_rows(named=True):
-        style = "bold" if r["kind"] == "event" else ""
+        style = "bold" if r[KIND] == Entry.EVENT else ""
         table.add_row(
-            Text(clock.at(r["ts"])), Text(escape(r["title"], "terminal"), style=style), _text(r["detail"])
+            Text(clock.at(r[TS])), Text(escape(r[TITLE], "terminal"), style=style), _text(r[DETAIL])
         )
     return table
 
@@ -150,7 +152,7 @@ def _refunds(report: Report) -> Table:
     )
     for a in top:
         table.add_row(
-            _text(a["account_id"]), Text(f"{a['refund_tokens']:,}"), Text(count(a.get("findings", 0)))
+            _text(a[ACCOUNT_ID]), Text(f"{a[REFUND_TOKENS]:,}"), Text(count(a.get(OWED_FINDINGS, 0)))
         )
     return table
 
