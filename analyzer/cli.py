@@ -53,6 +53,10 @@ class SimFormat(StrEnum):
     parquet = "parquet"
 
 
+class Annotations(StrEnum):
+    github = "github"
+
+
 class Compression(StrEnum):
     gz = "gz"
     zst = "zst"
@@ -228,6 +232,14 @@ def report(
         list[str] | None,
         typer.Option("--fail-on", help="Exit 1 if a rule holds: bursts, spikes, refunds>N, rejects>P%."),
     ] = None,
+    junit: Annotated[
+        Path | None,
+        typer.Option("--junit", help="Write JUnit XML: a test case per --fail-on rule and per invariant."),
+    ] = None,
+    annotations: Annotated[
+        Annotations | None,
+        typer.Option("--annotations", help="Write CI annotations on stderr (github: workflow commands)."),
+    ] = None,
     quiet: QuietOpt = False,
     max_memory: MaxMemoryOpt = None,
 ) -> None:
@@ -236,6 +248,7 @@ def report(
     Example: analyzer report sample_logs --markdown postmortem.md --json report.json --fail-on refunds>0
     """
     from analyzer.pipeline import run_report, write_outputs
+    from analyzer.report.ci import github_annotations
     from analyzer.report.gate import failing_rules
     from analyzer.report.terminal import render_terminal
 
@@ -245,7 +258,8 @@ def report(
         request = _request(directory, gateway, ledger, events, config, since, until, refunds)
         with _progress(quiet) as say:
             analysis = run_report(request, progress=say)
-        failing = failing_rules(analysis.report, list(fail_on or []))
+        rules = list(fail_on or [])
+        failing = failing_rules(analysis.report, rules)
         written = write_outputs(
             analysis,
             json_path=None if json_out in (None, "-") else Path(json_out),
@@ -253,7 +267,11 @@ def report(
             refunds_path=refunds,
             findings_path=findings,
             rejects_path=rejects,
+            junit_path=junit,
+            rules=rules,
+            append_markdown=_is_step_summary(markdown),
         )
+        notices = github_annotations(analysis.report, rules) if annotations is Annotations.github else []
     if json_to_stdout:
         from analyzer.report.jsonreport import render_json
 
@@ -265,7 +283,15 @@ def report(
             err.print(f"wrote {path}", markup=False)
     for reason in failing:
         err.print(f"fail-on: {reason}", markup=False)
+    # Workflow commands are read line by line from the raw stream: no wrapping, no markup.
+    sys.stderr.write("".join(f"{line}\n" for line in notices))
     raise typer.Exit(1 if failing else 0)
+
+
+def _is_step_summary(path: Path | None) -> bool:
+    """Whether `path` is GitHub's $GITHUB_STEP_SUMMARY, which is added to, never overwritten."""
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    return path is not None and summary is not None and Path(summary).resolve() == path.resolve()
 
 
 def _emit_json(json_out: str | None, text: str, inputs: tuple[Path, ...]) -> None:

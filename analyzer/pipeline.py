@@ -198,11 +198,13 @@ def guard_output(path: Path, inputs: Sequence[Path]) -> None:
             raise OutputError(f"refusing to write a report inside an input folder ({p})", path=str(path))
 
 
-def write_text(path: Path, text: str, inputs: Sequence[Path]) -> None:
-    """Write a report file, never over an input, with an OutputError naming the path on failure."""
+def write_text(path: Path, text: str, inputs: Sequence[Path], *, append: bool = False) -> None:
+    """Write a report file (or add to its end), never over an input, with an OutputError naming the path
+    on failure."""
     guard_output(path, inputs)
     try:
-        path.write_text(text, encoding="utf-8")
+        with path.open("a" if append else "w", encoding="utf-8") as f:
+            f.write(text)
     except OSError as e:
         raise OutputError(f"cannot write: {e.strerror}", path=str(path)) from None
 
@@ -240,8 +242,14 @@ def write_outputs(
     refunds_path: Path | None = None,
     findings_path: Path | None = None,
     rejects_path: Path | None = None,
+    junit_path: Path | None = None,
+    rules: Sequence[str] = (),
+    append_markdown: bool = False,
 ) -> list[Path]:
-    """Write the requested report files, never over an input; return the paths written."""
+    """Write the requested report files, never over an input; return the paths written.
+
+    `append_markdown`: add the Markdown to the end of its file (GitHub's $GITHUB_STEP_SUMMARY holds what
+    earlier steps wrote); `rules` are the --fail-on rules the JUnit file has a test case for."""
     from analyzer.report.exports import write_table
     from analyzer.report.jsonreport import render_json
     from analyzer.report.markdown import render_markdown
@@ -252,8 +260,13 @@ def write_outputs(
         write_text(json_path, render_json(analysis.report), inputs)
         written.append(json_path)
     if markdown_path is not None:
-        write_text(markdown_path, render_markdown(analysis.report), inputs)
+        write_text(markdown_path, render_markdown(analysis.report), inputs, append=append_markdown)
         written.append(markdown_path)
+    if junit_path is not None:
+        from analyzer.report.ci import render_junit
+
+        write_text(junit_path, render_junit(analysis.report, rules), inputs)
+        written.append(junit_path)
     rec = analysis.reconciliation
     for path, frame in (
         (refunds_path, None if rec is None else rec.accounts.filter(pl.col(REFUND_TOKENS) > 0)),
