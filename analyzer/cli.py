@@ -247,22 +247,25 @@ def report(
 
     Example: analyzer report sample_logs --markdown postmortem.md --json report.json --fail-on refunds>0
     """
-    from analyzer.pipeline import run_report, write_outputs
+    from analyzer.pipeline import check_outputs, run_report, write_outputs
     from analyzer.report.ci import github_annotations
-    from analyzer.report.gate import failing_rules
+    from analyzer.report.gate import failing_rules, parse_rules
     from analyzer.report.terminal import render_terminal
 
     json_to_stdout = json_out == "-"
     out = _console()
     with _errors(), _memory_guard(max_memory):
+        rules = list(fail_on or [])
+        parsed = parse_rules(rules)
         request = _request(directory, gateway, ledger, events, config, since, until, refunds)
+        json_path = None if json_out in (None, "-") else Path(json_out)
+        check_outputs(request, files=(json_path, markdown, junit), tables=(refunds, findings, rejects))
         with _progress(quiet) as say:
             analysis = run_report(request, progress=say)
-        rules = list(fail_on or [])
-        failing = failing_rules(analysis.report, rules)
+        failing = failing_rules(analysis.report, parsed)
         written = write_outputs(
             analysis,
-            json_path=None if json_out in (None, "-") else Path(json_out),
+            json_path=json_path,
             markdown_path=markdown,
             refunds_path=refunds,
             findings_path=findings,
@@ -311,10 +314,11 @@ def _gateway_section(
 ) -> Report | None:  # fmt: skip
     """Analyze the gateway logs alone (no ledger) for `bursts` and `latency`, write the JSON `keys`,
     and return the report to print: None when JSON goes to stdout or with --quiet."""
-    from analyzer.pipeline import run_report, section_json
+    from analyzer.pipeline import check_outputs, run_report, section_json
 
     with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, None, None, config, since, until)
+        check_outputs(request, files=(None if json_out in (None, "-") else Path(json_out),))
         with _progress(quiet) as say:
             analysis = run_report(request, reconcile_ledger=False, progress=say)
         _emit_json(json_out, section_json(analysis.report, keys), analysis.input_paths)
@@ -401,12 +405,14 @@ def reconcile(
     Example: analyzer reconcile sample_logs --refunds refunds.csv
     """
     from analyzer.errors import InputError
-    from analyzer.pipeline import run_report, section_json, write_outputs
+    from analyzer.pipeline import check_outputs, run_report, section_json, write_outputs
     from analyzer.report.escape import escape
     from analyzer.report.tables import ledger_table, refunds_table
 
     with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, None, config, since, until, refunds)
+        json_path = None if json_out in (None, "-") else Path(json_out)
+        check_outputs(request, files=(json_path,), tables=(refunds, findings))
         with _progress(quiet) as say:
             analysis = run_report(request, progress=say)
         rec = analysis.reconciliation

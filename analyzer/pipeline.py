@@ -12,6 +12,7 @@ Everything here is plain Python over library functions; the CLI only parses opti
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -184,6 +185,34 @@ def run_convert(request: ReportRequest, out: Path, *, progress: Progress | None 
     sources, config_path = resolve_sources(request)
     say(f"converting into {out}")
     return convert({k: v for k, v in sources.items() if v}, out, load_settings(config_path))
+
+
+TABLE_SUFFIXES = (".csv", ".parquet")
+
+
+def check_outputs(
+    request: ReportRequest, *, files: Sequence[Path | None] = (), tables: Sequence[Path | None] = ()
+) -> None:
+    """Before any log is read: every output can be written where it is asked for (its folder exists and
+    is writable, it is not a folder, it is not an input or inside an input folder) and every table
+    has a suffix it can be written as. A full run is not spent to find a typo in a path."""
+    sources, _ = resolve_sources(request)
+    inputs = [p for paths in sources.values() for p in paths]
+    if request.directory is not None:
+        inputs.append(request.directory)
+    for path, table in [*((p, False) for p in files), *((p, True) for p in tables)]:
+        if path is None:
+            continue
+        if table and path.suffix.lower() not in TABLE_SUFFIXES:
+            raise OutputError("a table is written as .csv or .parquet", path=str(path))
+        if path.is_dir():
+            raise OutputError("is a folder (give a file name)", path=str(path))
+        folder = path.parent if str(path.parent) else Path(".")
+        if not folder.is_dir():
+            raise OutputError(f"no such folder: {folder}", path=str(path))
+        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+            raise OutputError("cannot write: permission denied", path=str(path))
+        guard_output(path, inputs)
 
 
 def guard_output(path: Path, inputs: Sequence[Path]) -> None:
