@@ -340,22 +340,12 @@ def bursts(
 
     Example: analyzer bursts sample_logs --json -
     """
-    from analyzer.report.formatting import Clock, report_day
-    from analyzer.report.tables import alerts_table
-    from analyzer.report.terminal import bursts_table
+    from analyzer.report.commands import render_bursts
 
     keys = ("inputs", "bursts", "alerts", "log_gaps")
     report = _gateway_section(directory, gateway, config, since, until, json_out, quiet, max_memory, keys)
-    if report is None:
-        return
-    out = _console()
-    out.print(bursts_table(report, Clock(report_day(report))))
-    out.print(alerts_table(report.alerts))
-    for g in report.gaps:
-        out.print(
-            f"log gap: {g.start:%Y-%m-%d %H:%M} to {g.end:%H:%M} UTC, no lines where ~{g.expected_requests:,.0f} were expected",
-            markup=False,
-        )
+    if report is not None:
+        render_bursts(report, _console())
 
 
 @app.command()
@@ -373,16 +363,12 @@ def latency(
 
     Example: analyzer latency sample_logs
     """
-    from analyzer.report.formatting import Clock, report_day
-    from analyzer.report.terminal import spikes_table
+    from analyzer.report.commands import render_latency
 
     keys = ("inputs", "latency_spikes", "quantile_method")
     report = _gateway_section(directory, gateway, config, since, until, json_out, quiet, max_memory, keys)
-    if report is None:
-        return
-    out = _console()
-    out.print(spikes_table(report, Clock(report_day(report))))
-    out.print(f"quantiles: {report.quantile_method}", markup=False)
+    if report is not None:
+        render_latency(report, _console())
 
 
 @app.command()
@@ -406,8 +392,7 @@ def reconcile(
     """
     from analyzer.errors import InputError
     from analyzer.pipeline import check_outputs, run_report, section_json, write_outputs
-    from analyzer.report.escape import escape
-    from analyzer.report.tables import ledger_table, refunds_table
+    from analyzer.report.commands import render_reconcile
 
     with _errors(), _memory_guard(max_memory):
         request = _request(directory, gateway, ledger, None, config, since, until, refunds)
@@ -424,14 +409,7 @@ def reconcile(
         _emit_json(json_out, section_json(analysis.report, ("inputs", "ledger")), analysis.input_paths)
     if json_out == "-" or quiet:
         return
-    out = _console()
-    out.print(ledger_table(rec))
-    out.print(refunds_table(rec, top))
-    for p in rec.patterns:
-        out.print(escape(f"pattern: {p.description}", "terminal"), markup=False)
-    for i in rec.invariants:
-        if not i.holds:
-            out.print(escape(f"invariant broken: {i.name}: {i.detail}", "terminal"), markup=False)
+    render_reconcile(analysis.report, _console(), top)
     for path in written:
         err.print(f"wrote {path}", markup=False)
 
@@ -487,7 +465,7 @@ def inspect(
     Example: analyzer inspect sample_logs/gateway --kind gateway
     """
     from analyzer.pipeline import concat_rejects, describe_inputs, run_inspect, write_rejects
-    from analyzer.report.tables import fields_table, inputs_table
+    from analyzer.report.commands import render_inspect
 
     with _errors():
         loaded = run_inspect(paths, kind.value, config)
@@ -502,11 +480,7 @@ def inspect(
         sys.stdout.write(json.dumps(described, indent=2, sort_keys=True) + "\n")
         return
     reports = [i for item in loaded for i in item.inputs]
-    out = _console()
-    out.print(inputs_table(reports, title=f"{kind.value} inputs"))
-    out.print(fields_table(reports[0].fields if reports else {}))
-    for note in [n for item in loaded for n in item.notes]:
-        out.print(f"note: {note}", markup=False)
+    render_inspect(kind.value, reports, [n for item in loaded for n in item.notes], _console())
 
 
 @app.command()

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from analyzer.errors import ConfigError
-from analyzer.schema import GATEWAY, LEDGER, LEDGER_KINDS, SCHEMAS, FormatName
+from analyzer.schema import LEDGER_KINDS, SCHEMAS, FormatName
 
 TS_UNITS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 DURATION_UNITS = ("ms", "s", "us")
@@ -99,7 +99,9 @@ class LatencySettings:
     """When a window's latency counts as a spike."""
 
     window: timedelta = timedelta(minutes=1)
-    factor: float = 2.0  # request-weighted p95 ratio to baseline that opens a spike
+    # Typical slowdown (geometric mean of latency over what the requests' model and output size predict)
+    # that opens a spike.
+    factor: float = 2.0
     factor_stay: float = 1.5  # ...and keeps it open
     min_requests: int = 20  # successful requests a window needs to be scored
     close_after: int = 3
@@ -447,11 +449,3 @@ def _validate(s: Settings, where: str) -> None:
     for ok, name, msg in checks:
         if not ok:
             raise ConfigError(msg, path=where, field=name)
-
-
-# Canonical columns a mapping may name, for the README and `inspect`.
-MAPPABLE: dict[str, tuple[str, ...]] = {
-    "gateway": tuple(GATEWAY),
-    "ledger": tuple(LEDGER),
-    "events": ("ts", "kind", "title"),
-}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import polars as pl
 
-from analyzer.config import Settings, load_settings
+from analyzer.config import load_settings
 from analyzer.detect import detect
 from analyzer.errors import InputError, OutputError
 from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliation
@@ -236,11 +236,6 @@ def write_text(path: Path, text: str, inputs: Sequence[Path], *, append: bool = 
             f.write(text)
     except OSError as e:
         raise OutputError(f"cannot write: {e.strerror}", path=str(path)) from None
-
-
-def settings_for(config: Path | None) -> Settings:
-    """Settings from a config file, or the defaults."""
-    return load_settings(config)
 
 
 def describe_inputs(loaded: Sequence[Loaded]) -> list[dict[str, object]]:

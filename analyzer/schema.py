@@ -122,14 +122,6 @@ ROW_REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "events": EVENTS_ROW_REQUIRED,
 }
 
-# Which analysis needs which gateway columns beyond the required ones (for "degraded" notes).
-ANALYSIS_NEEDS: Final[dict[str, tuple[str, ...]]] = {
-    "bursts": (TS, STATUS),
-    "latency": (TS, STATUS, LATENCY_MS, PROMPT_TOKENS),
-    "reconcile": (REQUEST_ID, ACCOUNT_ID, MODEL, STATUS, PROMPT_TOKENS, COMPLETION_TOKENS),
-    "slices": (MODEL, REGION, UPSTREAM, ENDPOINT),
-}
-
 
 def empty(kind: str) -> pl.DataFrame:
     """An empty canonical frame of `kind` (gateway, ledger or events), optional columns left out."""

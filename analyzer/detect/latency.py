@@ -60,9 +60,10 @@ from analyzer.findings import GLOBAL, LatencySpike
 _RATIO = "ratio"
 _Z = "z"
 
-# Standard errors the mean log slowdown of a window must reach to open / keep open a spike.
+# Rounds of fitting the expectations on the windows not flagged in the round before (a spike's own
+# windows would otherwise raise the baseline it is judged against).
 _ROUNDS = 3
-EXCESS_SHARE = 0.8
+EXCESS_SHARE = 0.8  # of the largest excess: what a slice must hold to explain overlapping spikes
 _MIN_VAR = 1e-3  # variance of ln(output tokens + 1) below which no slope is fitted
 _MAX_SLOPE = 2.0
 

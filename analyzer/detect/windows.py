@@ -43,8 +43,6 @@ FIRST_TS, LAST_TS = "first_ts", "last_ts"
 
 UNKNOWN_SIZE = -2  # bucket of requests without prompt_tokens
 GLOBAL_COLUMN = "global"
-# Above this many rows, per-window quantiles are approximate (`approx_quantile` streams; exact
-# quantiles in a group-by fall back to the in-memory engine, whose memory grows with the rows).
 _MIN_LATENCY_MS = 0.01  # a logged 0 ms still has a logarithm
 
 

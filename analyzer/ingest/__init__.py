@@ -41,7 +41,7 @@ from analyzer.schema import (
     SOURCE_LINE,
 )
 
-__all__ = ["Loaded", "find_inputs", "inspect", "load"]
+__all__ = ["Loaded", "find_inputs", "load"]
 
 REJECT_COLUMNS = REJECTS
 RAW_ROWS = 200_000  # rejected rows whose raw text is kept (about 200 MB at most); the rest: null
@@ -118,11 +118,6 @@ def load(
         ),
         _workdir=keep,
     )
-
-
-def inspect(kind: str, paths: Sequence[str | Path], settings: Settings) -> Loaded:
-    """Same as `load`, for `analyzer inspect`: formats, field mapping and rejects of each input."""
-    return load(kind, paths, settings)
 
 
 def _columns(kind: str, inputs: Sequence[InputReport]) -> dict[str, pl.DataType]:

@@ -62,7 +62,6 @@ _FIELD_CHOICES: Final[dict[str, tuple[str, ...]]] = {
     "model": ("http_x_model",),
     "account_id": ("http_x_account", "remote_user"),
 }
-NGINX_FIELDS: Final[dict[str, str]] = {k: v[0] for k, v in _FIELD_CHOICES.items()}
 NGINX_UNITS: Final[dict[str, str]] = {"latency_ms": "s"}
 
 # Regex pieces shared with the ALB parser. A quoted value runs to the first unescaped quote.
