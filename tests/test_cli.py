@@ -218,7 +218,7 @@ def test_bursts_latency_and_reconcile_commands(sample: Path, tmp_path: Path) -> 
     refunds = tmp_path / "refunds.parquet"
     code, stdout, stderr = run("reconcile", sample, "--refunds", refunds, "--top", "3")
     assert code == 0, stderr
-    assert "Accounts owed a refund: 189 (top 3)" in stdout
+    assert "Accounts owed a refund: 190 (top 3)" in stdout
     import polars as pl  # only to read the file back
 
     owed = pl.read_parquet(refunds)

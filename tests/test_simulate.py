@@ -39,7 +39,8 @@ def test_files_read_back_with_canonical_columns(out: Path) -> None:
     truth = json.loads((out / "truth.json").read_text())
     g = _gateway(out)
     assert g.columns == list(s.GATEWAY)
-    assert g.height == truth["requests"] == SPEC.requests
+    storms = sum(st["requests"] for st in truth["rate_limits"]["storms"])
+    assert g.height == truth["requests"] == SPEC.requests + storms
     led = pl.read_csv(out / "ledger.csv")
     assert led.columns == list(s.LEDGER)
 
@@ -144,3 +145,30 @@ def test_refunds_of_three_accounts_recomputed_from_the_files(out: Path) -> None:
     top3 = sorted(truth, key=lambda a: (-truth[a], a))[:3]
     assert {a: got_map.get(a) for a in top3} == {a: truth[a] for a in top3}
     assert got_map == truth
+
+
+def test_every_429_is_in_truth_with_its_class_and_the_limits_files_cover_every_account(out: Path) -> None:
+    truth = json.loads((out / "truth.json").read_text())["rate_limits"]
+    g = _gateway(out)
+    throttled = g.filter(pl.col(s.STATUS) == 429)
+    listed = truth["throttled_requests"]
+    assert throttled[s.REQUEST_ID].to_list() == [r["request_id"] for r in listed]
+    assert truth["throttled"] == len(listed) == truth["justified"] + truth["wrong"]
+    fault = truth["fault"]
+    for row in listed:
+        if row["class"] == "wrong":
+            assert row["model"] == fault["model"] and fault["start"] <= row["ts"] < fault["end"]
+        else:
+            assert row["class"] == "justified" and row["limit"] in ("rpm", "tpm")
+    assert sum(truth["wrong_by_account"].values()) == truth["wrong"] > 0
+    assert sum(st["rejected"] for st in truth["storms"]) == truth["justified"] > 0
+    accounts = pl.read_csv(out / "accounts.csv")
+    assert accounts.columns == ["account_id", "tier"] and accounts.height == SPEC.accounts
+    assert set(accounts["tier"]) <= set(truth["tiers"])
+    assert "[limits]" in (out / "limits.toml").read_text()
+
+
+def test_quiet_429s_are_all_genuine() -> None:
+    truth = generate(SimSpec(scenario="quiet", rate=2.0, hours=18.0, accounts=200)).truth["rate_limits"]
+    assert truth["fault"] is None and truth["wrong"] == 0 and truth["wrong_by_account"] == {}
+    assert truth["justified"] == truth["throttled"] > 0

@@ -3,8 +3,9 @@
     sim = generate(SimSpec(scenario="launch", seed=7, hours=18, rate=1.0))
     write(sim, Path("out"), spec)          # gateway/*.jsonl.gz, ledger.csv, events.jsonl, truth.json
 
-Four independent generators are spawned from the seed (traffic, incidents, failures, ledger), so the
-`quiet` and `launch` scenarios of one seed carry the same requests.
+Five independent generators are spawned from the seed (traffic, incidents, failures, ledger, limiter),
+so the `quiet` and `launch` scenarios of one seed carry the same requests (storms aside). The limiter
+(limiter.py) runs after the incidents: it assigns tiers, adds batch storms and the legacy-limiter fault.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import polars as pl
 
 from analyzer import schema as s
 from analyzer.simulate import ledger as _ledger
+from analyzer.simulate import limiter as _limiter
 from analyzer.simulate.scenarios import story
 from analyzer.simulate.spec import SimSpec, Simulation, iso, validate
 from analyzer.simulate.traffic import base_traffic, gateway_frame, inject
@@ -28,11 +30,17 @@ __all__ = ["SimSpec", "Simulation", "generate", "simulate", "write"]
 def generate(spec: SimSpec) -> Simulation:
     """Simulate `spec` in memory: canonical gateway, ledger and events frames plus the truth."""
     validate(spec)
-    traffic_rng, incident_rng, failure_rng, ledger_rng = (
-        np.random.default_rng(child) for child in np.random.SeedSequence(spec.seed).spawn(4)
+    traffic_rng, incident_rng, failure_rng, ledger_rng, limiter_rng = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(spec.seed).spawn(5)
     )
     plan = story(spec)
-    traffic = inject(base_traffic(spec, plan, traffic_rng), plan, incident_rng, failure_rng)
+    limited = _limiter.apply(
+        spec,
+        plan,
+        inject(base_traffic(spec, plan, traffic_rng), plan, incident_rng, failure_rng),
+        limiter_rng,
+    )
+    traffic = limited.traffic
     books = _ledger.build(spec, plan, traffic, ledger_rng)
     events = pl.DataFrame(
         {
@@ -43,12 +51,13 @@ def generate(spec: SimSpec) -> Simulation:
         schema=s.EVENTS,
     )
     resets = [iso(r) for r in _ledger.resets(spec)]
-    truth = build_truth(spec, plan, traffic, books, resets, events)
+    truth = build_truth(spec, plan, limited, books, resets, events)
     return Simulation(
         gateway=gateway_frame(traffic, spec.accounts),
         ledger=books.ledger.select(list(s.LEDGER)),
         events=events,
         truth=truth,
+        accounts=_limiter.accounts_frame(limited.tier),
     )
 
 

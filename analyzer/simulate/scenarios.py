@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from analyzer.simulate.spec import NEW_MODEL, SimSpec
+from analyzer.simulate.spec import LONG_CONTEXT_MAX, NEW_MODEL, SimSpec
 
 MIN_WINDOW = timedelta(minutes=10)
 
@@ -75,6 +75,9 @@ class Story:
     balance_breaks: int
     support_refunds: int
     events: tuple[tuple[datetime, str, str], ...]  # (ts, kind, title), inside the span
+    limiter_bug: Window | None = None  # NEW_MODEL admitted by the legacy limiter
+    limiter_cost: int = LONG_CONTEXT_MAX  # tokens the legacy limiter charges per NEW_MODEL request
+    storms: tuple[tuple[datetime, str], ...] = ()  # (minute, limit): batch storms over RPM or TPM
 
 
 def _at(day: datetime, hh: int, mm: int) -> datetime:
@@ -112,6 +115,7 @@ def story(spec: SimSpec) -> Story:
             balance_breaks=0,
             support_refunds=0,
             events=tuple(e for e in quiet_events if spec.start <= e[0] < spec.end),
+            storms=_storm_slots(day),
         )
     bursts = [
         (_at(day, 9, 40), _at(day, 10, 5), "model", NEW_MODEL, 0.35, 0.5),
@@ -145,6 +149,8 @@ def story(spec: SimSpec) -> Story:
         (_at(day, 13, 16), "incident", "eu-west-1 gateway returning 502/504"),
         (_at(day, 13, 44), "recovery", "eu-west-1 recovered"),
         (_at(day, 16, 41), "recovery", f"{NEW_MODEL} recovered, incident closed"),
+        (_at(day, 9, 31), "incident", f"Customers report 429s on {NEW_MODEL} far under their limits"),
+        (_at(day, 17, 40), "hotfix", f"{NEW_MODEL} rate limiting moved off the legacy limiter"),
     )
     return Story(
         launch_at=launch_at,
@@ -163,5 +169,14 @@ def story(spec: SimSpec) -> Story:
         wipes=3,
         balance_breaks=2,
         support_refunds=5,
-        events=tuple(e for e in events if spec.start <= e[0] < spec.end),
+        events=tuple(e for e in sorted(events) if spec.start <= e[0] < spec.end),
+        limiter_bug=_clip(spec, _at(day, 9, 4), _at(day, 17, 40)),
+        storms=_storm_slots(day),
+    )
+
+
+def _storm_slots(day: datetime) -> tuple[tuple[datetime, str], ...]:
+    """An RPM storm at hh:10 and a TPM storm at hh:40 of every other hour from 07:00."""
+    return tuple(
+        (_at(day, hh, mm), limit) for hh in range(7, 24, 2) for mm, limit in ((10, "rpm"), (40, "tpm"))
     )

@@ -82,6 +82,7 @@ class Simulation:
     ledger: pl.DataFrame
     events: pl.DataFrame
     truth: dict[str, Any] = field(default_factory=dict)
+    accounts: pl.DataFrame = field(default_factory=pl.DataFrame)  # account_id, tier (accounts.csv)
 
 
 def validate(spec: SimSpec) -> None:

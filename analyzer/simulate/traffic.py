@@ -34,6 +34,8 @@ NEW, EMBED = 0, len(MODELS) - 1  # model codes
 CHAT, COMPLETIONS, EMBEDDINGS = 0, 1, 2  # endpoint codes
 LONG_CONTEXT_SHARE = 0.03
 ZERO_TOKEN_SHARE = 0.001  # served requests with nothing to bill (e.g. an empty cached reply)
+# Formerly a random 3% of 429s: the draw stays so every other draw is unchanged, the 429s now come
+# from the limiter (limiter.py), each with a reason.
 RATE_LIMITED_SHARE = 0.03
 BACKGROUND_5XX_SHARE = 0.001
 BACKGROUND_5XX = np.array([500, 502, 503, 504])
@@ -140,7 +142,7 @@ def base_traffic(spec: SimSpec, story: Story, rng: np.random.Generator) -> Traff
     latency = np.where(embed, embed_ms, ttft + decode) + 4.0
 
     u = rng.random(n)
-    status = np.where(u < RATE_LIMITED_SHARE, 429, 200)
+    status = np.full(n, 200)
     background = (u >= RATE_LIMITED_SHARE) & (u < RATE_LIMITED_SHARE + BACKGROUND_5XX_SHARE)
     status = np.where(background, BACKGROUND_5XX[rng.integers(0, 4, n)], status).astype(np.int64)
     return Traffic(

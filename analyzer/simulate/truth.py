@@ -11,9 +11,10 @@ import polars as pl
 from analyzer import schema as s
 from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, REQUEST_BUCKETS
 from analyzer.simulate.ledger import BREAK, EXPECTED, LABEL, WIPED, Books
+from analyzer.simulate.limiter import TIERS, Limited
 from analyzer.simulate.scenarios import Story
-from analyzer.simulate.spec import NEW_MODEL, SimSpec, iso, to_us
-from analyzer.simulate.traffic import Traffic
+from analyzer.simulate.spec import MODELS, NEW_MODEL, SimSpec, from_us, iso, to_us
+from analyzer.simulate.traffic import US, Traffic, account_names, request_ids
 
 SCHEMA_VERSION = 1
 
@@ -38,7 +39,12 @@ NOTES = (
     "refunds are gross, per account owed > 0; refund entries already in the ledger are listed apart as "
     "already_refunded and not subtracted.",
     "Windows are half-open [start, end). error_rate is the chance an in-scope request was failed by the "
-    "burst, on top of ~3% 429s and ~0.1% background 5xx everywhere.",
+    "burst, on top of ~0.1% background 5xx everywhere.",
+    "Every 429 comes from the simulated limiter (rate_limits): storms, batches of a tier0 account over "
+    "its RPM or TPM under every counting rule (justified), and the legacy-limiter fault: during "
+    "rate_limits.fault the new model's requests were charged `parameter` tokens each against the tier's "
+    "TPM in a fixed clock-minute window per account (wrong: every account is at most half of every limit "
+    "in every 60-second window of its own traffic).",
 )
 
 
@@ -100,10 +106,76 @@ def ledger_truth(t: Traffic, books: Books) -> dict[str, Any]:
     }
 
 
+def limits_truth(story: Story, limited: Limited) -> dict[str, Any]:
+    """The rate_limits section: tiers, every 429 with its class and why, the storms and the fault."""
+    t = limited.traffic
+    names = account_names(len(limited.tier))
+    throttled = np.flatnonzero(t.status == 429)
+    reason = limited.reason[throttled]
+    assert bool((reason > 0).all()), "every 429 comes from the limiter"
+    ids = request_ids(len(t.ts_us)).gather(pl.Series(throttled))
+    storm_limit = np.full(len(t.ts_us), "", dtype=object)
+    for st in limited.storms:
+        storm_limit[
+            (t.account == st.account) & (t.ts_us >= st.start_us) & (t.ts_us < st.start_us + 60 * US)
+        ] = st.limit
+    rows = [
+        {
+            "request_id": rid,
+            "account_id": names[int(t.account[i])],
+            "model": MODELS[int(t.model[i])],
+            "ts": iso(from_us(int(t.ts_us[i]))),
+            "class": "justified" if r == 1 else "wrong",
+            "limit": str(storm_limit[i]) if r == 1 else None,
+        }
+        for rid, i, r in zip(ids, throttled, reason, strict=True)
+    ]
+    wrong = [row for row in rows if row["class"] == "wrong"]
+    by_account: dict[str, int] = {}
+    for row in wrong:
+        by_account[row["account_id"]] = by_account.get(row["account_id"], 0) + 1
+    tiers_used = np.bincount(limited.tier, minlength=len(TIERS))
+    fault = None
+    if story.limiter_bug is not None:
+        fault = {
+            **_window(story.limiter_bug),
+            "model": NEW_MODEL,
+            "rule": "fixed_cost",
+            "window": "fixed",
+            "limit": "tpm",
+            "parameter": story.limiter_cost,
+        }
+    return {
+        "tiers": {
+            name: {"concurrency": c, "rpm": rpm, "tpm": tpm, "tpd": tpd} for name, c, rpm, tpm, tpd in TIERS
+        },
+        "accounts_by_tier": {row[0]: int(k) for row, k in zip(TIERS, tiers_used, strict=True)},
+        "throttled": len(rows),
+        "justified": len(rows) - len(wrong),
+        "ambiguous": 0,
+        "wrong": len(wrong),
+        "admitted_over_limit": 0,
+        "wrong_by_account": dict(sorted(by_account.items())),
+        "storms": [
+            {
+                "account_id": names[st.account],
+                "start": iso(from_us(st.start_us)),
+                "limit": st.limit,
+                "requests": st.requests,
+                "rejected": st.rejected,
+            }
+            for st in limited.storms
+        ],
+        "fault": fault,
+        "throttled_requests": rows,
+    }
+
+
 def build_truth(
-    spec: SimSpec, story: Story, t: Traffic, books: Books, resets: list[str], events: pl.DataFrame
+    spec: SimSpec, story: Story, limited: Limited, books: Books, resets: list[str], events: pl.DataFrame
 ) -> dict[str, Any]:
     """The whole truth.json document."""
+    t = limited.traffic
     led = ledger_truth(t, books)
     f = led["findings_by_kind"]
     bursts = []
@@ -150,6 +222,7 @@ def build_truth(
             {**_window(sp.window), "scope": sp.scope, "factor": sp.factor} for sp in story.spikes
         ],
         "log_gaps": [],
+        "rate_limits": limits_truth(story, limited),
         "ledger": led,
         "faults": {
             "token_bug": bug,

@@ -20,6 +20,7 @@ import zstandard
 
 from analyzer import schema as s
 from analyzer.errors import OutputError
+from analyzer.simulate.limiter import limits_toml
 from analyzer.simulate.spec import SimSpec, Simulation
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
@@ -31,6 +32,8 @@ PARQUET_CODEC: dict[str, Literal["gzip", "zstd", "uncompressed"]] = {
     "none": "uncompressed",
 }
 HOUR_US = 3_600_000_000
+ACCOUNTS_FILE = "accounts.csv"
+LIMITS_FILE = "limits.toml"
 
 
 def _text_ts(frame: pl.DataFrame) -> pl.DataFrame:
@@ -89,6 +92,7 @@ def _prepare(out_dir: Path) -> None:
             "folder is not empty and holds no earlier simulation (no truth.json)", path=str(out_dir)
         )
     stale = [*out_dir.glob("gateway/gateway-*"), *out_dir.glob("ledger.*"), *out_dir.glob("events.jsonl")]
+    stale += [p for p in (out_dir / ACCOUNTS_FILE, out_dir / LIMITS_FILE) if p.exists()]
     for p in stale:
         p.unlink()
 
@@ -113,6 +117,12 @@ def write(sim: Simulation, out_dir: Path, spec: SimSpec) -> list[Path]:
     ledger_path.write_bytes(_serialize(sim.ledger, ledger_fmt, "zst" if ledger_fmt == "parquet" else "none"))
     events_path = out_dir / "events.jsonl"
     events_path.write_bytes(_serialize(sim.events, "jsonl", "none"))
+    limits_paths = []
+    if sim.accounts.height:
+        accounts_path, toml_path = out_dir / ACCOUNTS_FILE, out_dir / LIMITS_FILE
+        sim.accounts.write_csv(accounts_path)
+        toml_path.write_text(limits_toml(ACCOUNTS_FILE), encoding="utf-8")
+        limits_paths = [accounts_path, toml_path]
     truth_path = out_dir / "truth.json"
     truth_path.write_text(json.dumps(sim.truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    return [*paths, ledger_path, events_path, truth_path]
+    return [*paths, ledger_path, events_path, *limits_paths, truth_path]
