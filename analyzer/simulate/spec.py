@@ -125,3 +125,8 @@ def iso(t: datetime) -> str:
 def to_us(t: datetime) -> int:
     """Microseconds since the Unix epoch."""
     return (t - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+def from_us(us: int) -> datetime:
+    """The aware UTC datetime of microseconds since the epoch."""
+    return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(us))
