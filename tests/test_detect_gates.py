@@ -1,0 +1,227 @@
+"""Every gate that opens or keeps open a 5xx burst or a latency spike, pinned on a literal frame.
+
+Each case scores one window whose numbers were worked out by hand, with settings that put exactly one
+threshold just on either side of the window's value: the window must open (or stay) on one side and not
+on the other. Removing that gate, or moving its threshold, flips one of the two; `tests/mutants.py`
+checks that it does.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import polars as pl
+import pytest
+
+from analyzer.config import BurstSettings, LatencySettings, Settings
+from analyzer.detect import bursts, latency
+from analyzer.detect.islands import OPEN, STAY
+from analyzer.detect.windows import COLUMN, ERRORS, GLOBAL_COLUMN, REQUESTS, SCOPE, VALUE, WINDOW, aggregate
+from analyzer.schema import GATEWAY_COLUMNS
+
+T0 = datetime(2026, 4, 22, 9, 0, tzinfo=UTC)
+TEST = 10  # the window under test
+
+
+def _counts(
+    test: tuple[int, int], *, others: tuple[int, int] = (1000, 10), windows: int = 20
+) -> pl.DataFrame:
+    """Global per-minute counts: `windows` windows of `others` (requests, errors), window TEST of `test`."""
+    n = [test[0] if i == TEST else others[0] for i in range(windows)]
+    e = [test[1] if i == TEST else others[1] for i in range(windows)]
+    return pl.DataFrame(
+        {
+            WINDOW: [T0 + timedelta(minutes=i) for i in range(windows)],
+            COLUMN: [GLOBAL_COLUMN] * windows,
+            VALUE: [""] * windows,
+            SCOPE: [GLOBAL_COLUMN] * windows,
+            REQUESTS: n,
+            ERRORS: e,
+        }
+    )
+
+
+def _burst_flags(counts: pl.DataFrame, b: BurstSettings, window: int = TEST) -> tuple[bool, bool]:
+    row = bursts.score(counts, b).filter(pl.col(WINDOW) == T0 + timedelta(minutes=window))
+    return bool(row[OPEN][0]), bool(row[STAY][0])
+
+
+# The window under test: 60 errors of 1,000 against a baseline of 10 in 1,000 in the other windows
+# (the window is not clean, so it is left out of its own baseline: 190 / 19,000 = 0.01 exactly).
+# rate 0.06; expected 10, sd sqrt(10 × 0.99) = 3.146; z = 50 / 3.146 = 15.89.
+_Z60 = 50 / math.sqrt(10 * 0.99)
+
+
+@pytest.mark.parametrize(
+    ("passes", "fails"),
+    [
+        pytest.param({"min_errors": 60}, {"min_errors": 61}, id="min_errors"),
+        pytest.param({"rate_floor": 0.06}, {"rate_floor": 0.0601}, id="rate_floor"),
+        pytest.param({"baseline_multiple": 5.9}, {"baseline_multiple": 6.1}, id="baseline_multiple"),
+        pytest.param({"z_open": _Z60 - 0.01}, {"z_open": _Z60 + 0.01}, id="z_open"),
+    ],
+)
+def test_each_gate_of_a_burst_opening(passes: dict[str, float], fails: dict[str, float]) -> None:
+    counts = _counts((1000, 60))
+    assert _burst_flags(counts, replace(BurstSettings(), **passes))[0] is True  # type: ignore[arg-type]
+    assert _burst_flags(counts, replace(BurstSettings(), **fails))[0] is False  # type: ignore[arg-type]
+
+
+# 30 errors of 1,000: rate 0.03 (under 4 × the baseline, so it never opens). Whether it stays is decided
+# on the first estimate, where it is still in its own baseline: 220 / 20,000 = 0.011, expected 11,
+# z = 19 / sqrt(11 × 0.989) = 5.76. Above that z_stay it is clean and stays in the baseline; below,
+# it is left out, and the baseline of 0.01 gives it z = 6.36.
+_Z30 = 19 / math.sqrt(11 * 0.989)
+
+
+@pytest.mark.parametrize(
+    ("passes", "fails"),
+    [
+        pytest.param({"z_stay": _Z30 - 0.01}, {"z_stay": _Z30 + 0.01}, id="z_stay"),
+        pytest.param({"rate_floor": 0.0299}, {"rate_floor": 0.0301}, id="rate_floor"),
+    ],
+)
+def test_each_gate_of_a_burst_staying_open(passes: dict[str, float], fails: dict[str, float]) -> None:
+    counts = _counts((1000, 30))
+    assert _burst_flags(counts, replace(BurstSettings(), **passes)) == (False, True)  # type: ignore[arg-type]
+    assert _burst_flags(counts, replace(BurstSettings(), **fails)) == (False, False)  # type: ignore[arg-type]
+
+
+def _slice(per_window: int, errors: int) -> pl.DataFrame:
+    """A thin slice (model=m) of `per_window` requests a minute; the test window has `errors` of them."""
+    windows = 20
+    return pl.DataFrame(
+        {
+            WINDOW: [T0 + timedelta(minutes=i) for i in range(windows)],
+            COLUMN: ["model"] * windows,
+            VALUE: ["m"] * windows,
+            SCOPE: ["model=m"] * windows,
+            REQUESTS: [per_window] * windows,
+            ERRORS: [errors if i == TEST else 0 for i in range(windows)],
+        }
+    )
+
+
+def test_a_slice_too_thin_even_over_five_windows_is_not_scored() -> None:
+    # 4 requests a minute: 5 windows hold 20 = min_slice_requests, so the window is scored on their
+    # sums: 4 errors of 20 against a baseline of 0 (sd floored at 1): z = 4. At 3 a minute 5 windows
+    # hold 15 < 20: not scored, however bad (without the gate: 3 errors, z = 3, it would open).
+    loose = replace(BurstSettings(), z_open=3.0, z_stay=3.0)
+    assert _burst_flags(_slice(4, 4), replace(loose, min_errors=4)) == (True, True)
+    assert _burst_flags(_slice(3, 3), replace(loose, min_errors=3)) == (False, False)
+
+
+def test_the_global_scope_is_scored_however_thin() -> None:
+    # The gate of slices does not apply to the global scope: 3 requests a minute are scored, on their
+    # own window. First estimate 3 / 60 = 0.05, z = (3 - 0.15) / 1 = 2.85 >= 2: left out; then the
+    # baseline is 0 and z = 3.
+    counts = _counts((3, 3), others=(3, 0))
+    loose = replace(BurstSettings(), min_errors=3, z_open=2.0, z_stay=2.0)
+    assert _burst_flags(counts, loose) == (True, True)
+
+
+def test_the_baseline_is_estimated_again_without_the_burst() -> None:
+    # Five windows at 20% and one at 10% among 20 at 1%. With every window in the first estimate the
+    # baseline is (200 + 5 × 200 + 100) / 26,000 = 0.05 (the cap), and 10% is not 4× that. Estimated
+    # again without the windows that stood out, it is 0.01, and the 10% window opens.
+    windows = 26
+    errors = [200 if 12 <= i < 17 else 100 if i == 20 else 10 for i in range(windows)]
+    counts = _counts((1000, 10), windows=windows).with_columns(pl.Series(ERRORS, errors))
+    assert _burst_flags(counts, BurstSettings(), window=20) == (True, True)
+
+
+# --- latency ------------------------------------------------------------------------------------
+
+
+def _latency_rows(slow: dict[int, float], windows: int = 24, per_window: int = 30) -> pl.DataFrame:
+    """`per_window` 2xx requests a minute at 1,000 ms × (1 ± a small fixed jitter), the minutes in
+    `slow` at that many times as slow; one model, one size."""
+    jitter = [1.0 + 0.02 * ((i % 5) - 2) for i in range(per_window)]  # 0.96 .. 1.04
+    rows = [
+        {
+            "ts": T0 + timedelta(minutes=m, seconds=i),
+            "request_id": f"r{m}-{i}",
+            "account_id": "a",
+            "model": "m",
+            "endpoint": "/v1/chat/completions",
+            "region": "r",
+            "upstream": "u",
+            "status": 200,
+            "latency_ms": 1000.0 * jitter[i] * slow.get(m, 1.0),
+            "prompt_tokens": 1000,
+            "completion_tokens": 100,
+        }
+        for m in range(windows)
+        for i in range(per_window)
+    ]
+    return pl.DataFrame(rows, schema=GATEWAY_COLUMNS)
+
+
+def _latency_scored(rows: pl.DataFrame, lat: LatencySettings) -> pl.DataFrame:
+    settings = replace(Settings(), latency=lat, bursts=replace(BurstSettings(), slices=()))
+    table = aggregate(rows.lazy(), settings).table
+    return latency.score(table, settings).filter(pl.col(SCOPE) == GLOBAL_COLUMN)
+
+
+def _latency_flags(rows: pl.DataFrame, lat: LatencySettings, window: int = TEST) -> tuple[bool, bool]:
+    row = _latency_scored(rows, lat).filter(pl.col(WINDOW) == T0 + timedelta(minutes=window))
+    return bool(row[OPEN][0]), bool(row[STAY][0])
+
+
+# Settings under which no window is ever flagged: each is judged against a fit that includes it.
+_DEFAULT = LatencySettings()
+_NEVER = replace(_DEFAULT, factor_stay=math.inf)
+
+
+def _measured(rows: pl.DataFrame, lat: LatencySettings = _DEFAULT) -> tuple[float, float]:
+    """The test window's ratio and z as score computes them (the thresholds below bracket them)."""
+    row = _latency_scored(rows, lat).filter(pl.col(WINDOW) == T0 + timedelta(minutes=TEST))
+    return float(row["ratio"][0]), float(row["z"][0])
+
+
+def test_the_slowdown_is_the_ratio_to_the_other_windows() -> None:
+    # Every request of the test window is 3× as slow as its twin in the other windows: ratio 3.
+    ratio, z = _measured(_latency_rows({TEST: 3.0}))
+    assert ratio == pytest.approx(3.0, rel=1e-6)
+    assert z > 50
+
+
+@pytest.mark.parametrize(
+    ("setting", "measure", "open_side"),
+    [
+        pytest.param("factor", "ratio", True, id="factor"),
+        pytest.param("z_open", "z", True, id="z_open"),
+        pytest.param("factor_stay", "ratio", False, id="factor_stay"),
+        pytest.param("z_stay", "z", False, id="z_stay"),
+    ],
+)
+def test_each_gate_of_a_latency_spike(setting: str, measure: str, open_side: bool) -> None:
+    rows = _latency_rows({TEST: 3.0})
+    # Whether a window opens is judged once it is out of the fit; whether it stays, on the first fit,
+    # which still includes it (as for bursts).
+    ratio, z = _measured(rows, _DEFAULT if open_side else _NEVER)
+    value = ratio if measure == "ratio" else z
+    below, above = (
+        replace(LatencySettings(), **{setting: value * 0.99}),
+        replace(LatencySettings(), **{setting: value * 1.01}),
+    )
+    assert _latency_flags(rows, below) == (True, True)
+    # Past an opening threshold the window still stays open; past a staying one it does neither.
+    assert _latency_flags(rows, above) == ((False, True) if open_side else (False, False))
+
+
+def test_a_latency_window_with_too_few_requests_is_not_scored() -> None:
+    rows = _latency_rows({TEST: 3.0}, per_window=25)
+    assert _latency_flags(rows, replace(LatencySettings(), min_requests=25)) == (True, True)
+    # 26 needed: a window of 25 is summed with its neighbours (3 × 25 >= 26), which are not slow.
+    assert _latency_flags(rows, replace(LatencySettings(), min_requests=76))[0] is False
+
+
+def test_the_latency_baseline_is_fitted_again_without_the_spike() -> None:
+    # Six minutes 8× as slow and one 2.5× among 24: fitted on every window, the expected latency is
+    # exp((6 ln 8 + ln 2.5) / 24) = 1.75× the normal one, so the 2.5× minute is a 1.4× slowdown (under
+    # factor 2). Fitted again without the windows that stood out, it is 2.5× and opens.
+    rows = _latency_rows({**{m: 8.0 for m in range(2, 8)}, 18: 2.5})
+    assert _latency_flags(rows, LatencySettings(), window=18) == (True, True)
