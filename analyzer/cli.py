@@ -23,7 +23,7 @@ from analyzer import __version__
 from analyzer.errors import AnalyzerError, ConfigError
 
 if TYPE_CHECKING:
-    from analyzer.pipeline import ReportRequest
+    from analyzer.pipeline import Part, ReportRequest
     from analyzer.report.model import Report
 
 app = typer.Typer(
@@ -311,6 +311,7 @@ def _emit_json(json_out: str | None, text: str, inputs: tuple[Path, ...]) -> Non
 def _gateway_section(
     directory: Path | None, gateway: list[Path] | None, config: Path | None, since: str | None,
     until: str | None, json_out: str | None, quiet: bool, max_memory: str | None, keys: tuple[str, ...],
+    part: Part,
 ) -> Report | None:  # fmt: skip
     """Analyze the gateway logs alone (no ledger) for `bursts` and `latency`, write the JSON `keys`,
     and return the report to print: None when JSON goes to stdout or with --quiet."""
@@ -320,7 +321,7 @@ def _gateway_section(
         request = _request(directory, gateway, None, None, config, since, until)
         check_outputs(request, files=(None if json_out in (None, "-") else Path(json_out),))
         with _progress(quiet) as say:
-            analysis = run_report(request, reconcile_ledger=False, progress=say)
+            analysis = run_report(request, parts=frozenset({part}), progress=say)
         _emit_json(json_out, section_json(analysis.report, keys), analysis.input_paths)
     return None if json_out == "-" or quiet else analysis.report
 
@@ -340,10 +341,13 @@ def bursts(
 
     Example: analyzer bursts sample_logs --json -
     """
+    from analyzer.pipeline import Part
     from analyzer.report.commands import render_bursts
 
     keys = ("inputs", "bursts", "alerts", "log_gaps")
-    report = _gateway_section(directory, gateway, config, since, until, json_out, quiet, max_memory, keys)
+    report = _gateway_section(
+        directory, gateway, config, since, until, json_out, quiet, max_memory, keys, Part.BURSTS
+    )
     if report is not None:
         render_bursts(report, _console())
 
@@ -363,10 +367,13 @@ def latency(
 
     Example: analyzer latency sample_logs
     """
+    from analyzer.pipeline import Part
     from analyzer.report.commands import render_latency
 
     keys = ("inputs", "latency_spikes", "quantile_method")
-    report = _gateway_section(directory, gateway, config, since, until, json_out, quiet, max_memory, keys)
+    report = _gateway_section(
+        directory, gateway, config, since, until, json_out, quiet, max_memory, keys, Part.SPIKES
+    )
     if report is not None:
         render_latency(report, _console())
 
@@ -391,7 +398,7 @@ def reconcile(
     Example: analyzer reconcile sample_logs --refunds refunds.csv
     """
     from analyzer.errors import InputError
-    from analyzer.pipeline import check_outputs, run_report, section_json, write_outputs
+    from analyzer.pipeline import Part, check_outputs, run_report, section_json, write_outputs
     from analyzer.report.commands import render_reconcile
 
     with _errors(), _memory_guard(max_memory):
@@ -399,7 +406,7 @@ def reconcile(
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(request, files=(json_path,), tables=(refunds, findings))
         with _progress(quiet) as say:
-            analysis = run_report(request, progress=say)
+            analysis = run_report(request, parts=frozenset({Part.LEDGER}), progress=say)
         rec = analysis.reconciliation
         if rec is None:
             raise InputError(

@@ -16,6 +16,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 
 import polars as pl
@@ -30,6 +31,17 @@ from analyzer.report.model import Report, build_report
 from analyzer.schema import EVENTS, REJECT_FILE, REJECT_LINE, TS
 
 CONFIG_NAME = "analyzer.toml"
+
+
+class Part(StrEnum):
+    """What a job analyzes: `analyzer report` does all of it, `bursts`, `latency`, `reconcile` one each."""
+
+    BURSTS = "bursts"  # 5xx bursts, with the burn-rate replay and log gaps of the same pass
+    SPIKES = "spikes"  # latency spikes
+    LEDGER = "ledger"  # the ledger reconciled against the gateway
+
+
+ALL_PARTS: frozenset[Part] = frozenset(Part)
 Progress = Callable[[str], None]
 
 
@@ -99,12 +111,12 @@ def _window(frame: pl.LazyFrame, since: datetime | None, until: datetime | None)
 
 
 def run_report(
-    request: ReportRequest, *, progress: Progress | None = None, reconcile_ledger: bool = True
+    request: ReportRequest, *, progress: Progress | None = None, parts: frozenset[Part] = ALL_PARTS
 ) -> Analysis:
-    """Load every input once, detect, reconcile (unless told not to), and build the incident report."""
+    """Load every input once, detect, reconcile, and build the incident report: of it, only `parts`."""
     say = progress or (lambda _msg: None)
     sources, config_path = resolve_sources(request)
-    if not reconcile_ledger:
+    if Part.LEDGER not in parts:
         sources["ledger"] = []
     settings = load_settings(config_path)
     loaded: list[Loaded] = []
@@ -115,7 +127,7 @@ def run_report(
     by_kind = {item.kind: item for item in loaded}
     gateway = _window(by_kind["gateway"].frame, request.since, request.until)
     say("detecting bursts, latency spikes and log gaps")
-    detection = detect(gateway, settings)
+    detection = detect(gateway, settings, bursts=Part.BURSTS in parts, spikes=Part.SPIKES in parts)
     reconciliation = None
     if "ledger" in by_kind:
         say("reconciling the ledger")

@@ -55,8 +55,17 @@ SERIES_SCHEMA: dict[str, pl.DataType] = {
 }
 
 
-def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
-    """Find bursts, latency spikes, burn-rate firings and log gaps in the canonical gateway frame."""
+def detect(
+    gateway: pl.LazyFrame, settings: Settings, *, bursts: bool = True, spikes: bool = True
+) -> Detection:
+    """Find bursts, latency spikes, burn-rate firings and log gaps in the canonical gateway frame.
+
+    `bursts=False` leaves out the bursts (and their attribution pass over the rows), `spikes=False` the
+    latency spikes: `analyzer latency` and `analyzer bursts` compute only what they show. With neither,
+    nothing is read: the detection is empty.
+    """
+    if not bursts and not spikes:
+        return Detection((), (), (), (), pl.DataFrame(schema=SERIES_SCHEMA))
     settings, crowded = _without_crowded_slices(gateway, settings)
     agg = aggregate(gateway, settings)
     method = "approximate" if agg.approximate else "exact"
@@ -68,16 +77,16 @@ def detect(gateway: pl.LazyFrame, settings: Settings) -> Detection:
     alerts = replay(glob, settings.slo, settings.bursts.window)
     if table.height == 0:
         return Detection((), (), alerts, (), series, method, notes)
-    bursts, accounts_hit = find_bursts(counts, gateway, settings, alerts)
-    has_latency = bool((table[OK] > 0).any())
-    if not has_latency:
-        spikes: tuple[LatencySpike, ...] = ()
+    found, accounts_hit = find_bursts(counts, gateway, settings, alerts) if bursts else ((), 0)
+    slow: tuple[LatencySpike, ...] = ()
+    if not spikes or not bool((table[OK] > 0).any()):
+        pass
     elif settings.latency.window == settings.bursts.window:
-        spikes = find_spikes(table, series, gateway, settings)
+        slow = find_spikes(table, series, gateway, settings)
     else:
-        spikes = _spikes_on_latency_window(gateway, settings)
+        slow = _spikes_on_latency_window(gateway, settings)
     gaps = find_gaps(glob, settings.gaps)
-    return Detection(bursts, spikes, alerts, gaps, series, method, notes, accounts_hit)
+    return Detection(found, slow, alerts, gaps, series, method, notes, accounts_hit)
 
 
 def _without_crowded_slices(gateway: pl.LazyFrame, settings: Settings) -> tuple[Settings, tuple[str, ...]]:
