@@ -1,6 +1,6 @@
 """What the analyses find: the typed records detection and reconciliation return and the report renders.
 
-These are the contract between `detect/`, `reconcile/`, `timeline.py` and `report/`. Times are aware
+These are the contract between `detect/`, `reconcile/` and `report/`. Times are aware
 UTC datetimes; windows are half-open [start, end). Money and tokens are ints. A `scope` is "global" or
 "<column>=<value>" (e.g. "region=eu-west-1").
 """

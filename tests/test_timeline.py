@@ -6,7 +6,7 @@ from datetime import timedelta
 import polars as pl
 from fixtures.report.records import at, detection, events, reconciliation
 
-from analyzer.timeline import build_timeline, span_text
+from analyzer.report.timeline import build_timeline, span_text
 
 
 def test_timeline_is_sorted_and_starts_with_launch() -> None:

@@ -20,7 +20,7 @@ from analyzer.report.formatting import percent
 from analyzer.report.gate import failing_rules
 from analyzer.report.jsonreport import iso
 from analyzer.report.model import Report
-from analyzer.timeline import clock, span_text
+from analyzer.report.timeline import clock, span_text
 
 SUITE = "analyzer report"
 RULES_CLASS = "analyzer.fail_on"

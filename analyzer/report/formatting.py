@@ -14,8 +14,8 @@ import polars as pl
 
 from analyzer.findings import SERIES_WINDOW, Contributor
 from analyzer.report.model import Report
+from analyzer.report.timeline import Entry, span_text
 from analyzer.schema import KIND, TS
-from analyzer.timeline import Entry, span_text
 
 DASH = "—"
 CONTRIBUTORS = 3  # slices named per burst

@@ -33,8 +33,8 @@ from analyzer.report.formatting import (
 from analyzer.report.ledger_md import ledger_section, refunds_section
 from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
+from analyzer.report.timeline import DETAIL, Entry, span_text
 from analyzer.schema import KIND, TITLE, TS
-from analyzer.timeline import DETAIL, Entry, span_text
 
 # More inputs than this: the Data quality table lists only inputs with rejected rows (at most this many).
 MAX_INPUT_ROWS = 30

@@ -16,8 +16,8 @@ from analyzer.findings import SERIES_WINDOW
 from analyzer.report.escape import escape
 from analyzer.report.formatting import Clock
 from analyzer.report.model import Report
+from analyzer.report.timeline import Entry
 from analyzer.schema import KIND, TITLE, TS
-from analyzer.timeline import Entry
 
 _STAMP = "%Y-%m-%d %H:%M:%S"
 _MIN_BAR = timedelta(minutes=1)

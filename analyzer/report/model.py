@@ -29,8 +29,8 @@ from analyzer.findings import (
     LogGap,
     Reconciliation,
 )
+from analyzer.report.timeline import build_timeline, clock, span_text
 from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
-from analyzer.timeline import build_timeline, clock, span_text
 
 SCHEMA_VERSION = 1
 SIGNALS = {"errors": "the 5xx rate", "latency": "p95 latency", "ledger": "mismatched ledger entries"}

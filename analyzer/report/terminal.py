@@ -30,8 +30,8 @@ from analyzer.report.formatting import (
     times,
 )
 from analyzer.report.model import OWED_FINDINGS, Report, downsample
+from analyzer.report.timeline import DETAIL, Entry, span_text
 from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
-from analyzer.timeline import DETAIL, Entry, span_text
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_POINTS = 72
