@@ -297,6 +297,60 @@ def _is_step_summary(path: Path | None) -> bool:
     return path is not None and summary is not None and Path(summary).resolve() == path.resolve()
 
 
+@app.command()
+def compare(
+    base: Annotated[
+        Path, typer.Argument(help="The JSON report of the last good run (analyzer report --json).")
+    ],
+    new: Annotated[Path, typer.Argument(help="The JSON report of this run.")],
+    json_out: JsonOpt = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write the comparison as Markdown.")
+    ] = None,
+    fail_on: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--fail-on",
+            help="Exit 1 if a rule holds: new_bursts>N, new_spikes>N, error_rate_up>P%, p95_up>P%, refunds_up>N, "
+            "wrong_429_up>N (also gone_bursts>N, gone_spikes>N).",
+        ),
+    ] = None,
+    quiet: QuietOpt = False,
+) -> None:
+    """Compare two JSON reports: new and gone bursts and spikes, each slice's 5xx rate and p95, refunds.
+
+    Example: analyzer compare yesterday.json today.json --fail-on new_bursts>0 --fail-on error_rate_up>50%
+    """
+    from analyzer.pipeline import run_compare, write_text
+    from analyzer.report.comparison import (
+        held_reason,
+        render_comparison_json,
+        render_comparison_markdown,
+        render_comparison_terminal,
+    )
+
+    with _errors():
+        comparison, held = run_compare(base, new, list(fail_on or []))
+        written: list[str] = []
+        if json_out not in (None, "-"):
+            write_text(Path(json_out), render_comparison_json(comparison), (base, new))
+            written.append(json_out)
+        if markdown is not None:
+            text = render_comparison_markdown(comparison, held)
+            write_text(markdown, text, (base, new), append=_is_step_summary(markdown))
+            written.append(str(markdown))
+    if json_out == "-":
+        sys.stdout.write(render_comparison_json(comparison))
+    elif not quiet:
+        render_comparison_terminal(comparison, _console())
+    if not quiet:
+        for path in written:
+            err.print(f"wrote {path}", markup=False)
+    for h in held:
+        err.print(f"fail-on: {held_reason(h, comparison)}", markup=False)
+    raise typer.Exit(1 if held else 0)
+
+
 def _emit_json(json_out: str | None, text: str, inputs: tuple[Path, ...]) -> None:
     """JSON to stdout for `-`, else to a file that is not an input."""
     from analyzer.pipeline import write_text

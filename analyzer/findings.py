@@ -109,6 +109,9 @@ class Detection:
     notes: tuple[str, ...] = ()  # e.g. "latency: no latency_ms column, spikes not searched"
     # Distinct accounts with at least one 5xx inside any burst (bursts overlap in accounts, so not a sum).
     accounts_hit: int = 0
+    # One row per scope (global, then each slice value) over the whole span: scope, requests, errors,
+    # error_rate, p95_ms (detect/scopes.py). Empty when nothing was analyzed.
+    scopes: pl.DataFrame = field(default_factory=pl.DataFrame)
 
 
 # --- reconciliation --------------------------------------------------------------------------

@@ -4,7 +4,8 @@
                                           (reconcile=False: gateway only, for `bursts` / `latency`)
     run_inspect(...)      -> Loaded list  what each input is and what could not be read
     run_convert(...)      -> InputReports canonical Parquet partitioned by hour, rejects accounted for
-    write_outputs(...)                    JSON / Markdown / refunds / findings / rejects files
+    write_outputs(...)                    JSON / Markdown / refunds / findings / rejects / JUnit files
+    run_compare(base, new, rules)         two JSON reports side by side, and the compare rules that hold
     section_json(...)     -> str          some top-level keys of the JSON report, same shapes
 
 Everything here is plain Python over library functions; the CLI only parses options and renders.
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -29,6 +31,9 @@ from analyzer.ingest import Loaded, find_inputs, load
 from analyzer.reconcile import reconcile
 from analyzer.report.model import Report, build_report
 from analyzer.schema import EVENTS, REJECT_FILE, REJECT_LINE, TS
+
+if TYPE_CHECKING:
+    from analyzer.compare import Comparison, Held
 
 CONFIG_NAME = "analyzer.toml"
 
@@ -319,3 +324,34 @@ def write_outputs(
         write_rejects(analysis.rejects, rejects_path, inputs)
         written.append(rejects_path)
     return written
+
+
+def read_report_json(path: Path) -> dict[str, Any]:
+    """A JSON report written by `analyzer report --json`, as a dict; one InputError naming the file if not."""
+    import json
+
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise InputError("no such file", path=str(path)) from None
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}", path=str(path)) from None
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        line = getattr(e, "lineno", None)
+        raise InputError(
+            "not a JSON report (analyzer report --json FILE writes one)", path=str(path), line=line
+        ) from None
+    if not isinstance(doc, dict):
+        raise InputError("not a JSON report: the top level is not an object", path=str(path))
+    return doc
+
+
+def run_compare(base: Path, new: Path, rules: Sequence[str] = ()) -> tuple[Comparison, list[Held]]:
+    """Compare two JSON reports: what changed from `base` to `new`, and which `rules` hold."""
+    from analyzer.compare import compare, held_rules, parse_rules
+
+    parsed = parse_rules(rules)  # a bad rule fails before a file is read
+    comparison = compare(
+        read_report_json(base), read_report_json(new), base_path=str(base), new_path=str(new)
+    )
+    return comparison, held_rules(comparison, parsed)

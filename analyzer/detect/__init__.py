@@ -21,6 +21,7 @@ from analyzer.detect.burnrate import replay
 from analyzer.detect.bursts import find_bursts
 from analyzer.detect.gaps import find_gaps
 from analyzer.detect.latency import find_spikes
+from analyzer.detect.scopes import empty_slices, scope_totals
 from analyzer.detect.windows import (
     BUCKET,
     COLUMN,
@@ -86,7 +87,10 @@ def detect(
     else:
         slow = _spikes_on_latency_window(gateway, settings)
     gaps = find_gaps(glob, settings.gaps)
-    return Detection(found, slow, alerts, gaps, series, method, notes, accounts_hit)
+    # Each scope's day (the report's slices) is a pass of its own: only for the whole report.
+    whole = bursts and spikes
+    scopes = scope_totals(counts, gateway, settings, approximate=agg.approximate) if whole else empty_slices()
+    return Detection(found, slow, alerts, gaps, series, method, notes, accounts_hit, scopes)
 
 
 def _without_crowded_slices(gateway: pl.LazyFrame, settings: Settings) -> tuple[Settings, tuple[str, ...]]:

@@ -89,6 +89,7 @@ def render_json(report: Report) -> str:
         "ledger": ledger,
         "timeline": report.timeline.to_dicts(),
         "series": report.series.to_dicts(),
+        "slices": report.slices.to_dicts(),
         "settings": report.settings.to_dict(),
         "quantile_method": report.quantile_method,
         "notes": list(report.notes),

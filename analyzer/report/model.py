@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -74,6 +74,7 @@ class Report:
     quantile_method: str
     refunds_path: str | None = None
     schema_version: int = SCHEMA_VERSION
+    slices: pl.DataFrame = field(default_factory=pl.DataFrame)  # Detection.scopes: each scope's day
 
 
 def build_report(
@@ -103,6 +104,7 @@ def build_report(
         series=downsample(detection.series, settings.report.chart_points),
         quantile_method=detection.quantile_method,
         refunds_path=refunds_path,
+        slices=detection.scopes,
     )
 
 
