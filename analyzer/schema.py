@@ -28,6 +28,8 @@ COMPLETION_TOKENS: Final = "completion_tokens"
 UPSTREAM_STATUS: Final = "upstream_status"
 TTFT_MS: Final = "ttft_ms"
 STREAM: Final = "stream"
+RESPONSE_FLAGS: Final = "response_flags"  # a proxy's own word on a request (Envoy UH/UF, HAProxy SC--)
+UPSTREAM_ATTEMPTS: Final = "upstream_attempts"  # upstreams tried (ingress-nginx "502, 502, 200": 3)
 
 # Every canonical gateway column with its dtype. Each is present in the canonical frame; a column the
 # source does not have at all is null throughout and the analyses needing it say they are degraded.
@@ -49,6 +51,8 @@ GATEWAY_OPTIONAL: Final[dict[str, pl.DataType]] = {
     UPSTREAM_STATUS: pl.Int64(),
     TTFT_MS: pl.Float64(),
     STREAM: pl.Boolean(),
+    RESPONSE_FLAGS: pl.String(),
+    UPSTREAM_ATTEMPTS: pl.Int64(),
 }
 GATEWAY: Final[dict[str, pl.DataType]] = {**GATEWAY_COLUMNS, **GATEWAY_OPTIONAL}
 # A row without these cannot be placed in time or classified: it is rejected (`missing_field:<col>`).
@@ -108,6 +112,14 @@ class FormatName(StrEnum):
     ALB = "alb"
     TSV = "tsv"
     CSV = "csv"
+    INGRESS_NGINX = "ingress_nginx"
+    TRAEFIK = "traefik"
+    ENVOY = "envoy"
+    HAPROXY = "haproxy"
+    CLOUDFRONT = "cloudfront"
+    ELB = "elb"
+    VHOST_COMBINED = "vhost_combined"
+    COMMON = "common"
 
 
 # --- provenance columns every loader adds (dropped before analysis where not needed) ---------

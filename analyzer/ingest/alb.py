@@ -112,7 +112,7 @@ _ALB_RE: Final = re.compile(ALB_REGEX)
 _DECIMAL: Final = pl.Decimal(38, 6)
 
 
-def _latency_s(times: list[pl.Expr]) -> pl.Expr:
+def latency_sum(times: list[pl.Expr]) -> pl.Expr:
     """Exact decimal sum of the three times as text, trailing zeros cut; null when one is -1."""
     total = pl.sum_horizontal(t.cast(_DECIMAL, strict=False) for t in times).cast(pl.String)
     trimmed = total.str.replace(r"(\.[0-9]*?)0+$", "${1}").str.strip_suffix(".")
@@ -134,7 +134,7 @@ def parse_alb(lines: pl.LazyFrame) -> pl.LazyFrame:
             reject_reason(pl.col(RAW), m.struct.field(_OK)).alias(REJECT),
         )
         .with_columns(
-            _latency_s([pl.col(t) for t in _TIMES]).alias("latency_s"),
+            latency_sum([pl.col(t) for t in _TIMES]).alias("latency_s"),
             request.struct.field("method").alias("request_method"),
             request.struct.field("target").alias("request_url"),
             request.struct.field("protocol").alias("request_protocol"),

@@ -19,7 +19,7 @@ import polars as pl
 
 from analyzer.config import SourceConfig
 from analyzer.errors import UnknownFormatError
-from analyzer.ingest import delimited, jsonl, parquet
+from analyzer.ingest import accesslogs, delimited, jsonl, nginx, parquet
 from analyzer.ingest.sources import RAW, SRC, Sniff, scan_raw_lines
 from analyzer.schema import REJECT_REASON, SOURCE_LINE, FormatName
 
@@ -110,6 +110,8 @@ def _open_parquet(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
 LineParser = Callable[[pl.LazyFrame, SourceConfig], pl.LazyFrame]
 LineDetector = Callable[[list[str], SourceConfig], bool]
 LineDefaults = Callable[[SourceConfig], Mapping[str, str]]
+# A parser told which of its columns are read (the others may be left null, never extracted).
+NarrowParser = Callable[[pl.LazyFrame, SourceConfig, Sequence[str]], pl.LazyFrame]
 
 
 def line_format(
@@ -118,12 +120,14 @@ def line_format(
     parse: LineParser,
     defaults: LineDefaults,
     units: Mapping[str, str],
+    narrow: NarrowParser | None = None,
 ) -> Format:
     """A table row for a line format whose parser adds String columns named by source field.
 
     The parser gets `_line`, `_raw` (and the reader's `_reader_reject`, which it may keep) and returns
     them with its fields and `_reject`; `defaults(config)` is its canonical -> source mapping (for the
-    configured log format), `units` the units of its fields.
+    configured log format), `units` the units of its fields. `narrow`, when given, is the same parser
+    told which fields are read; the scan calls it.
     """
 
     def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
@@ -133,7 +137,7 @@ def line_format(
 
         def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
             lines = scan_raw_lines(files).rename({REJECT_REASON: _READER_REJECT})
-            parsed = parse(lines, config)
+            parsed = parse(lines, config) if narrow is None else narrow(lines, config, wanted)
             if _READER_REJECT in parsed.collect_schema():
                 # The parser kept the reader's own reason (a line cut by \x1f): it comes first.
                 parsed = parsed.with_columns(
@@ -193,11 +197,40 @@ def _line_formats() -> list[Format]:
     return rows
 
 
-# Tried in order: the binary and the strict formats first, the loose delimited ones last.
+def _layout_format(layout: accesslogs.Layout) -> Format:
+    """A table row for a layout of `accesslogs` (Envoy, HAProxy, CloudFront, ...)."""
+    return line_format(
+        layout.name,
+        lambda sample, config: accesslogs.looks_like(sample, layout),
+        lambda lines, config: accesslogs.parse(lines, layout),
+        lambda config: layout.defaults,
+        layout.units,
+        lambda lines, config, wanted: accesslogs.parse(lines, layout, wanted),
+    )
+
+
+# ingress-nginx's upstreaminfo lines also fit nginx's default format (its $request_length taken for
+# $request_time): it is tried first, unless a log_format is configured (then the lines are nginx's).
+_INGRESS: Final = line_format(
+    FormatName.INGRESS_NGINX,
+    lambda sample, config: (
+        config.log_format is None and nginx.looks_like_nginx(sample, log_format=nginx.INGRESS_LOG_FORMAT)
+    ),
+    lambda lines, config: nginx.parse_ingress(lines),
+    lambda config: nginx.ingress_fields(),
+    nginx.NGINX_UNITS,
+)
+_LAYOUTS: Final = {layout.name: _layout_format(layout) for layout in accesslogs.LAYOUTS}
+
+# Tried in order: the binary and the strict formats first, the loose delimited ones last. Traefik's
+# lines are combined + fields nginx's default format would ignore: Traefik comes before nginx too.
 FORMATS: Final[list[Format]] = [
     Format(FormatName.PARQUET, lambda s, config: s.compression == "parquet", _open_parquet),
     Format(FormatName.JSONL, _jsonl_detect, _open_jsonl),
+    _INGRESS,
+    _LAYOUTS[FormatName.TRAEFIK],
     *_line_formats(),
+    *(row for name, row in _LAYOUTS.items() if name != FormatName.TRAEFIK),
     Format(FormatName.TSV, lambda s, config: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
     Format(FormatName.CSV, lambda s, config: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
 ]

@@ -37,6 +37,7 @@ from analyzer.schema import (
     REGION,
     REJECT_REASON,
     REQUEST_ID,
+    RESPONSE_FLAGS,
     ROW_REQUIRED,
     SCHEMAS,
     SOURCE_FILE,
@@ -48,6 +49,7 @@ from analyzer.schema import (
     TS,
     TTFT_MS,
     UPSTREAM,
+    UPSTREAM_ATTEMPTS,
     UPSTREAM_STATUS,
 )
 
@@ -93,6 +95,8 @@ ALIASES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
         UPSTREAM_STATUS: ("upstream_status", "upstream_status_code"),
         TTFT_MS: ("ttft_ms", "time_to_first_token_ms"),
         STREAM: ("stream", "is_stream", "streaming"),
+        RESPONSE_FLAGS: ("response_flags",),
+        UPSTREAM_ATTEMPTS: ("upstream_attempts",),
     },
     "ledger": {
         TS: _TS_NAMES,

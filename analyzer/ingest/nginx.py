@@ -57,11 +57,20 @@ _FIELD_CHOICES: Final[dict[str, tuple[str, ...]]] = {
     "latency_ms": ("request_time",),
     "upstream_status": ("upstream_status_last",),
     "upstream": ("upstream_addr_last",),
-    "request_id": ("http_x_request_id", "request_id"),
+    "request_id": ("http_x_request_id", "request_id", "req_id"),
     "endpoint": ("request_path", "uri"),
     "model": ("http_x_model",),
     "account_id": ("http_x_account", "remote_user"),
 }
+# ingress-nginx's default `log-format-upstream` ("upstreaminfo"): after a retry its upstream lists hold
+# one entry per attempt ("502, 502, 200"); the last is the answer the client got.
+INGRESS_LOG_FORMAT: Final = (
+    '$remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" '
+    '"$http_user_agent" $request_length $request_time [$proxy_upstream_name] '
+    "[$proxy_alternative_upstream_name] $upstream_addr $upstream_response_length "
+    "$upstream_response_time $upstream_status $req_id"
+)
+ATTEMPTS: Final = "upstream_attempts"
 NGINX_UNITS: Final[dict[str, str]] = {"latency_ms": "s"}
 
 # Regex pieces shared with the ALB parser. A quoted value runs to the first unescaped quote.
@@ -243,3 +252,17 @@ def looks_like_nginx(sample: list[str], *, log_format: str | None = None) -> boo
     lines = [s.rstrip("\r\n") for s in sample if s.strip()]
     hits = sum(1 for s in lines if regex.match(s))
     return bool(lines) and hits * 2 > len(lines)
+
+
+def parse_ingress(lines: pl.LazyFrame) -> pl.LazyFrame:
+    """ingress-nginx upstreaminfo lines: `parse_nginx` of INGRESS_LOG_FORMAT plus the attempts count."""
+    parsed = parse_nginx(lines, INGRESS_LOG_FORMAT)
+    entries = pl.col("upstream_status").str.count_matches(r", | : ") + 1
+    return parsed.with_columns(
+        pl.when(pl.col("upstream_status").is_not_null()).then(entries).cast(pl.String).alias(ATTEMPTS)
+    )
+
+
+def ingress_fields() -> dict[str, str]:
+    """The default canonical -> source mapping of ingress-nginx lines."""
+    return nginx_fields(INGRESS_LOG_FORMAT) | {ATTEMPTS: ATTEMPTS}
