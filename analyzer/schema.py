@@ -54,6 +54,8 @@ GATEWAY_OPTIONAL: Final[dict[str, pl.DataType]] = {
     RESPONSE_FLAGS: pl.String(),
     UPSTREAM_ATTEMPTS: pl.Int64(),
 }
+# Optional columns only a proxy's own log has (the simulated gateway writes none of them).
+PROXY_ONLY: Final = (RESPONSE_FLAGS, UPSTREAM_ATTEMPTS)
 GATEWAY: Final[dict[str, pl.DataType]] = {**GATEWAY_COLUMNS, **GATEWAY_OPTIONAL}
 # A row without these cannot be placed in time or classified: it is rejected (`missing_field:<col>`).
 # Any other value that is present but does not parse as its dtype is rejected (`bad_value:<col>`);
