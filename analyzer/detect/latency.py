@@ -44,6 +44,7 @@ from analyzer.detect.windows import (
     LOG_UNIT,
     MOMENTS,
     OK,
+    OK_LATENCY,
     OUT_SQ,
     OUT_SUM,
     P95,
@@ -243,9 +244,8 @@ def _slice_peaks(
     """p95 and p99 of each slice spike's peak window, from those rows only (the table keeps per-size ones)."""
     if not rows:
         return {}
-    ok = pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
     conds = [
-        ok
+        OK_LATENCY
         & pl.col(s.TS).is_between(
             pl.lit(r["peak_at"]), pl.lit(r["peak_at"] + settings.bursts.window), closed="left"
         )

@@ -30,6 +30,8 @@ REQUESTS = SERIES_REQUESTS
 ERRORS = SERIES_ERRORS  # statuses of settings.bursts.statuses
 SERVER_ERRORS = "server_errors"  # any 5xx, for the SLO
 OK = "ok"  # 2xx with a latency
+# The requests latency is judged on: successful, with a latency logged.
+OK_LATENCY = pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
 # Over the `ok` requests: sums of l = ln(latency ms), of o = ln(completion tokens + 1) (decoding time
 # grows with the output, so latency is expected from a slope on it), and of l², o², l·o. In fixed point
 # (Int64, units of LOG_UNIT for sums and LOG_SQ_UNIT for products) so that they add up to the same
@@ -82,7 +84,7 @@ def _key_columns(settings: Settings) -> list[str]:
 def _row_values(settings: Settings) -> list[pl.Expr]:
     """Per request, the Int64 values whose sums make a cell (computed before the group-by, so that it
     only sums plain columns: the streaming engine's fastest aggregation)."""
-    ok = pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
+    ok = OK_LATENCY
     log_latency = pl.col(s.LATENCY_MS).clip(_MIN_LATENCY_MS, None).log()
     log_out = (pl.col(s.COMPLETION_TOKENS).fill_null(0).clip(0, None) + 1).cast(pl.Float64).log()
 
@@ -148,9 +150,7 @@ def aggregate(gateway: pl.LazyFrame, settings: Settings) -> Aggregates:
         size.alias(BUCKET),
         *[pl.col(c).cast(pl.String) for c in keys],
     )
-    ok_latency = pl.col(s.LATENCY_MS).filter(
-        pl.col(s.STATUS).is_between(200, 299) & pl.col(s.LATENCY_MS).is_not_null()
-    )
+    ok_latency = pl.col(s.LATENCY_MS).filter(OK_LATENCY)
     quantiles = [
         (
             ok_latency.approx_quantile(q) if approximate else ok_latency.quantile(q, interpolation="linear")
