@@ -186,7 +186,12 @@ def _rate_limits(base: Doc, new: Doc) -> dict[str, Any] | None:
     b, n = base.get("rate_limits"), new.get("rate_limits")
     if not isinstance(b, Mapping) or not isinstance(n, Mapping):
         return None
-    return {k: _change(int(b[k]), int(n[k])) for k in RATE_LIMIT_KEYS if k in b and k in n}
+    # Only the counts both reports hold as integers: a section of another shape compares nothing.
+    return {
+        k: _change(b[k], n[k])
+        for k in RATE_LIMIT_KEYS
+        if isinstance(b.get(k), int) and isinstance(n.get(k), int)
+    }
 
 
 def compare(base: Doc, new: Doc, *, base_path: str = "base", new_path: str = "new") -> Comparison:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from typer.testing import CliRunner
 
@@ -21,7 +22,7 @@ from analyzer.cli import app
 from analyzer.compare import Comparison, compare, held_rules, parse_rules
 from analyzer.errors import ConfigError, InputError
 from analyzer.pipeline import ReportRequest, run_report
-from analyzer.report.comparison import render_comparison_json, render_comparison_markdown
+from analyzer.report.comparison import comparison_schema, render_comparison_json, render_comparison_markdown
 from analyzer.report.jsonreport import render_json
 from analyzer.simulate import SimSpec, simulate
 
@@ -98,6 +99,7 @@ def test_the_quiet_day_against_the_launch_one_has_them_gone(days: dict[str, Path
 @pytest.mark.parametrize("name", ["quiet", "launch"])
 def test_a_day_against_itself_has_nothing_new_or_gone(days: dict[str, Path], name: str) -> None:
     c = compare(_doc(days, name), _doc(days, name))
+    jsonschema.validate(json.loads(render_comparison_json(c)), comparison_schema())
     assert (c.new_bursts, c.gone_bursts, c.new_spikes, c.gone_spikes) == ([], [], [], [])
     assert c.new["days_after_base"] == 0
     assert all(r["base"] == r["new"] for r in c.slices)
@@ -156,6 +158,7 @@ def test_cli_writes_json_with_exactly_the_contract_keys_and_markdown(
     assert code == 0, stderr
     doc = json.loads(out.read_text())
     assert set(doc) == CONTRACT == {f.name for f in fields(Comparison)}
+    jsonschema.validate(doc, comparison_schema())
     assert doc["schema_version"] == 1 and doc["base"]["path"] == str(days["quiet"])
     assert doc["new_bursts"][0]["scope"] == "model=kimi-k2.6"
     assert "New 5xx bursts" in stdout and "model=kimi-k2.6" in stdout
@@ -295,12 +298,21 @@ LIMITS = {
 def test_rate_limits_are_compared_when_both_reports_have_them() -> None:
     more = {**LIMITS, "wrong": 9}
     c = compare(_report(rate_limits=LIMITS), _report(rate_limits=more))
+    jsonschema.validate(json.loads(render_comparison_json(c)), comparison_schema())
     assert c.rate_limits is not None
     assert c.rate_limits["wrong"] == {"base": 6, "new": 9, "change": 3}
     assert set(c.rate_limits) == {"throttled", "justified", "ambiguous", "wrong", "admitted_over_limit"}
     assert held_rules(c, parse_rules(["wrong_429_up>2"])) and not held_rules(
         c, parse_rules(["wrong_429_up>3"])
     )
+
+
+def test_rate_limit_counts_of_another_shape_are_left_out() -> None:
+    odd = {**LIMITS, "wrong": {"count": 9}}
+    c = compare(_report(rate_limits=LIMITS), _report(rate_limits=odd))
+    assert c.rate_limits is not None and "wrong" not in c.rate_limits and "throttled" in c.rate_limits
+    with pytest.raises(InputError, match="needs a rate_limits section"):
+        held_rules(c, parse_rules(["wrong_429_up>0"]))
 
 
 @pytest.mark.parametrize(
@@ -331,3 +343,15 @@ def test_markdown_escapes_a_hostile_scope() -> None:
     assert "| model=&lt;b&gt;&#124;x |" in text
     assert json.loads(render_comparison_json(c))["new_bursts"][0]["scope"] == "model=<b>|x"
     assert asdict(c)["new_bursts"][0]["scope"] == "model=<b>|x"
+
+
+def test_the_comparison_schema_can_fail() -> None:
+    doc = json.loads(render_comparison_json(compare(_report(), _report())))
+    jsonschema.validate(doc, comparison_schema())
+    for broken in (
+        {**doc, "extra": 1},
+        {k: v for k, v in doc.items() if k != "rate_limits"},
+        {**doc, "ledger": {}},
+    ):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(broken, comparison_schema())

@@ -7,6 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
+from importlib import resources
 from typing import Any
 
 from rich.console import Console
@@ -16,6 +17,13 @@ from rich.text import Text
 from analyzer.compare import Comparison, Held, RuleKind
 from analyzer.report.escape import escape
 from analyzer.report.formatting import DASH, count, ms, percent, table
+
+
+def comparison_schema() -> dict[str, Any]:
+    """The JSON Schema of `analyzer compare --json` shipped with the package (compare.schema.json)."""
+    text = resources.files("analyzer.report").joinpath("compare.schema.json").read_text(encoding="utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
 
 
 def render_comparison_json(c: Comparison) -> str:
