@@ -14,7 +14,7 @@ import polars as pl
 
 from analyzer import schema as s
 from analyzer.config import Settings
-from analyzer.detect.windows import ERRORS, GLOBAL_COLUMN, REQUESTS, SCOPE
+from analyzer.detect.windows import ERRORS, GLOBAL_COLUMN, OK_LATENCY, REQUESTS, SCOPE
 
 SLICE_SCOPE: Final = "scope"
 SLICE_REQUESTS: Final = "requests"
@@ -46,7 +46,7 @@ def scope_totals(
     p95 = (latency.approx_quantile(0.95) if approximate else latency.quantile(0.95, "linear")).alias(
         SLICE_P95
     )
-    ok = gateway.filter(pl.col(s.STATUS).is_between(200, 299) & latency.is_not_null())
+    ok = gateway.filter(OK_LATENCY)
     present = ok.collect_schema()
     parts = [ok.select(pl.lit(GLOBAL_COLUMN).alias(SLICE_SCOPE), p95)]
     for col in (c for c in settings.bursts.slices if c in present):
