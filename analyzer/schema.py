@@ -30,6 +30,12 @@ TTFT_MS: Final = "ttft_ms"
 STREAM: Final = "stream"
 RESPONSE_FLAGS: Final = "response_flags"  # a proxy's own word on a request (Envoy UH/UF, HAProxy SC--)
 UPSTREAM_ATTEMPTS: Final = "upstream_attempts"  # upstreams tried (ingress-nginx "502, 502, 200": 3)
+# LLM usage detail (optional): parts of the prompt and completion that are billed apart.
+CACHED_TOKENS: Final = "cached_tokens"  # the part of prompt_tokens served from a prompt cache
+REASONING_TOKENS: Final = "reasoning_tokens"  # the part of completion_tokens spent reasoning
+IMAGE_TOKENS: Final = "image_tokens"  # the part of prompt_tokens that encodes images
+MAX_TOKENS: Final = "max_tokens"  # the completion limit the request asked for
+MODEL_REQUESTED: Final = "model_requested"  # the model asked for, when the served `model` differs
 
 # Every canonical gateway column with its dtype. Each is present in the canonical frame; a column the
 # source does not have at all is null throughout and the analyses needing it say they are degraded.
@@ -53,6 +59,11 @@ GATEWAY_OPTIONAL: Final[dict[str, pl.DataType]] = {
     STREAM: pl.Boolean(),
     RESPONSE_FLAGS: pl.String(),
     UPSTREAM_ATTEMPTS: pl.Int64(),
+    CACHED_TOKENS: pl.Int64(),
+    REASONING_TOKENS: pl.Int64(),
+    IMAGE_TOKENS: pl.Int64(),
+    MAX_TOKENS: pl.Int64(),
+    MODEL_REQUESTED: pl.String(),
 }
 # Optional columns only a proxy's own log has (the simulated gateway writes none of them).
 PROXY_ONLY: Final = (RESPONSE_FLAGS, UPSTREAM_ATTEMPTS)

@@ -38,7 +38,7 @@ def _hashes(d: Path) -> dict[str, str]:
 def test_files_read_back_with_canonical_columns(out: Path) -> None:
     truth = json.loads((out / "truth.json").read_text())
     g = _gateway(out)
-    assert g.columns == [c for c in s.GATEWAY if c not in s.PROXY_ONLY]
+    assert g.columns == [*s.GATEWAY_COLUMNS, s.UPSTREAM_STATUS, s.TTFT_MS, s.STREAM]
     storms = sum(st["requests"] for st in truth["rate_limits"]["storms"])
     assert g.height == truth["requests"] == SPEC.requests + storms
     led = pl.read_csv(out / "ledger.csv")

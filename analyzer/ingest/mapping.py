@@ -22,18 +22,24 @@ from typing import Final
 import polars as pl
 
 from analyzer.errors import MappingError
+from analyzer.ingest import usage
 from analyzer.ingest.sources import RAW, RAW_LIMIT, SRC
 from analyzer.ingest.timestamps import column_to_ts, with_parsed_ts
 from analyzer.schema import (
     ACCOUNT_ID,
     BALANCE_AFTER,
+    CACHED_TOKENS,
     COMPLETION_TOKENS,
     ENDPOINT,
     ENTRY_ID,
+    IMAGE_TOKENS,
     KIND,
     LATENCY_MS,
+    MAX_TOKENS,
     MODEL,
+    MODEL_REQUESTED,
     PROMPT_TOKENS,
+    REASONING_TOKENS,
     REGION,
     REJECT_REASON,
     REQUEST_ID,
@@ -97,6 +103,40 @@ ALIASES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
         STREAM: ("stream", "is_stream", "streaming"),
         RESPONSE_FLAGS: ("response_flags",),
         UPSTREAM_ATTEMPTS: ("upstream_attempts",),
+        # Usage detail as OpenAI (chat, then Responses), Moonshot and Anthropic write it (ingest/usage.py).
+        CACHED_TOKENS: (
+            "cached_tokens",
+            "usage.prompt_tokens_details.cached_tokens",
+            "prompt_tokens_details.cached_tokens",
+            "usage.input_tokens_details.cached_tokens",
+            "input_tokens_details.cached_tokens",
+            "usage.cached_tokens",
+            "usage.cache_read_input_tokens",
+            "cache_read_input_tokens",
+        ),
+        REASONING_TOKENS: (
+            "reasoning_tokens",
+            "usage.completion_tokens_details.reasoning_tokens",
+            "completion_tokens_details.reasoning_tokens",
+            "usage.output_tokens_details.reasoning_tokens",
+            "output_tokens_details.reasoning_tokens",
+        ),
+        IMAGE_TOKENS: (
+            "image_tokens",
+            "usage.prompt_tokens_details.image_tokens",
+            "prompt_tokens_details.image_tokens",
+            "usage.input_tokens_details.image_tokens",
+            "input_tokens_details.image_tokens",
+        ),
+        MAX_TOKENS: (
+            "max_tokens",
+            "max_completion_tokens",
+            "max_output_tokens",
+            "request.max_tokens",
+            "request.max_completion_tokens",
+            "gen_ai.request.max_tokens",
+        ),
+        MODEL_REQUESTED: ("model_requested", "requested_model", "model_group", "request.model"),
     },
     "ledger": {
         TS: _TS_NAMES,
@@ -154,6 +194,8 @@ def resolve(
         candidates: tuple[str, ...] = (defaults[canonical],) if canonical in defaults else ()
         candidates += ALIASES[kind].get(canonical, ())
         out[canonical] = next((c for c in candidates if c in have), None)
+    if kind == "gateway":
+        out.update(usage.addends(out, available, explicit))
     return out
 
 
@@ -198,9 +240,10 @@ def canonicalize(
     # others is recomputed by each of them. A text timestamp is parsed in steps of its own. Stage 1
     # computes each value and its presence once as columns; stage 2 reads them for the reasons.
     mapped = {c: s for c in schema if (s := fields.get(c)) is not None}
+    summed = {c: usage.addends_of(fields, c) for c in mapped}
     frame = frame.with_columns(
         _absent_to_null(pl.col(SRC + s), dtypes.get(s, pl.String())).alias(_VALUE + c)
-        for c, s in mapped.items()
+        for c, s in [*mapped.items(), *((k, s) for extra in summed.values() for k, s in extra.items())]
     )
     text_ts = TS in mapped and dtypes.get(mapped[TS], pl.String()) == pl.String()
     if text_ts:
@@ -223,13 +266,32 @@ def canonicalize(
             value = _convert(raw_value, src_dtype, dtype, canonical, units)
         if canonical == TS and clock_offset:
             value = value + pl.lit(clock_offset)
+        present_expr = raw_value.is_not_null()
+        if summed[canonical]:
+            # A sum (Anthropic's prompt): absent addends count 0; one that does not parse nulls the sum.
+            raw_parts = [pl.col(_VALUE + k) for k in summed[canonical]]
+            parts = [
+                (raw, _convert(raw, dtypes.get(s, pl.String()), dtype, canonical, units))
+                for raw, s in zip(raw_parts, summed[canonical].values(), strict=True)
+            ]
+            unparsed = pl.any_horizontal(
+                (raw_value.is_not_null() & value.is_null()),
+                *[raw.is_not_null() & part.is_null() for raw, part in parts],
+            )
+            present_expr = pl.any_horizontal(present_expr, *[raw.is_not_null() for raw in raw_parts])
+            total = pl.sum_horizontal(value.fill_null(0), *[part.fill_null(0) for _, part in parts])
+            value = pl.when(present_expr & ~unparsed).then(total)
         staged.append(value.cast(dtype).alias(canonical))
-        staged.append(raw_value.is_not_null().alias(_PRESENT + canonical))
+        staged.append(present_expr.alias(_PRESENT + canonical))
+    contradicts = usage.contradictions({c: pl.col(_PRESENT + c) for c in schema}) if kind == "gateway" else {}
     for canonical in schema:
         present = pl.col(_PRESENT + canonical)
         if canonical in required:
             reasons.append(pl.when(~present).then(pl.lit(f"missing_field:{canonical}")))
-        reasons.append(pl.when(present & pl.col(canonical).is_null()).then(pl.lit(f"bad_value:{canonical}")))
+        bad = present & pl.col(canonical).is_null()
+        if canonical in contradicts:
+            bad = bad | contradicts[canonical].fill_null(False)
+        reasons.append(pl.when(bad).then(pl.lit(f"bad_value:{canonical}")))
     return (
         frame.with_columns(staged)
         .with_columns(pl.coalesce(reasons).alias(REJECT_REASON))

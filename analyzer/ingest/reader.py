@@ -21,7 +21,7 @@ import polars as pl
 from analyzer.config import SourceConfig
 from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
-from analyzer.ingest import duplicates, formats, mapping
+from analyzer.ingest import duplicates, formats, mapping, usage
 from analyzer.ingest.sources import SRC, decompress_readable, sniff
 from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, SOURCE_FILE, TS
 
@@ -319,7 +319,7 @@ def _report(kind: str, opened: Opened, counts: pl.DataFrame) -> InputReport:
         rows_read=rows_read,
         rows_rejected=rejected,
         rejects_by_reason=dict(sorted(by_reason.items())),
-        fields={c: fields.get(c) for c in SCHEMAS[kind]},
+        fields=usage.described(fields, list(SCHEMAS[kind])),
         first_ts=None if good.is_empty() else good["first"][0],
         last_ts=None if good.is_empty() else good["last"][0],
     )
