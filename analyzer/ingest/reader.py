@@ -266,9 +266,13 @@ def _parse(kind: str, opened: Opened, path: Path, config: SourceConfig, sink: Pa
     # A plan stops with a ComputeError on rows it cannot take (a broken JSON object inside braces, a
     # row whose shape differs from the sample's, unbalanced quotes): the next plan reads them.
     for attempt in range(source.plans):
+        # Each plan sinks to a file of its own: a plan that stopped may still be writing its file for
+        # a moment, and the next plan's rows written over it made the staged file unreadable.
+        trial = sink.with_name(f"{sink.stem}.plan{attempt}{sink.suffix}")
         try:
             # lz4: written in about 80% of zstd's time, read in 60%; twice the size, but only for this run.
-            plan(attempt).drop(SOURCE_FILE).sink_parquet(sink, compression="lz4")
+            plan(attempt).drop(SOURCE_FILE).sink_parquet(trial, compression="lz4")
+            trial.replace(sink)
             break
         except pl.exceptions.ComputeError as e:
             if attempt == source.plans - 1:
