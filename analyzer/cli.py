@@ -558,6 +558,14 @@ def simulate(
         SimFormat, typer.Option("--format", help="Format of the gateway logs and ledger.")
     ] = SimFormat.jsonl,
     compress: Annotated[Compression, typer.Option(help="Compression of the gateway logs.")] = Compression.gz,
+    cached: Annotated[
+        bool,
+        typer.Option(
+            "--cached",
+            help="Cached and reasoning tokens in the gateway logs, cached tokens billed at 1/10 "
+            "(analyzer.toml), and two wrong billing rules injected (launch).",
+        ),
+    ] = False,
 ) -> None:
     """Write a simulated launch-day outage with its ground truth (truth.json).
 
@@ -569,7 +577,7 @@ def simulate(
     with _errors():
         spec = SimSpec(
             scenario=scenario.value, seed=seed, hours=hours, rate=rate, accounts=accounts,
-            format=fmt.value, compress=compress.value,
+            format=fmt.value, compress=compress.value, cached=cached,
         )  # fmt: skip
         sim = run_simulation(out_dir, spec)
     truth = sim.truth

@@ -11,7 +11,7 @@ keys and values of the wrong type are a `ConfigError` naming the file and the ke
     [gateway.units]                # ts: iso|epoch_s|epoch_ms|epoch_us|epoch_ns; latency_ms/ttft_ms: ms|s|us
     [bursts] [latency] [slo] [gaps] [reconcile] [report]
     [prices.<model>]               # input_per_million / output_per_million, in USD
-    [weights.<model>]              # prompt / completion: integer weights of the expected charge
+    [weights.<model>]              # prompt / completion / cached / image: exact weights of the expected charge
 """
 
 from __future__ import annotations
@@ -23,6 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
 from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from fractions import Fraction
 from pathlib import Path
 from typing import Any, get_type_hints
 
@@ -32,6 +34,17 @@ from analyzer.schema import LEDGER_KINDS, SCHEMAS, FormatName
 TS_UNITS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 DURATION_UNITS = ("ms", "s", "us")
 FORMATS = tuple(FormatName)
+
+
+class Rounding(StrEnum):
+    """How a request's weighted charge becomes whole tokens (reconcile/charges.py)."""
+
+    CEIL = "ceil"
+    FLOOR = "floor"
+    HALF_UP = "half_up"
+
+
+ROUNDINGS = tuple(Rounding)
 
 _DURATION = re.compile(r"^\s*([+-]?)(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _DURATION_SCALE = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -150,14 +163,28 @@ class ReconcileSettings:
     pattern_window: timedelta = timedelta(minutes=15)
     min_pattern_share: float = 0.9
     min_pattern_entries: int = 5  # a pattern must explain at least this many entries
+    # How a request's weighted charge becomes whole tokens (integer arithmetic): ceil, floor or half_up.
+    rounding: str = Rounding.CEIL
 
 
 @dataclass(frozen=True)
 class ModelWeights:
-    """Integer weights of the expected charge: prompt × prompt_weight + completion × completion_weight."""
+    """Exact weights of the expected charge of a request (reconcile/charges.py):
 
-    prompt: int = 1
-    completion: int = 1
+    uncached prompt × prompt + cached × cached + image × image + completion × completion, rounded per
+    request by `[reconcile] rounding`. A weight is an integer or an exact rational ("1/10", "0.125").
+    `cached` and `image` default to the prompt weight (then the split of the prompt changes nothing).
+    """
+
+    prompt: Fraction = Fraction(1)
+    completion: Fraction = Fraction(1)
+    cached: Fraction | None = None
+    image: Fraction | None = None
+
+    def of(self, part: str) -> Fraction:
+        """The weight of `part` (prompt, completion, cached, image), defaults applied."""
+        value: Fraction | None = getattr(self, part)
+        return self.prompt if value is None else value
 
 
 @dataclass(frozen=True)
@@ -217,6 +244,8 @@ def _plain(value: Any) -> Any:
         return value.total_seconds()
     if isinstance(value, Decimal):
         return str(value)
+    if isinstance(value, Fraction):
+        return value.numerator if value.denominator == 1 else str(value)
     return value
 
 
@@ -393,6 +422,11 @@ def _coerce(value: Any, hint: Any, name: str, where: str) -> Any:
             if isinstance(value, bool):
                 raise TypeError
             return Decimal(str(value))
+        if hint is Fraction or text == "fractions.Fraction | None":
+            # Exact: "1/10", "0.125", 3; a TOML float through its decimal text (0.1 is 1/10).
+            if isinstance(value, bool) or not isinstance(value, int | float | str):
+                raise TypeError
+            return Fraction(str(value).strip())
         if hint is bool:
             if not isinstance(value, bool):
                 raise TypeError
@@ -430,7 +464,7 @@ def _coerce(value: Any, hint: Any, name: str, where: str) -> Any:
             )
     except ConfigError as e:
         raise ConfigError(e.message, path=where, field=name) from None
-    except (TypeError, ValueError, IndexError, InvalidOperation):
+    except (TypeError, ValueError, IndexError, InvalidOperation, ZeroDivisionError):
         raise ConfigError(f"bad value {value!r} (expected {text})", path=where, field=name) from None
     return value
 
@@ -445,7 +479,11 @@ def _validate(s: Settings, where: str) -> None:
         (0 <= s.bursts.rate_floor <= 1, "bursts.rate_floor", "must be between 0 and 1"),
     ]
     for model, w in s.weights.items():
-        checks.append((w.prompt >= 0 and w.completion >= 0, f"weights.{model}", "weights must be >= 0"))
+        parts = ("prompt", "completion", "cached", "image")
+        checks.append((all(w.of(p) >= 0 for p in parts), f"weights.{model}", "weights must be >= 0"))
+    checks.append(
+        (s.reconcile.rounding in ROUNDINGS, "reconcile.rounding", f"must be one of {', '.join(ROUNDINGS)}")
+    )
     for ok, name, msg in checks:
         if not ok:
             raise ConfigError(msg, path=where, field=name)

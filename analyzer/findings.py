@@ -125,6 +125,9 @@ class Finding(StrEnum):
     ORPHAN = "orphan"
     OUT_OF_SPAN = "out_of_span"
     FAILED_CHARGED = "failed_charged"
+    # Overcharges equal to what a known wrong billing rule charges (reconcile/charges.py).
+    CACHED_AT_FULL_PRICE = "cached_at_full_price"
+    REASONING_COUNTED_TWICE = "reasoning_counted_twice"
     OVERCHARGE = "overcharge"
     UNDERCHARGE = "undercharge"
     OK = "ok"
@@ -138,13 +141,21 @@ DEDUCTION_KINDS: Final[tuple[str, ...]] = (
     Finding.ORPHAN,
     Finding.OUT_OF_SPAN,
     Finding.FAILED_CHARGED,
+    Finding.CACHED_AT_FULL_PRICE,
+    Finding.REASONING_COUNTED_TWICE,
     Finding.OVERCHARGE,
     Finding.UNDERCHARGE,
     Finding.OK,
 )
+# Deduction kinds charged more than the request served; each is refunded the excess.
+OVERCHARGE_KINDS: Final[tuple[str, ...]] = (
+    Finding.CACHED_AT_FULL_PRICE,
+    Finding.REASONING_COUNTED_TWICE,
+    Finding.OVERCHARGE,
+)
 OTHER_FINDINGS: Final[tuple[str, ...]] = (Finding.UNBILLED, Finding.BALANCE_BREAK)
 # Deduction kinds that charged more than the request was worth (they open the ledger's part of the incident).
-MISMATCH_KINDS: Final[tuple[str, ...]] = (Finding.OVERCHARGE, Finding.DUPLICATE, Finding.FAILED_CHARGED)
+MISMATCH_KINDS: Final[tuple[str, ...]] = (*OVERCHARGE_KINDS, Finding.DUPLICATE, Finding.FAILED_CHARGED)
 
 
 class RequestBucket(StrEnum):
@@ -195,6 +206,9 @@ class Pattern(StrEnum):
     DUPLICATE_BURST = "duplicate_burst"
     FAILED_CHARGED_IN_BURST = "failed_charged_in_burst"
     BALANCE_WIPED = "balance_wiped"
+    # Runs of deductions a known wrong billing rule explains (named as their finding kinds).
+    CACHED_AT_FULL_PRICE = "cached_at_full_price"
+    REASONING_COUNTED_TWICE = "reasoning_counted_twice"
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
 """Ledger deductions checked against the tokens the gateway served; refunds per account; fault patterns.
 
+    charges.py     each request's expected charge (exact weights, integer rounding) and wrong-rule charges
     classify.py    each deduction's kind and refund, each request's bucket (lazy, streaming joins)
     balances.py    running balances per account: breaks, the replay, refunds already made
     partitions.py  hash partitions on disk, so that 10M deductions reconcile in bounded memory

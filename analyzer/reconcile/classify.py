@@ -19,7 +19,8 @@ from typing import Final
 import polars as pl
 
 from analyzer.config import Settings
-from analyzer.findings import COUNT, REFUND_TOKENS, REQUEST_BUCKETS, Finding
+from analyzer.findings import COUNT, OVERCHARGE_KINDS, REFUND_TOKENS, REQUEST_BUCKETS, Finding
+from analyzer.reconcile import charges
 from analyzer.schema import (
     ACCOUNT_ID,
     BALANCE_AFTER,
@@ -35,7 +36,7 @@ from analyzer.schema import (
 )
 from analyzer.schema import TS as TS_COL
 
-EXPECTED = "expected"
+EXPECTED = charges.EXPECTED
 REFUND = REFUND_TOKENS
 WIPED = "balance_wiped"
 BUCKET = "bucket"
@@ -43,13 +44,13 @@ BUCKET = "bucket"
 POSITION = "_position"
 FOUND = "_found"
 SERVED = "_served"  # tokens served by the request (unweighted prompt + completion)
-PROMPT_PART = "_prompt_part"  # the weighted prompt tokens of the expected charge
+PROMPT_PART = charges.PROMPT_PART  # the weighted prompt tokens of the expected charge
 KEY = "_key"  # what joins a deduction to its request: a hash of request_id, or request_id itself
 DEDUCT = "_deduct"  # true on ledger deductions; null on the rows of requests that have none
 LINES = "_lines"  # gateway lines logged with the request_id
 FAILED_LINES = "_failed_lines"  # of which non-2xx
 UNBILLED_LINES = "_unbilled_lines"  # of which 2xx with tokens served
-_EXPECTED_F = "_expected_f"
+_EXPECTED_F = charges.EXPECTED_F
 # Float sums of |tokens|: Int64 sums wrap around silently past 2^63, so the reconciliation says
 # whether its totals can be trusted (invariants: "token totals fit in 64-bit integers").
 MAGNITUDE = "tokens_magnitude"
@@ -89,30 +90,15 @@ _UNBILLABLE = ~_FAILED & (pl.col(SERVED) > 0)
 
 
 def requests(gateway: pl.LazyFrame, settings: Settings) -> pl.LazyFrame:
-    """Gateway requests projected to what billing needs, with their expected charge."""
-    g = gateway.select(TS_COL, REQUEST_ID, ACCOUNT_ID, MODEL, STATUS, PROMPT_TOKENS, COMPLETION_TOKENS)
-    prompt = pl.col(PROMPT_TOKENS).fill_null(0)
-    completion = pl.col(COMPLETION_TOKENS).fill_null(0)
-    if settings.weights:
-        weights = pl.LazyFrame(
-            {
-                MODEL: list(settings.weights),
-                "_wp": [w.prompt for w in settings.weights.values()],
-                "_wc": [w.completion for w in settings.weights.values()],
-            },
-            schema={MODEL: pl.String(), "_wp": pl.Int64(), "_wc": pl.Int64()},
-        )
-        g = g.join(weights, on=MODEL, how="left")
-        wp, wc = pl.col("_wp").fill_null(1), pl.col("_wc").fill_null(1)
-    else:
-        wp, wc = pl.lit(1, pl.Int64), pl.lit(1, pl.Int64)
-    return g.with_columns(
-        (prompt * wp + completion * wc).alias(EXPECTED),
-        (prompt * wp).alias(PROMPT_PART),
-        (prompt + completion).alias(SERVED),
-        # The same in floats, which do not wrap around: how big the integer sums get (see MAGNITUDE).
-        (prompt.cast(pl.Float64).abs() * wp + completion.cast(pl.Float64).abs() * wc).alias(_EXPECTED_F),
-    ).drop("_wp", "_wc", strict=False)
+    """Gateway requests projected to what billing needs, with their expected charge (charges.py)."""
+    parts = [c for c in charges.USAGE_PARTS if c in gateway.collect_schema().names()]
+    g = gateway.select(
+        TS_COL, REQUEST_ID, ACCOUNT_ID, MODEL, STATUS, PROMPT_TOKENS, COMPLETION_TOKENS, *parts
+    )
+    served = pl.col(PROMPT_TOKENS).fill_null(0) + pl.col(COMPLETION_TOKENS).fill_null(0)
+    columns = {PROMPT_TOKENS, COMPLETION_TOKENS, *parts}
+    priced = charges.with_charges(g, columns, settings.weights, settings.reconcile.rounding)
+    return priced.with_columns(served.alias(SERVED)).drop(parts)
 
 
 def _key(exact: bool) -> pl.Expr:
@@ -140,6 +126,7 @@ def by_request(requests_lf: pl.LazyFrame, exact: bool) -> pl.LazyFrame:
     # An ordering aggregation is costly and not streamed, so only ids logged several times get one.
     # A full order: the line picked never depends on row order.
     order = [TS_COL, ACCOUNT_ID, MODEL, STATUS, EXPECTED, PROMPT_PART]
+    wrong = charges.alternatives(requests_lf.collect_schema().names())
 
     def first(column: str) -> pl.Expr:
         return pl.col(column).sort_by(order, nulls_last=True).first()
@@ -155,6 +142,7 @@ def by_request(requests_lf: pl.LazyFrame, exact: bool) -> pl.LazyFrame:
                 STATUS,
                 EXPECTED,
                 PROMPT_PART,
+                *wrong,
                 pl.lit(1, pl.Int64).alias(LINES),
                 _FAILED.cast(pl.Int64).alias(FAILED_LINES),
                 _UNBILLABLE.cast(pl.Int64).alias(UNBILLED_LINES),
@@ -168,6 +156,7 @@ def by_request(requests_lf: pl.LazyFrame, exact: bool) -> pl.LazyFrame:
                 first(STATUS),
                 first(EXPECTED),
                 first(PROMPT_PART),
+                *[first(c) for c in wrong],
                 pl.len().cast(pl.Int64).alias(LINES),
                 _FAILED.sum().cast(pl.Int64).alias(FAILED_LINES),
                 _UNBILLABLE.sum().cast(pl.Int64).alias(UNBILLED_LINES),
@@ -209,6 +198,7 @@ def joined(
     rows have DEDUCT true; the others have a null DEDUCT, KIND and REQUEST_ID (the id is in GW_ID).
     """
     rs = settings.reconcile
+    wrong = charges.alternatives(requests_lf.collect_schema().names())
     j = (
         _positioned(ledger, exact)
         .join(by_request(requests_lf, exact), on=KEY, how="full", coalesce=True)
@@ -222,6 +212,7 @@ def joined(
         else (pl.col(TS_COL) < first + rs.edge_margin) | (pl.col(TS_COL) > last - rs.edge_margin)
     )
     amount, expected, tol = pl.col(TOKENS), pl.col(EXPECTED), rs.tolerance_tokens
+    over = amount > expected + tol
     kind = (
         pl.when(pl.col(POSITION) > 0)
         .then(pl.lit(Finding.DUPLICATE))
@@ -233,7 +224,16 @@ def joined(
         .then(pl.lit(Finding.ORPHAN))
         .when(~_OK_2XX)
         .then(pl.lit(Finding.FAILED_CHARGED))
-        .when(amount > expected + tol)
+    )
+    # An overcharge equal (within the tolerance) to what a known wrong rule charges is named after it.
+    for column, name in (
+        (charges.FULL_PRICE, Finding.CACHED_AT_FULL_PRICE),
+        (charges.TWICE, Finding.REASONING_COUNTED_TWICE),
+    ):
+        if column in wrong:
+            kind = kind.when(over & ((amount - pl.col(column)).abs() <= tol)).then(pl.lit(name))
+    classified = (
+        kind.when(over)
         .then(pl.lit(Finding.OVERCHARGE))
         .when(amount < expected - tol)
         .then(pl.lit(Finding.UNDERCHARGE))
@@ -250,14 +250,14 @@ def joined(
         .then(amount if rs.refund_orphans else pl.lit(0, pl.Int64))
         .when((k == Finding.FAILED_CHARGED) & refundable)
         .then(amount)
-        .when(k == Finding.OVERCHARGE)
+        .when(k.is_in(OVERCHARGE_KINDS))
         .then(amount - expected)
         .when(k.is_not_null())
         .then(pl.lit(0, pl.Int64))
     )
-    return j.with_columns(pl.when(pl.col(DEDUCT)).then(kind).alias(KIND)).with_columns(
+    return j.with_columns(pl.when(pl.col(DEDUCT)).then(classified).alias(KIND)).with_columns(
         refund.alias(REFUND),
-        ((k == Finding.OVERCHARGE) & (pl.col(BALANCE_AFTER) == 0)).fill_null(False).alias(WIPED),
+        (k.is_in(OVERCHARGE_KINDS) & (pl.col(BALANCE_AFTER) == 0)).fill_null(False).alias(WIPED),
     )
 
 
@@ -298,7 +298,7 @@ def by_account_kind(joined_lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.col(CLASH).fill_null(False).sum().cast(pl.Int64).alias(ID_CLASHES),
         weight(billed & (k == Finding.OK), lines).alias(_CHARGED_OK),
         weight(~billed, lines - pl.col(FAILED_LINES) - pl.col(UNBILLED_LINES)).alias(CHARGED_FREE),
-        weight(billed & (k == Finding.OVERCHARGE), lines).alias(_OVER),
+        weight(billed & k.is_in(OVERCHARGE_KINDS), lines).alias(_OVER),
         weight(billed & (k == Finding.UNDERCHARGE), lines).alias(_UNDER),
         weight(billed & (k == Finding.FAILED_CHARGED), lines).alias(_ON_FAILURE),
         weight(~billed, pl.col(UNBILLED_LINES)).alias(_UNBILLED),

@@ -8,7 +8,9 @@ Three families are searched on the flagged deductions:
   windows stands well above their mean over the ledger; a bunch is named after a model when that
   model holds `min_pattern_share` of it, and a model's own bunch, hidden among all models, is
   found against that model's mean;
-- wiped balances: overcharges that left an account at zero, per model.
+- wiped balances: overcharges that left an account at zero, per model;
+- wrong rules: runs of deductions that equal what a known billing bug charges (cached tokens at the
+  full prompt price, reasoning counted twice), per model, with their share of its overcharges.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from datetime import datetime, timedelta
 import polars as pl
 
 from analyzer.config import ReconcileSettings, polars_every
-from analyzer.findings import FaultPattern, Finding, Pattern
+from analyzer.findings import OVERCHARGE_KINDS, FaultPattern, Finding, Pattern
 from analyzer.reconcile.classify import EXPECTED, PROMPT_PART, WIPED
 from analyzer.schema import KIND, MODEL, TOKENS
 from analyzer.schema import TS as TS_COL
@@ -52,6 +54,7 @@ def find_patterns(
         *_bunches(flagged, Finding.DUPLICATE, Pattern.DUPLICATE_BURST, first_ts, last_ts, rs),
         *_bunches(flagged, Finding.FAILED_CHARGED, Pattern.FAILED_CHARGED_IN_BURST, first_ts, last_ts, rs),
         *_wiped(flagged),
+        *_wrong_rules(flagged, rs),
     ]
     return tuple(sorted(found, key=lambda p: (p.start, p.kind, p.model or "")))
 
@@ -269,6 +272,52 @@ def _wiped(flagged: pl.DataFrame) -> list[FaultPattern]:
         )
         for row in scored.iter_rows(named=True)
     ]
+
+
+# Finding kinds named after the wrong rule that produced them: their pattern and what the rule did.
+_WRONG_RULES = (
+    (
+        Finding.CACHED_AT_FULL_PRICE,
+        Pattern.CACHED_AT_FULL_PRICE,
+        "cached prompt tokens charged at the full prompt price",
+    ),
+    (
+        Finding.REASONING_COUNTED_TWICE,
+        Pattern.REASONING_COUNTED_TWICE,
+        "reasoning tokens charged twice (added to a completion that holds them)",
+    ),
+)
+
+
+def _wrong_rules(flagged: pl.DataFrame, rs: ReconcileSettings) -> list[FaultPattern]:
+    """Per model, runs of deductions a known wrong rule explains, with their share of its overcharges."""
+    over = flagged.filter(pl.col(KIND).is_in(OVERCHARGE_KINDS) & pl.col(MODEL).is_not_null())
+    found: list[FaultPattern] = []
+    for finding, pattern, what in _WRONG_RULES:
+        hits = over.filter(pl.col(KIND) == finding)
+        if hits.is_empty():
+            continue
+        runs = _runs(hits, [MODEL], rs.pattern_window).filter(pl.col(_ENTRIES) >= rs.min_pattern_entries)
+        if runs.is_empty():
+            continue
+        scored = runs.with_columns(_count_between(over.select(MODEL, TS_COL), runs, [MODEL]).alias("_over"))
+        for row in scored.sort(MODEL, _START).iter_rows(named=True):
+            share = row[_ENTRIES] / row["_over"]
+            found.append(
+                FaultPattern(
+                    kind=pattern,
+                    model=row[MODEL],
+                    start=row[_START],
+                    end=row[_END],
+                    entries=int(row[_ENTRIES]),
+                    share=share,
+                    description=(
+                        f"{what} in {row[_ENTRIES]} {row[MODEL]} entries ({_pct(share)} of its "
+                        f"overcharges) {_span(row[_START], row[_END])}"
+                    ),
+                )
+            )
+    return found
 
 
 def _pct(share: float) -> str:

@@ -14,6 +14,8 @@ from analyzer.schema import ACCOUNT_ID
 KIND_MEANING: dict[str, str] = {
     Finding.OK: "charged what the request served",
     Finding.OVERCHARGE: "charged more than the request served",
+    Finding.CACHED_AT_FULL_PRICE: "cached prompt tokens charged at the full prompt price",
+    Finding.REASONING_COUNTED_TWICE: "reasoning tokens charged again on top of the completion",
     Finding.UNDERCHARGE: "charged less than the request served",
     Finding.DUPLICATE: "the same request charged again",
     Finding.FAILED_CHARGED: "a failed request charged",

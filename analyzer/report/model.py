@@ -13,6 +13,7 @@ from analyzer.config import Settings
 from analyzer.findings import (
     FIRST_AT,
     MISMATCH_KINDS,
+    OVERCHARGE_KINDS,
     REFUND_TOKENS,
     SERIES_ERROR_RATE,
     SERIES_ERRORS,
@@ -37,6 +38,8 @@ SIGNALS = {"errors": "the 5xx rate", "latency": "p95 latency", "ledger": "mismat
 # Finding kinds counted per account (every kind but ok), in the order the report lists them.
 FINDING_KINDS = (
     Finding.OVERCHARGE,
+    Finding.CACHED_AT_FULL_PRICE,
+    Finding.REASONING_COUNTED_TWICE,
     Finding.UNDERCHARGE,
     Finding.DUPLICATE,
     Finding.FAILED_CHARGED,
@@ -247,7 +250,9 @@ def _summary(
         "log_gaps": len(detection.gaps),
         "seconds_in_burst": _union_seconds([(b.start, b.end) for b in detection.bursts]),
         "accounts_hit_by_errors": detection.accounts_hit,
-        "accounts_overcharged": int((accounts[Finding.OVERCHARGE] > 0).sum())
+        "accounts_overcharged": int(
+            accounts.select(pl.any_horizontal(pl.col(k) > 0 for k in OVERCHARGE_KINDS).sum()).item()
+        )
         if Finding.OVERCHARGE in accounts.columns
         else 0,
         "accounts_owed": owed.height,

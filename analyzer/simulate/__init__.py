@@ -10,6 +10,7 @@ so the `quiet` and `launch` scenarios of one seed carry the same requests (storm
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from analyzer.simulate import ledger as _ledger
 from analyzer.simulate import limiter as _limiter
 from analyzer.simulate.scenarios import story
 from analyzer.simulate.spec import SimSpec, Simulation, iso, validate
-from analyzer.simulate.traffic import base_traffic, gateway_frame, inject
+from analyzer.simulate.traffic import base_traffic, gateway_frame, inject, with_usage
 from analyzer.simulate.truth import build_truth
 from analyzer.simulate.write import write
 
@@ -30,8 +31,8 @@ __all__ = ["SimSpec", "Simulation", "generate", "simulate", "write"]
 def generate(spec: SimSpec) -> Simulation:
     """Simulate `spec` in memory: canonical gateway, ledger and events frames plus the truth."""
     validate(spec)
-    traffic_rng, incident_rng, failure_rng, ledger_rng, limiter_rng = (
-        np.random.default_rng(child) for child in np.random.SeedSequence(spec.seed).spawn(5)
+    traffic_rng, incident_rng, failure_rng, ledger_rng, limiter_rng, usage_rng = (
+        np.random.default_rng(child) for child in np.random.SeedSequence(spec.seed).spawn(6)
     )
     plan = story(spec)
     limited = _limiter.apply(
@@ -40,6 +41,8 @@ def generate(spec: SimSpec) -> Simulation:
         inject(base_traffic(spec, plan, traffic_rng), plan, incident_rng, failure_rng),
         limiter_rng,
     )
+    if spec.cached:
+        limited = replace(limited, traffic=with_usage(limited.traffic, usage_rng))
     traffic = limited.traffic
     books = _ledger.build(spec, plan, traffic, ledger_rng)
     events = pl.DataFrame(

@@ -16,19 +16,26 @@ import polars as pl
 from analyzer import schema as s
 from analyzer.findings import REQUEST_BUCKETS
 from analyzer.simulate.scenarios import Story
-from analyzer.simulate.spec import MODELS, SimSpec, to_us
+from analyzer.simulate.spec import CACHED_WEIGHT, MODELS, SimSpec, to_us
 from analyzer.simulate.traffic import NEW, US, Traffic, account_names, request_ids
 
 LABEL = (
     "_label"  # duplicate | orphan | failed_charged | overcharge | undercharge | ok | grant | refund | reset
 )
-EXPECTED = "_expected"  # prompt + completion the gateway reported (0 when it reported none)
+EXPECTED = "_expected"  # the right charge of the request (right_charge; 0 when it reported none)
 WIPED = "_wiped"
 BREAK = "_break"
 REQ = "_req"  # index of the request the entry bills, -1 for none
 HIDDEN = (LABEL, EXPECTED, WIPED, BREAK, REQ)
 BUCKET = {name: i for i, name in enumerate(REQUEST_BUCKETS)}
-_DEDUCT_LABELS = ("failed_charged", "overcharge", "undercharge", "ok")
+_DEDUCT_LABELS = (
+    "failed_charged",
+    "overcharge",
+    "undercharge",
+    "ok",
+    "cached_at_full_price",
+    "reasoning_counted_twice",
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +46,7 @@ class Books:
     bucket: np.ndarray  # index into REQUEST_BUCKETS, one per request
     unbilled: np.ndarray  # bool, one per request
     grants: np.ndarray  # grant per account index
+    charge: np.ndarray  # the right charge of each served request (0 for the others)
 
 
 def _parts(
@@ -83,6 +91,7 @@ def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> 
     n = len(t.ts_us)
     served = t.served
     reported = np.where(served, t.prompt + t.completion, 0)
+    charge = np.where(served, right_charge(t), 0)
     billable = served & (reported > 0)
     in_sync = _between(t.ts_us, story.sync)
     unbilled = billable & (rng.random(n) < np.where(in_sync, story.sync_unbilled_share, story.unbilled_share))
@@ -91,15 +100,19 @@ def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> 
     charged_failure = (t.burst >= 0) & (would_be > 0) & (rng.random(n) < charged_share[t.burst])
     deducted = (billable & ~unbilled) | charged_failure
 
-    amount = reported.copy()
+    # Each fault relative to the right charge (without usage detail: prompt + completion).
+    amount = charge.copy()
     if story.token_bug is not None:
         bug = (t.model == NEW) & _between(t.ts_us, story.token_bug)
-        amount = np.where(bug, t.prompt + story.token_multiplier * t.completion, amount)
+        bugged = charge + (story.token_multiplier - 1) * t.completion
+        amount = np.where(bug & ~_like_wrong_rule(t, charge, bugged), bugged, amount)
     if story.prompt_cap_model is not None:
         capped = t.model == MODELS.index(story.prompt_cap_model)
-        amount = np.where(capped, np.minimum(t.prompt, story.prompt_cap) + t.completion, amount)
+        excess = np.maximum(t.prompt - story.prompt_cap, 0)
+        amount = np.where(capped, np.maximum(charge - excess, 0), amount)
+    full, twice, amount = _usage_bugs(story, t, charge, amount)
     amount = np.where(charged_failure, would_be, np.where(served, amount, 0))
-    code = np.select([charged_failure, amount > reported, amount < reported], [0, 1, 2], 3)
+    code = np.select([charged_failure, full, twice, amount > charge, amount < charge], [0, 4, 5, 1, 2], 3)
     lag = np.where(in_sync, story.sync_lag_s * US, 0)
     ledger_ts = t.ts_us + (t.latency_ms * 1000).astype(np.int64) + rng.integers(50_000, 2 * US, n) + lag
 
@@ -113,13 +126,13 @@ def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> 
         idx,
         amount[idx],
         labels,
-        reported[idx],
+        charge[idx],
         rid.gather(idx),
     )
     dup = idx[in_sync[idx] & served[idx] & (rng.random(len(idx)) < story.sync_duplicate_share)]
     dup_ts = ledger_ts[dup] + rng.integers(US, 90 * US, len(dup))
     duplicates = _parts(
-        s.LEDGER_DEDUCT, dup_ts, t.account[dup], dup, amount[dup], "duplicate", reported[dup], rid.gather(dup)
+        s.LEDGER_DEDUCT, dup_ts, t.account[dup], dup, amount[dup], "duplicate", charge[dup], rid.gather(dup)
     )
     orphans = _orphans(spec, story, len(idx), rng)
     refunds = _support_refunds(spec, story, dup, dup_ts, amount, t, rid, rng)
@@ -141,7 +154,7 @@ def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> 
     bucket = np.where(served & (reported == 0), BUCKET["charged_ok"], BUCKET["failed_free"])
     bucket = np.where(unbilled, BUCKET["unbilled"], bucket)
     first = ledger.filter(pl.col(REQ) >= 0, pl.col(LABEL) != "duplicate")
-    names = ["charged_on_failure", "overcharged", "undercharged", "charged_ok"]
+    names = ["charged_on_failure", "overcharged", "undercharged", "charged_ok", "overcharged", "overcharged"]
     by_label = dict(zip(_DEDUCT_LABELS, names, strict=True))
     codes = (
         first[LABEL]
@@ -149,7 +162,54 @@ def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> 
         .replace_strict(BUCKET, return_dtype=pl.Int8)
     )
     bucket[first[REQ].to_numpy()] = codes.to_numpy()
-    return Books(ledger=ledger, bucket=bucket.astype(np.int8), unbilled=unbilled, grants=grants)
+    return Books(
+        ledger=ledger, bucket=bucket.astype(np.int8), unbilled=unbilled, grants=grants, charge=charge
+    )
+
+
+def right_charge(t: Traffic) -> np.ndarray:
+    """What each request should be charged: prompt + completion, with cached tokens at CACHED_WEIGHT
+    when the traffic has usage detail (rounded up per request, in integers, as the analyzer does)."""
+    if t.cached is None:
+        plain: np.ndarray = t.prompt + t.completion
+        return plain
+    d, n = CACHED_WEIGHT.denominator, CACHED_WEIGHT.numerator
+    num = (t.prompt - t.cached + t.completion) * d + t.cached * n
+    rounded: np.ndarray = -((-num) // d)
+    return rounded
+
+
+def _like_wrong_rule(t: Traffic, charge: np.ndarray, amount: np.ndarray) -> np.ndarray:
+    """Where `amount` equals what a wrong usage rule charges: such a fault could not be told apart
+    from that rule, so none is injected there."""
+    if t.cached is None or t.reasoning is None:
+        return np.zeros(len(t.ts_us), dtype=bool)
+    full = (t.cached > 0) & (amount == t.prompt + t.completion)
+    twice = (t.reasoning > 0) & (amount == charge + t.reasoning)
+    same: np.ndarray = full | twice
+    return same
+
+
+def _usage_bugs(story: Story, t: Traffic, charge: np.ndarray, amount: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The deductions of the two wrong rules (cached at the full prompt price, reasoning counted twice).
+
+    Only requests charged right so far, whose wrong charge is more than the right one; a request whose
+    two wrong charges would be equal is left alone (the analyzer names the first rule first)."""
+    n = len(t.ts_us)
+    full, twice = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool)
+    if t.cached is None or t.reasoning is None:
+        return full, twice, amount
+    plain = t.prompt + t.completion
+    right = t.served & (amount == charge)
+    if story.full_price is not None and story.full_price_model is not None:
+        in_model = t.model == MODELS.index(story.full_price_model)
+        full = right & in_model & _between(t.ts_us, story.full_price) & (t.cached > 0) & (plain > charge)
+    if story.twice is not None and story.twice_model is not None:
+        in_model = t.model == MODELS.index(story.twice_model)
+        same = (t.cached > 0) & (charge + t.reasoning == plain)
+        twice = right & in_model & _between(t.ts_us, story.twice) & (t.reasoning > 0) & ~same & ~full
+    amount = np.where(full, plain, np.where(twice, charge + t.reasoning, amount))
+    return full, twice, amount
 
 
 def _between(ts_us: np.ndarray, window: object) -> np.ndarray:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from typing import Any
 
-from analyzer.simulate.spec import LONG_CONTEXT_MAX, NEW_MODEL, SimSpec
+from analyzer.simulate.spec import CHAT_MODELS, LONG_CONTEXT_MAX, NEW_MODEL, SimSpec
 
 MIN_WINDOW = timedelta(minutes=10)
 
@@ -78,6 +79,12 @@ class Story:
     limiter_bug: Window | None = None  # NEW_MODEL admitted by the legacy limiter
     limiter_cost: int = LONG_CONTEXT_MAX  # tokens the legacy limiter charges per NEW_MODEL request
     storms: tuple[tuple[datetime, str], ...] = ()  # (minute, limit): batch storms over RPM or TPM
+    # With SimSpec.cached: served requests of `full_price_model` with cached tokens billed at the full
+    # prompt price, and of `twice_model` with reasoning tokens added again, each in its window.
+    full_price: Window | None = None
+    full_price_model: str | None = None
+    twice: Window | None = None
+    twice_model: str | None = None
 
 
 def _at(day: datetime, hh: int, mm: int) -> datetime:
@@ -152,7 +159,16 @@ def story(spec: SimSpec) -> Story:
         (_at(day, 9, 31), "incident", f"Customers report 429s on {NEW_MODEL} far under their limits"),
         (_at(day, 17, 40), "hotfix", f"{NEW_MODEL} rate limiting moved off the legacy limiter"),
     )
+    usage_bugs: dict[str, Any] = {}
+    if spec.cached:
+        usage_bugs = {
+            "full_price": _clip(spec, _at(day, 14, 0), _at(day, 15, 0)),
+            "full_price_model": CHAT_MODELS[0],
+            "twice": _clip(spec, _at(day, 15, 0), _at(day, 16, 0)),
+            "twice_model": NEW_MODEL,
+        }
     return Story(
+        **usage_bugs,
         launch_at=launch_at,
         bursts=burst_plans,
         spikes=spike_plans,

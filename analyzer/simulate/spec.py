@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from fractions import Fraction
 from typing import Any, Final
 
 import polars as pl
@@ -43,6 +44,8 @@ POOL_OF: Final = (
 
 LONG_CONTEXT_MAX: Final = 262_144
 DEFAULT_START: Final = datetime(2026, 4, 22, 6, 0, tzinfo=UTC)
+# With `cached`: the price of a cached prompt token against an uncached one, for every model.
+CACHED_WEIGHT: Final = Fraction(1, 10)
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,10 @@ class SimSpec:
     format: str = "jsonl"
     compress: str = "gz"
     start: datetime = DEFAULT_START
+    # Usage detail: cached and reasoning tokens in the gateway logs, cached tokens billed at
+    # CACHED_WEIGHT (the weights are written to analyzer.toml), and in `launch` the two wrong
+    # billing rules injected (cached at the full prompt price, reasoning counted twice).
+    cached: bool = False
 
     @property
     def end(self) -> datetime:

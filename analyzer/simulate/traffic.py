@@ -8,7 +8,7 @@ and differ only by what the incidents change.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import polars as pl
@@ -40,6 +40,8 @@ RATE_LIMITED_SHARE = 0.03
 BACKGROUND_5XX_SHARE = 0.001
 BACKGROUND_5XX = np.array([500, 502, 503, 504])
 SPIKE_RAMP_US = 30 * US
+CACHED_SHARE = 0.4  # with usage detail: chat and completion requests whose prompt was partly cached
+REASONING_SHARE = 0.6  # ...and the new model's answers that reasoned first
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,10 @@ class Traffic:
     ttft_ms: np.ndarray  # NaN: none
     stream: np.ndarray
     burst: np.ndarray  # index of the injected burst that failed the request, -1 otherwise
+    # Usage detail (SimSpec.cached): the cached part of the prompt and the reasoning part of the
+    # completion, per request; None without it.
+    cached: np.ndarray | None = None
+    reasoning: np.ndarray | None = None
 
     @property
     def served(self) -> np.ndarray:
@@ -235,6 +241,16 @@ def _failures(
     )
 
 
+def with_usage(t: Traffic, rng: np.random.Generator) -> Traffic:
+    """The traffic with cached and reasoning parts drawn (from their own generator)."""
+    n = len(t.ts_us)
+    hit = (t.endpoint != EMBEDDINGS) & (t.prompt > 0) & (rng.random(n) < CACHED_SHARE)
+    cached = np.where(hit, np.floor(t.prompt * rng.uniform(0.3, 0.95, n)), 0).astype(np.int64)
+    thinks = (t.model == NEW) & (t.completion > 0) & (rng.random(n) < REASONING_SHARE)
+    reasoning = np.where(thinks, np.floor(t.completion * rng.uniform(0.2, 0.8, n)), 0).astype(np.int64)
+    return replace(t, cached=cached, reasoning=reasoning)
+
+
 def request_ids(n: int) -> pl.Series:
     """Request ids in arrival order: req-000000001, ..."""
     width = max(9, len(str(n)))
@@ -276,7 +292,14 @@ def gateway_frame(t: Traffic, accounts: int) -> pl.DataFrame:
             pl.Series(s.STREAM, t.stream, dtype=pl.Boolean),
         ]
     )
+    usage = []
+    if t.cached is not None and t.reasoning is not None:
+        usage = [s.CACHED_TOKENS, s.REASONING_TOKENS]
+        frame = frame.with_columns(
+            pl.Series(s.CACHED_TOKENS, t.cached, dtype=pl.Int64),
+            pl.Series(s.REASONING_TOKENS, t.reasoning, dtype=pl.Int64),
+        )
     return frame.with_columns(
-        pl.when(served).then(pl.col(s.PROMPT_TOKENS, s.COMPLETION_TOKENS)),
+        pl.when(served).then(pl.col(s.PROMPT_TOKENS, s.COMPLETION_TOKENS, *usage)),
         pl.when(pl.col(s.UPSTREAM_STATUS) >= 0).then(pl.col(s.UPSTREAM_STATUS)).alias(s.UPSTREAM_STATUS),
     )

@@ -9,14 +9,21 @@ import numpy as np
 import polars as pl
 
 from analyzer import schema as s
-from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, REQUEST_BUCKETS
+from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, OVERCHARGE_KINDS, REQUEST_BUCKETS
 from analyzer.simulate.ledger import BREAK, EXPECTED, LABEL, WIPED, Books
 from analyzer.simulate.limiter import TIERS, Limited
 from analyzer.simulate.scenarios import Story
-from analyzer.simulate.spec import MODELS, NEW_MODEL, SimSpec, from_us, iso, to_us
+from analyzer.simulate.spec import CACHED_WEIGHT, MODELS, NEW_MODEL, SimSpec, from_us, iso, to_us
 from analyzer.simulate.traffic import US, Traffic, account_names, request_ids
 
 SCHEMA_VERSION = 1
+USAGE_KINDS = ("cached_at_full_price", "reasoning_counted_twice")
+CACHED_NOTE = (
+    "With cached: the expected charge is (prompt - cached) + cached x {w} + completion, rounded up per "
+    "request (weights in analyzer.toml); cached_at_full_price deductions charge prompt + completion "
+    "(refund = amount - expected); reasoning_counted_twice deductions charge expected + reasoning "
+    "(refund = amount - expected)."
+)
 
 NOTES = (
     "Deductions are ledger entries with kind == 'deduct', joined to gateway requests by request_id; "
@@ -57,7 +64,7 @@ def _refund_expr() -> pl.Expr:
     return (
         pl.when(label.is_in(["duplicate", "failed_charged"]))
         .then(pl.col(s.TOKENS))
-        .when(label == "overcharge")
+        .when(label.is_in(OVERCHARGE_KINDS))
         .then(pl.col(s.TOKENS) - pl.col(EXPECTED))
         .otherwise(0)
     )
@@ -74,15 +81,17 @@ def ledger_truth(t: Traffic, books: Books) -> dict[str, Any]:
     deductions = led.filter(pl.col(s.KIND) == s.LEDGER_DEDUCT).with_columns(_refund_expr().alias("_refund"))
     labels = deductions[LABEL].value_counts()
     by_label = {str(k): int(v) for k, v in zip(labels[LABEL], labels["count"], strict=True)}
-    findings = {k: by_label.get(k, 0) for k in DEDUCTION_KINDS}
+    # The kinds only usage detail can show are listed only when the traffic has it.
+    usage_only = () if t.cached is not None else USAGE_KINDS
+    findings = {k: by_label.get(k, 0) for k in DEDUCTION_KINDS if k not in usage_only}
     findings["unbilled"] = int(books.unbilled.sum())
     findings["balance_break"] = int(led[BREAK].sum())
-    assert set(findings) == set(DEDUCTION_KINDS) | set(OTHER_FINDINGS)
+    assert set(findings) == (set(DEDUCTION_KINDS) | set(OTHER_FINDINGS)) - set(usage_only)
     buckets = np.bincount(books.bucket, minlength=len(REQUEST_BUCKETS))
     assert int(buckets.sum()) == len(t.ts_us)
     refund_by_kind = deductions.group_by(LABEL).agg(pl.col("_refund").sum())
     served = t.served
-    expected_total = int(np.where(served, t.prompt + t.completion, 0).sum())
+    expected_total = int(np.where(served, books.charge, 0).sum())
     unbilled_tokens = int((t.prompt + t.completion)[books.unbilled].sum())
     refunds = _per_account(deductions, "_refund")
     total = int(deductions["_refund"].sum())
@@ -171,6 +180,23 @@ def limits_truth(story: Story, limited: Limited) -> dict[str, Any]:
     }
 
 
+def _usage_faults(story: Story, led: dict[str, Any]) -> dict[str, Any]:
+    """The two wrong billing rules, when injected: window, model, count and refund tokens."""
+    out: dict[str, Any] = {}
+    for kind, window, model in (
+        ("cached_at_full_price", story.full_price, story.full_price_model),
+        ("reasoning_counted_twice", story.twice, story.twice_model),
+    ):
+        if window is not None:
+            out[kind] = {
+                **_window(window),
+                "model": model,
+                "count": led["findings_by_kind"][kind],
+                "refund_tokens": led["refund_tokens_by_kind"].get(kind, 0),
+            }
+    return out
+
+
 def build_truth(
     spec: SimSpec, story: Story, limited: Limited, books: Books, resets: list[str], events: pl.DataFrame
 ) -> dict[str, Any]:
@@ -233,11 +259,12 @@ def build_truth(
             "wipes": {"count": led["balance_wiped"]},
             "unbilled": {"count": f["unbilled"]},
             "balance_breaks": {"count": f["balance_break"]},
+            **_usage_faults(story, led),
         },
         "resets": resets,
         "events": [
             {"ts": iso(ts), "kind": k, "title": title}
             for ts, k, title in zip(events[s.TS], events[s.KIND], events[s.TITLE], strict=True)
         ],
-        "notes": list(NOTES),
+        "notes": [*NOTES, *([CACHED_NOTE.format(w=CACHED_WEIGHT)] if spec.cached else [])],
     }

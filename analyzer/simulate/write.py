@@ -21,7 +21,7 @@ import zstandard
 from analyzer import schema as s
 from analyzer.errors import OutputError
 from analyzer.simulate.limiter import limits_toml
-from analyzer.simulate.spec import SimSpec, Simulation
+from analyzer.simulate.spec import CACHED_WEIGHT, MODELS, SimSpec, Simulation
 
 TS_FORMAT = "%Y-%m-%dT%H:%M:%S%.6fZ"
 GZIP_LEVEL = 6
@@ -34,6 +34,16 @@ PARQUET_CODEC: dict[str, Literal["gzip", "zstd", "uncompressed"]] = {
 HOUR_US = 3_600_000_000
 ACCOUNTS_FILE = "accounts.csv"
 LIMITS_FILE = "limits.toml"
+CONFIG = "analyzer.toml"
+CONFIG_MARK = "# Written by analyzer simulate --cached"
+
+
+def weights_toml() -> str:
+    """The weights a --cached simulation bills by, as the analyzer.toml `analyzer report DIR` finds."""
+    lines = [f"{CONFIG_MARK}: a cached prompt token costs {CACHED_WEIGHT} of an uncached one."]
+    for model in MODELS:
+        lines += [f'[weights."{model}"]', f'cached = "{CACHED_WEIGHT}"']
+    return "\n".join(lines) + "\n"
 
 
 def _text_ts(frame: pl.DataFrame) -> pl.DataFrame:
@@ -93,6 +103,9 @@ def _prepare(out_dir: Path) -> None:
         )
     stale = [*out_dir.glob("gateway/gateway-*"), *out_dir.glob("ledger.*"), *out_dir.glob("events.jsonl")]
     stale += [p for p in (out_dir / ACCOUNTS_FILE, out_dir / LIMITS_FILE) if p.exists()]
+    config = out_dir / CONFIG
+    if config.is_file() and config.read_text(encoding="utf-8").startswith(CONFIG_MARK):
+        stale.append(config)  # an earlier --cached simulation's weights, never a user's file
     for p in stale:
         p.unlink()
 
@@ -123,6 +136,10 @@ def write(sim: Simulation, out_dir: Path, spec: SimSpec) -> list[Path]:
         sim.accounts.write_csv(accounts_path)
         toml_path.write_text(limits_toml(ACCOUNTS_FILE), encoding="utf-8")
         limits_paths = [accounts_path, toml_path]
+    if spec.cached:
+        config_path = out_dir / CONFIG
+        config_path.write_text(weights_toml(), encoding="utf-8")
+        paths.append(config_path)
     truth_path = out_dir / "truth.json"
     truth_path.write_text(json.dumps(sim.truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     return [*paths, ledger_path, events_path, *limits_paths, truth_path]
