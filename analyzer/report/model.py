@@ -251,7 +251,9 @@ def _summary(
         "seconds_in_burst": _union_seconds([(b.start, b.end) for b in detection.bursts]),
         "accounts_hit_by_errors": detection.accounts_hit,
         "accounts_overcharged": int(
-            accounts.select(pl.any_horizontal(pl.col(k) > 0 for k in OVERCHARGE_KINDS).sum()).item()
+            accounts.select(
+                pl.any_horizontal(pl.col(k) > 0 for k in OVERCHARGE_KINDS if k in accounts.columns).sum()
+            ).item()
         )
         if Finding.OVERCHARGE in accounts.columns
         else 0,
