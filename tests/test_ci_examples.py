@@ -24,6 +24,9 @@ from typer.testing import CliRunner
 
 from analyzer.cli import app
 
+# The workflows are run for their command lines and exit codes: one analysis of each folder serves them all.
+pytestmark = pytest.mark.usefixtures("shared_analysis")
+
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = (
     ROOT.joinpath("README.md").read_text(encoding="utf-8").split("## Use in CI\n", 1)[1].split("\n## ", 1)[0]

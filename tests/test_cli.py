@@ -105,6 +105,7 @@ def test_json_to_stdout_is_only_json(sample: Path) -> None:
         pytest.param(["no-such-rule"], 2, id="unknown-rule-usage-error"),
     ],
 )
+@pytest.mark.usefixtures("shared_analysis")
 def test_fail_on_exit_codes(sample: Path, rules: list[str], code: int) -> None:
     args: list[str | Path] = ["report", sample, "--quiet"]
     for rule in rules:

@@ -27,6 +27,8 @@ from analyzer.report.model import Report
 
 SAMPLE = Path(__file__).resolve().parent.parent / "sample_logs"
 runner = CliRunner()
+# The CLI runs here only to show what CI sees: one analysis of the sample serves every command line.
+pytestmark = pytest.mark.usefixtures("shared_analysis")
 
 # junit-10.xsd: element -> (required attributes, optional attributes, allowed children).
 _SCHEMA: dict[str, tuple[set[str], set[str], set[str]]] = {
