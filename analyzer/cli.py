@@ -57,6 +57,12 @@ class Annotations(StrEnum):
     github = "github"
 
 
+class Preset(StrEnum):
+    """schema.PresetName, spelled here so the CLI starts without Polars (tests/test_presets.py checks)."""
+
+    litellm = "litellm"
+
+
 class Compression(StrEnum):
     gz = "gz"
     zst = "zst"
@@ -168,6 +174,13 @@ MaxMemoryOpt = Annotated[
 RefundsOpt = Annotated[
     Path | None, typer.Option("--refunds", help="Write every account owed a refund (.csv/.parquet).")
 ]
+PresetOpt = Annotated[
+    Preset | None,
+    typer.Option(
+        "--preset",
+        help="Read the inputs as a known record shape (litellm). Default: detected from field names.",
+    ),
+]
 FindingsOpt = Annotated[
     Path | None, typer.Option("--findings", help="Write every flagged ledger entry (.csv/.parquet).")
 ]
@@ -182,6 +195,7 @@ def _request(
     since: str | None = None,
     until: str | None = None,
     refunds: Path | None = None,
+    preset: Preset | None = None,
 ) -> ReportRequest:
     from analyzer.pipeline import ReportRequest
 
@@ -194,6 +208,7 @@ def _request(
         since=_time(since, "--since"),
         until=_time(until, "--until"),
         refunds_path=refunds,
+        preset=None if preset is None else preset.value,
     )
 
 
@@ -240,6 +255,7 @@ def report(
         Annotations | None,
         typer.Option("--annotations", help="Write CI annotations on stderr (github: workflow commands)."),
     ] = None,
+    preset: PresetOpt = None,
     quiet: QuietOpt = False,
     max_memory: MaxMemoryOpt = None,
 ) -> None:
@@ -257,7 +273,7 @@ def report(
     with _errors(), _memory_guard(max_memory):
         rules = list(fail_on or [])
         parsed = parse_rules(rules)
-        request = _request(directory, gateway, ledger, events, config, since, until, refunds)
+        request = _request(directory, gateway, ledger, events, config, since, until, refunds, preset)
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(request, files=(json_path, markdown, junit), tables=(refunds, findings, rejects))
         with _progress(quiet) as say:
@@ -444,6 +460,7 @@ def reconcile(
     until: UntilOpt = None,
     json_out: JsonOpt = None,
     top: Annotated[int, typer.Option("--top", min=0, help="How many accounts to list.")] = 10,
+    preset: PresetOpt = None,
     quiet: QuietOpt = False,
     max_memory: MaxMemoryOpt = None,
 ) -> None:
@@ -456,7 +473,7 @@ def reconcile(
     from analyzer.report.commands import render_reconcile
 
     with _errors(), _memory_guard(max_memory):
-        request = _request(directory, gateway, ledger, None, config, since, until, refunds)
+        request = _request(directory, gateway, ledger, None, config, since, until, refunds, preset)
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(request, files=(json_path,), tables=(refunds, findings))
         with _progress(quiet) as say:
@@ -517,6 +534,7 @@ def inspect(
     kind: Annotated[Kind, typer.Option("--kind", help="What the inputs are.")] = Kind.gateway,
     config: ConfigOpt = None,
     json_flag: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    preset: PresetOpt = None,
     rejects: Annotated[
         Path | None, typer.Option("--rejects", help="Write every rejected line with file, line, reason.")
     ] = None,
@@ -529,7 +547,7 @@ def inspect(
     from analyzer.report.commands import render_inspect
 
     with _errors():
-        loaded = run_inspect(paths, kind.value, config)
+        loaded = run_inspect(paths, kind.value, config, None if preset is None else preset.value)
         described = describe_inputs(loaded)
         if rejects is not None:
             write_rejects(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from analyzer.errors import ConfigError
-from analyzer.schema import LEDGER_KINDS, SCHEMAS, FormatName
+from analyzer.schema import LEDGER_KINDS, SCHEMAS, FormatName, PresetName
 
 TS_UNITS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
 DURATION_UNITS = ("ms", "s", "us")
@@ -45,6 +45,8 @@ class Rounding(StrEnum):
 
 
 ROUNDINGS = tuple(Rounding)
+PRESETS = tuple(PresetName)
+LEDGER_AMOUNT_UNITS = ("tokens", "usd")
 
 _DURATION = re.compile(r"^\s*([+-]?)(\d+(?:\.\d+)?)\s*(us|ms|s|m|h|d)\s*$")
 _DURATION_SCALE = {"us": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -79,6 +81,8 @@ class SourceConfig:
     outlier_gap: timedelta = timedelta(days=30)
     # Ledger only: the source's entry kinds -> deduct, refund, grant or reset ("debit" = "deduct").
     kinds: Mapping[str, str] = field(default_factory=dict)
+    # A known record shape (ingest/presets.py: litellm); None: detected from the field names.
+    preset: str | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +197,8 @@ class ModelPrice:
 
     input_per_million: Decimal = Decimal(0)
     output_per_million: Decimal = Decimal(0)
+    # A cached input token's price (a ledger in USD is checked against it); None: the input price.
+    cached_input_per_million: Decimal | None = None
 
 
 @dataclass(frozen=True)
@@ -222,6 +228,16 @@ class Settings:
     def source(self, kind: str) -> SourceConfig:
         """The SourceConfig of 'gateway', 'ledger' or 'events'."""
         return {"gateway": self.gateway, "ledger": self.ledger, "events": self.events}[kind]
+
+    def with_preset(self, preset: str | None) -> Settings:
+        """These settings with every source read as the known record shape `preset` (None: as they are)."""
+        if preset is None:
+            return self
+        return dataclasses.replace(
+            self,
+            gateway=dataclasses.replace(self.gateway, preset=preset),
+            ledger=dataclasses.replace(self.ledger, preset=preset),
+        )
 
     def weights_for(self, model: str) -> ModelWeights:
         """The charge weights of `model` (default 1 and 1)."""
@@ -318,7 +334,7 @@ def _table(value: Any, name: str, where: str) -> dict[str, Any]:
 
 
 def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
-    allowed = {"fields", "units", "clock_offset", "format", "log_format", "outlier_gap", "kinds"}
+    allowed = {"fields", "units", "clock_offset", "format", "log_format", "outlier_gap", "kinds", "preset"}
     for key in t:
         if key not in allowed:
             raise ConfigError(
@@ -339,14 +355,21 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
                 f"'{name}' is not a canonical {kind} column", path=where, field=f"{kind}.fields.{name}"
             )
     for name, unit in units.items():
+        if kind == "ledger" and name == "tokens" and unit in LEDGER_AMOUNT_UNITS:
+            continue  # a ledger's amounts in tokens (default) or in US dollars (micro-dollars)
         allowed_units = TS_UNITS if name == "ts" else DURATION_UNITS
         strftime = name == "ts" and "%" in unit  # a format of its own: timestamps.is_format
         if name not in ("ts", "latency_ms", "ttft_ms") or (unit not in allowed_units and not strftime):
             raise ConfigError(
-                f"unit '{unit}' not allowed (ts: {', '.join(TS_UNITS)} or a strftime format; latency_ms, ttft_ms: {', '.join(DURATION_UNITS)})",
+                f"unit '{unit}' not allowed (ts: {', '.join(TS_UNITS)} or a strftime format; latency_ms, ttft_ms: {', '.join(DURATION_UNITS)}; ledger tokens: {', '.join(LEDGER_AMOUNT_UNITS)})",
                 path=where,
                 field=f"{kind}.units.{name}",
             )
+    preset = t.get("preset")
+    if preset is not None and preset not in PRESETS:
+        raise ConfigError(
+            f"unknown preset '{preset}' (known: {', '.join(PRESETS)})", path=where, field=f"{kind}.preset"
+        )
     fmt = t.get("format")
     if fmt is not None and fmt not in FORMATS:
         raise ConfigError(
@@ -378,6 +401,7 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         log_format=None if log_format is None else _str(log_format, f"{kind}.log_format", where),
         outlier_gap=gap,
         kinds=kinds,
+        preset=preset,
     )
 
 
@@ -418,7 +442,7 @@ def _coerce(value: Any, hint: Any, name: str, where: str) -> Any:
                 if isinstance(value, str)
                 else timedelta(seconds=float(value))
             )
-        if hint is Decimal:
+        if hint is Decimal or text == "decimal.Decimal | None":
             if isinstance(value, bool):
                 raise TypeError
             return Decimal(str(value))

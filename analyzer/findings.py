@@ -274,6 +274,8 @@ class InputReport:
     fields: dict[str, str | None] = field(default_factory=dict)  # canonical -> source field (None: absent)
     first_ts: datetime | None = None
     last_ts: datetime | None = None
+    preset: str | None = None  # the known record shape read (ingest/presets.py), if any
+    amounts: str = "tokens"  # a ledger's unit of amounts: tokens, or usd (read as micro-dollars)
 
     @property
     def rows_analyzed(self) -> int:

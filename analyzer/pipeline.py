@@ -28,6 +28,7 @@ from analyzer.detect import detect
 from analyzer.errors import InputError, OutputError
 from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliation
 from analyzer.ingest import Loaded, find_inputs, load
+from analyzer.ingest.presets import USD
 from analyzer.reconcile import reconcile
 from analyzer.report.model import Report, build_report
 from analyzer.schema import EVENTS, REJECT_FILE, REJECT_LINE, TS
@@ -62,6 +63,7 @@ class ReportRequest:
     since: datetime | None = None
     until: datetime | None = None
     refunds_path: Path | None = None
+    preset: str | None = None  # `--preset`: every input read as this known record shape
 
 
 @dataclass(frozen=True)
@@ -123,7 +125,7 @@ def run_report(
     sources, config_path = resolve_sources(request)
     if Part.LEDGER not in parts:
         sources["ledger"] = []
-    settings = load_settings(config_path)
+    settings = load_settings(config_path).with_preset(request.preset)
     loaded: list[Loaded] = []
     for kind in ("gateway", "ledger", "events"):
         if sources[kind]:
@@ -137,7 +139,8 @@ def run_report(
     if "ledger" in by_kind:
         say("reconciling the ledger")
         ledger = _window(by_kind["ledger"].frame, request.since, request.until)
-        reconciliation = reconcile(gateway, ledger, settings)
+        money = any(i.amounts == USD for i in by_kind["ledger"].inputs)  # a ledger in dollars
+        reconciliation = reconcile(gateway, ledger, settings, money=money)
     events = (
         _window(by_kind["events"].frame, request.since, request.until).collect()
         if "events" in by_kind
@@ -178,9 +181,11 @@ def _converted(request: ReportRequest) -> tuple[list[InputReport], list[str], pl
     return reports, read_manifest_notes(request.directory), rejects
 
 
-def run_inspect(paths: Sequence[Path], kind: str, config: Path | None) -> list[Loaded]:
-    """Load the given inputs as `kind` and say what each one is."""
-    settings = load_settings(config)
+def run_inspect(
+    paths: Sequence[Path], kind: str, config: Path | None, preset: str | None = None
+) -> list[Loaded]:
+    """Load the given inputs as `kind` (as the known record shape `preset`) and say what each one is."""
+    settings = load_settings(config).with_preset(preset)
     return [load(kind, list(paths), settings)]
 
 

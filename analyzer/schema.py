@@ -135,6 +135,12 @@ class FormatName(StrEnum):
     COMMON = "common"
 
 
+class PresetName(StrEnum):
+    """Known record shapes, as `--preset` and `[<kind>] preset` name them (ingest/presets.py)."""
+
+    LITELLM = "litellm"  # LiteLLM proxy spend logs (LiteLLM_SpendLogs exported as CSV or JSON)
+
+
 # --- provenance columns every loader adds (dropped before analysis where not needed) ---------
 SOURCE_FILE: Final = "_file"
 SOURCE_LINE: Final = "_line"

@@ -22,7 +22,7 @@ from typing import Final
 import polars as pl
 
 from analyzer.errors import MappingError
-from analyzer.ingest import usage
+from analyzer.ingest import presets, usage
 from analyzer.ingest.sources import RAW, RAW_LIMIT, SRC
 from analyzer.ingest.timestamps import column_to_ts, with_parsed_ts
 from analyzer.schema import (
@@ -160,6 +160,9 @@ _ABSENT: Final = ("", "-")
 _PRESENT: Final = "_present:"
 _VALUE: Final = "_value:"
 _PARSED_TS: Final = "_parsed:ts"
+_PARSED_END: Final = "_parsed:end"  # a preset's second time, the end of a latency span
+_MICRO: Final = 1_000_000  # micro-dollars per US dollar
+_MONEY: Final = pl.Decimal(38, 12)  # dollars read exactly to 12 decimals, then rounded up to micro-dollars
 _TRUE: Final = ("true", "t", "1", "yes", "y")
 _FALSE: Final = ("false", "f", "0", "no", "n")
 
@@ -208,6 +211,8 @@ def units_for(
         source = fields.get(canonical)
         implied = ALIAS_UNITS.get(source, fallback) if source is not None else fallback
         out[canonical] = units.get(canonical, defaults.get(canonical, implied))
+    if TOKENS in units or TOKENS in defaults:  # a ledger's amounts: tokens, or US dollars
+        out[TOKENS] = units.get(TOKENS, defaults.get(TOKENS, "tokens"))
     return out
 
 
@@ -224,8 +229,11 @@ def canonicalize(
     check_seen: Sequence[str] = (),
     keep: Sequence[str] = (),
     kinds: Mapping[str, str] | None = None,
+    shape: presets.Shape = presets.NO_SHAPE,
 ) -> pl.LazyFrame:
     """Source columns (`src:<field>`) -> `_file`, `_line`, `_reject`, `_raw` and every canonical column.
+
+    `shape` is what a preset adds: constant columns, status words, a latency between two times.
 
     `file` is the input's name; None when `frame` is a batch of files whose rows have their `_file`.
     `kinds` maps a ledger's own entry kinds (lower-cased) to the canonical ones.
@@ -241,19 +249,31 @@ def canonicalize(
     # computes each value and its presence once as columns; stage 2 reads them for the reasons.
     mapped = {c: s for c in schema if (s := fields.get(c)) is not None}
     summed = {c: usage.addends_of(fields, c) for c in mapped}
+    constants = dict(shape.constants)
     frame = frame.with_columns(
-        _absent_to_null(pl.col(SRC + s), dtypes.get(s, pl.String())).alias(_VALUE + c)
-        for c, s in [*mapped.items(), *((k, s) for extra in summed.values() for k, s in extra.items())]
+        *(
+            _absent_to_null(pl.col(SRC + s), dtypes.get(s, pl.String())).alias(_VALUE + c)
+            for c, s in [*mapped.items(), *((k, s) for extra in summed.values() for k, s in extra.items())]
+        ),
+        *(pl.lit(v, pl.String).alias(_VALUE + c) for c, v in constants.items()),
     )
+    if shape.statuses and STATUS in mapped and dtypes.get(mapped[STATUS], pl.String()) == pl.String():
+        words = pl.col(_VALUE + STATUS).str.to_lowercase().replace(dict(shape.statuses))
+        frame = frame.with_columns(words.alias(_VALUE + STATUS))
     text_ts = TS in mapped and dtypes.get(mapped[TS], pl.String()) == pl.String()
     if text_ts:
         frame = with_parsed_ts(frame, _VALUE + TS, _PARSED_TS, units.get(TS, "iso"))
+    span = shape.latency_from is not None and text_ts and LATENCY_MS in mapped
+    if span:
+        frame = with_parsed_ts(frame, _VALUE + LATENCY_MS, _PARSED_END, "iso")
     staged: list[pl.Expr] = []
     reasons: list[pl.Expr] = [pl.col(REJECT_REASON)]
     if text:
         reasons.append(pl.when(pl.col(RAW).str.contains("\ufffd", literal=True)).then(pl.lit(INVALID_UTF8)))
     for canonical, dtype in schema.items():
         source = fields.get(canonical)
+        if source is None and canonical in constants:
+            source = f"={constants[canonical]}"  # a preset's value of every row, read as text
         if source is None:
             staged.append(pl.lit(None, dtype).alias(canonical))
             staged.append(pl.lit(False).alias(_PRESENT + canonical))
@@ -262,12 +282,15 @@ def canonicalize(
         raw_value = pl.col(_VALUE + canonical)
         if canonical == TS and text_ts:
             value = pl.col(_PARSED_TS)
+        elif canonical == LATENCY_MS and span:
+            # A preset's latency: the time from the row's ts (as read, before any clock offset) to this one.
+            value = (pl.col(_PARSED_END) - pl.col(_PARSED_TS)).dt.total_microseconds() / 1000.0
         else:
             value = _convert(raw_value, src_dtype, dtype, canonical, units)
         if canonical == TS and clock_offset:
             value = value + pl.lit(clock_offset)
         present_expr = raw_value.is_not_null()
-        if summed[canonical]:
+        if summed.get(canonical):
             # A sum (Anthropic's prompt): absent addends count 0; one that does not parse nulls the sum.
             raw_parts = [pl.col(_VALUE + k) for k in summed[canonical]]
             parts = [
@@ -341,6 +364,11 @@ def _convert(
     if canonical == TS:
         return column_to_ts(value, src, units.get(TS, "iso"))
     text = src == pl.String()
+    if canonical == TOKENS and units.get(TOKENS) == presets.USD:
+        # Dollars with decimals (or in exponent form, as a float-typed exporter writes 1.2345e-05) to
+        # whole micro-dollars, exactly: a fraction of a micro-dollar is rounded up, as charges are.
+        dollars = (value if text else value.cast(pl.String)).cast(_MONEY, strict=False)
+        return (dollars * _MICRO).ceil().cast(pl.Int64, strict=False)
     if dtype == pl.Int64():
         if not text:
             return (

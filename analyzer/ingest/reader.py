@@ -21,9 +21,9 @@ import polars as pl
 from analyzer.config import SourceConfig
 from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
-from analyzer.ingest import duplicates, formats, mapping, usage
+from analyzer.ingest import duplicates, formats, mapping, presets, usage
 from analyzer.ingest.sources import SRC, decompress_readable, sniff
-from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, SOURCE_FILE, TS
+from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, SOURCE_FILE, TOKENS, TS
 
 # The format read where it lies (columnar already): its rows are a lazy query, never a staged copy.
 IN_PLACE: Final = "parquet"
@@ -71,6 +71,7 @@ class Opened:
     units: dict[str, str]
     text_bytes: int  # about how much text the input holds (Parquet read in place: 0)
     batch: Hashable  # equal (not None) for small inputs that one scan can read together
+    shape: presets.Shape = presets.NO_SHAPE  # a preset's constants, status words and latency span
 
     @property
     def label(self) -> str:
@@ -84,11 +85,12 @@ def open_input(kind: str, path: Path, config: SourceConfig) -> Opened:
     fmt = formats.choose(path, sniffed, config)
     try:
         source = fmt.open(path, sniffed, config)
+        preset = presets.choose(kind, config.preset, list(source.fields))
         fields = mapping.resolve(
             kind,
             list(source.fields),
             config.fields,
-            source.defaults,
+            presets.defaults(preset, kind, source.defaults),
             path=label,
             complete=source.complete,
         )
@@ -104,12 +106,14 @@ def open_input(kind: str, path: Path, config: SourceConfig) -> Opened:
                 field=name,
             )
     unverified = [c for c, name in fields.items() if c in config.fields and name not in source.fields]
-    units = mapping.units_for(fields, config.units, source.units)
+    units = mapping.units_for(fields, config.units, presets.units(preset, kind, source.units))
+    shape = presets.shape(preset, kind, fields, config.fields)
     text = 0 if fmt.name == IN_PLACE else _text_bytes(path, sniffed.compression)
     batch: Hashable = None
     if source.batch is not None and text <= BATCH_FILE_BYTES:
-        batch = (fmt.name, sniffed.compression, source.batch, *map(_frozen, (fields, unverified, units)))
-    return Opened(path, sniffed.compression, fmt, source, fields, unverified, units, text, batch)
+        frozen = map(_frozen, (fields, unverified, units))
+        batch = (fmt.name, sniffed.compression, source.batch, *frozen, shape)
+    return Opened(path, sniffed.compression, fmt, source, fields, unverified, units, text, batch, shape)
 
 
 def _text_bytes(path: Path, compression: str) -> int:
@@ -253,6 +257,7 @@ def _plan_of(
             check_seen=opened.unverified,
             keep=hashes,
             kinds=config.kinds,
+            shape=opened.shape,
         )
 
     return plan
@@ -323,7 +328,9 @@ def _report(kind: str, opened: Opened, counts: pl.DataFrame) -> InputReport:
         rows_read=rows_read,
         rows_rejected=rejected,
         rejects_by_reason=dict(sorted(by_reason.items())),
-        fields=usage.described(fields, list(SCHEMAS[kind])),
+        fields=opened.shape.described(usage.described(fields, list(SCHEMAS[kind])), opened.units),
+        preset=opened.shape.preset,
+        amounts=opened.units.get(TOKENS, "tokens"),
         first_ts=None if good.is_empty() else good["first"][0],
         last_ts=None if good.is_empty() else good["last"][0],
     )

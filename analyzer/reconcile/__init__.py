@@ -16,6 +16,7 @@ then added up. Up to 500k rows there is one pass over the inputs themselves.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 import polars as pl
@@ -33,6 +34,7 @@ from analyzer.findings import (
 )
 from analyzer.reconcile import accounts as acc
 from analyzer.reconcile import balances as bal
+from analyzer.reconcile import charges
 from analyzer.reconcile import classify as cls
 from analyzer.reconcile.invariants import check_invariants
 from analyzer.reconcile.partitions import Partitions, partition
@@ -127,9 +129,18 @@ def _collect(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) ->
     return out
 
 
-def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -> Reconciliation:
-    """Classify every deduction, bucket every request, check balances, and total refunds per account."""
-    out = _collect(gateway, ledger, settings)
+def reconcile(
+    gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings, *, money: bool = False
+) -> Reconciliation:
+    """Classify every deduction, bucket every request, check balances, and total refunds per account.
+
+    `money`: the ledger's amounts are micro-dollars (a ledger in US dollars): each request's expected
+    charge is then priced by `[prices.<model>]`, and every token figure of the result is micro-dollars.
+    """
+    priced = settings
+    if money:
+        priced = replace(settings, weights=charges.price_weights(settings.prices), prices={})
+    out = _collect(gateway, ledger, priced)
     rows = out["rows"]
     flagged = rows.filter(pl.col(KIND) != Finding.UNBILLED)
     findings = pl.concat(
@@ -161,7 +172,10 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
     )
     notes = list(_notes(gw, lg, unknown, repeated_ids=int(side[cls.ID_LINES] or 0) - int(side[cls.IDS] or 0)))
     usd_rows, refund_usd = None, None
-    if settings.prices:
+    if money:
+        usd_rows, refund_usd = acc.micro_usd(acc.deduction_rows(deducted))
+        notes.extend(_money_notes(gateway, settings))
+    elif settings.prices:
         split = out["split"].group_by(ACCOUNT_ID, MODEL).agg(pl.all().sum())
         usd_rows, refund_usd, price_notes = acc.price_refunds(split, settings.prices)
         notes.extend(price_notes)
@@ -194,6 +208,21 @@ def reconcile(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -
         notes=tuple(notes),
         refund_usd=refund_usd,
     )
+
+
+def _money_notes(gateway: pl.LazyFrame, settings: Settings) -> list[str]:
+    models = gateway.select(pl.col(MODEL).drop_nulls().unique().sort()).collect()[MODEL].to_list()
+    unpriced = [m for m in models if m not in settings.prices]
+    notes = [
+        "reconcile: the ledger is in US dollars: its amounts, the expected charges (from "
+        "[prices.<model>]) and the refunds are micro-dollars (USD × 1,000,000)"
+    ]
+    if unpriced:
+        notes.append(
+            f"reconcile: no [prices.<model>] for {', '.join(unpriced)}: their requests are expected at "
+            "1 micro-dollar a token"
+        )
+    return notes
 
 
 def _by_kind(deduction_kinds: pl.DataFrame, findings: pl.DataFrame) -> dict[str, KindTotal]:

@@ -17,6 +17,7 @@ from analyzer.schema import TS as TS_COL
 ALL_KINDS = (*DEDUCTION_KINDS, *OTHER_FINDINGS)
 EXPECTED_TOKENS = "tokens_expected"
 REFUND_USD = "refund_usd"
+MICRO = 1_000_000  # micro-dollars per US dollar
 DEDUCTIONS = "deductions"
 _REFUND_IN = "_refund_input"
 _REFUND_OUT = "_refund_output"
@@ -154,3 +155,17 @@ def _decimal_text(e: pl.Expr) -> pl.Expr:
 def _text(d: Decimal) -> str:
     s = f"{d:f}"
     return s.rstrip("0").rstrip(".") if "." in s else s
+
+
+def micro_usd(deductions: pl.DataFrame) -> tuple[pl.DataFrame, str]:
+    """Refunds of a ledger in micro-dollars as exact dollar text: per account, and the total."""
+    refund = pl.col(REFUND)
+    dollars = pl.format(
+        "{}{}.{}",
+        pl.when(refund < 0).then(pl.lit("-")).otherwise(pl.lit("")),
+        refund.abs() // MICRO,
+        (refund.abs() % MICRO).cast(pl.String).str.zfill(6),
+    )
+    per_account = deductions.filter(refund != 0).select(ACCOUNT_ID, _decimal_text(dollars).alias(REFUND_USD))
+    total = Decimal(int(deductions[REFUND].sum())).scaleb(-6)
+    return per_account, _text(total)

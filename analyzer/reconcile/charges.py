@@ -22,7 +22,7 @@ from typing import Final
 
 import polars as pl
 
-from analyzer.config import ModelWeights
+from analyzer.config import ModelPrice, ModelWeights
 from analyzer.schema import (
     CACHED_TOKENS,
     COMPLETION_TOKENS,
@@ -109,6 +109,19 @@ def with_charges(
         out.append(pl.when(reasoning > 0).then(rounded(num + reasoning * wo)).alias(TWICE))
     dropped = [_D, *(f"_w_{p}" for p in _PARTS)] if weights else []
     return frame.with_columns(out).drop(dropped)
+
+
+def price_weights(prices: Mapping[str, ModelPrice]) -> dict[str, ModelWeights]:
+    """The price card as weights, for a ledger in micro-dollars: USD per million tokens is exactly
+    micro-dollars per token (0.60 $/M: 3/5 µ$ a token)."""
+    return {
+        model: ModelWeights(
+            prompt=Fraction(p.input_per_million),
+            completion=Fraction(p.output_per_million),
+            cached=None if p.cached_input_per_million is None else Fraction(p.cached_input_per_million),
+        )
+        for model, p in prices.items()
+    }
 
 
 def alternatives(columns: Collection[str]) -> list[str]:

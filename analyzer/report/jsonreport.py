@@ -48,6 +48,7 @@ def input_dict(i: InputReport) -> dict[str, Any]:
             "kind": i.kind,
             "path": i.path,
             "format": i.format,
+            "preset": i.preset,
             "compression": i.compression,
             "rows_read": i.rows_read,
             "rows_rejected": i.rows_rejected,

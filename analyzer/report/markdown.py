@@ -233,7 +233,9 @@ def _data_quality(report: Report, clock: Clock) -> list[str]:
         [
             i.kind,
             escape(i.path),
-            escape(i.format) + ("" if i.compression == "none" else f" ({escape(i.compression)})"),
+            escape(i.format)
+            + (f", preset {escape(i.preset)}" if i.preset else "")
+            + ("" if i.compression == "none" else f" ({escape(i.compression)})"),
             f"{i.rows_read:,}",
             f"{i.rows_rejected:,}",
             escape(", ".join(f"{k}: {v:,}" for k, v in sorted(i.rejects_by_reason.items()))) or DASH,

@@ -92,7 +92,8 @@ def inputs_table(inputs: Sequence[InputReport], title: str = "Inputs") -> Table:
     for i in inputs:
         reasons = ", ".join(f"{k}: {v:,}" for k, v in sorted(i.rejects_by_reason.items())) or "-"
         table.add_row(
-            _log(i.path), Text(i.format), Text(i.compression), Text(f"{i.rows_read:,}"),
+            _log(i.path), Text(i.format + (f" (preset {i.preset})" if i.preset else "")),
+            Text(i.compression), Text(f"{i.rows_read:,}"),
             Text(f"{i.rows_rejected:,}"), _log(reasons), _t(i.first_ts), _t(i.last_ts),
         )  # fmt: skip
     return table
