@@ -74,6 +74,22 @@ def test_litellm_spend_log_as_the_gateway() -> None:
     assert report.fields["latency_ms"] == "endTime - startTime"
 
 
+def test_litellm_spend_log_as_json_lines(tmp_path: Path) -> None:
+    # The same rows as JSON objects (numbers as numbers, the metadata nested): the same values.
+    frame = pl.read_csv(SPEND, infer_schema=False).with_columns(
+        pl.col("spend", "prompt_tokens", "completion_tokens", "total_tokens").cast(pl.Float64),
+        pl.col("metadata").str.json_decode(pl.Struct({"user_api_key_alias": pl.String})),
+    )
+    path = tmp_path / "spend.jsonl"
+    frame.write_ndjson(path)
+    csv_rows = load("ledger", [SPEND], Settings()).frame.sort("_line").select("entry_id", "tokens").collect()
+    loaded = load("ledger", [path], Settings())
+    assert loaded.inputs[0].preset == "litellm"
+    assert loaded.frame.sort("_line").select("entry_id", "tokens").collect().equals(csv_rows)
+    gateway = load("gateway", [path], Settings()).frame.sort("_line").select("latency_ms", "prompt_tokens")
+    assert gateway.collect().rows() == [(1250.0, 100), (2000.0, 1000), (300.0, 4), (30000.0, 0)]
+
+
 def test_litellm_spend_log_as_a_ledger_in_micro_dollars() -> None:
     loaded = load("ledger", [SPEND], Settings())
     report = loaded.inputs[0]
