@@ -133,6 +133,12 @@ class FormatName(StrEnum):
     ELB = "elb"
     VHOST_COMBINED = "vhost_combined"
     COMMON = "common"
+    ENVOY_JSON = "envoy_json"
+    GCP_LB = "gcp_lb"
+    CLOUDFLARE = "cloudflare"
+    CADDY = "caddy"
+    TRAEFIK_JSON = "traefik_json"
+    KONG = "kong"
 
 
 class PresetName(StrEnum):

@@ -1,4 +1,4 @@
-"""Access logs of Envoy, HAProxy, CloudFront, classic ELB, Traefik, ingress-nginx, Apache (vhost, common).
+"""Access logs of known proxies and load balancers, text and JSON, and the container wrappers around them.
 
 Each fixture under tests/fixtures/ingest/formats/ is written from the format's own documentation (its
 example lines, with LLM-gateway paths and failure cases added in the same layout); each loads detected
@@ -132,6 +132,78 @@ EXPECTED: dict[str, list[tuple[object, ...]]] = {
         ("2000-10-10T20:55:36", 200, None, None, None, "/apache_pb.gif"),
         ("2026-04-22T09:00:01", 500, None, None, None, CHAT),
     ],
+    "envoy_json": [
+        ("2026-04-22T09:00:01.020", 503, 2.0, "0c3a9d0e-1f52-4c1f-9d7a-3f1d2c5e8b10", None, CHAT, "UH"),
+        (
+            "2026-04-22T09:00:02.500",
+            200,
+            1532.0,
+            "5f4e2b1a-0d9c-4e8f-a7b6-1c2d3e4f5a6b",
+            "10.244.1.12:8000",
+            CHAT,
+            None,
+        ),
+        (
+            "2026-04-22T09:00:03",
+            503,
+            61.0,
+            "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d",
+            "10.244.1.13:8000",
+            "/v1/embeddings",
+            "URX,UF",
+        ),
+    ],
+    "gcp_lb": [
+        (
+            "2026-04-22T09:00:01.123456",
+            200,
+            1532.104,
+            "projects/my-project/traces/4bf92f3577b34da6a3ce929d0e0e4736",
+            "llm-backend",
+            CHAT,
+            "response_sent_by_backend",
+        ),
+        (
+            "2026-04-22T09:00:02",
+            502,
+            4.0,
+            "projects/my-project/traces/7a1c9e2b5d3f4a6c8e0b1d2f3a4c5e6f",
+            "llm-backend",
+            CHAT,
+            "failed_to_connect_to_backend",
+        ),
+    ],
+    "cloudflare": [
+        ("2026-04-22T09:00:01.123", 200, 1530.0, "7d2a8c1e9f3b4a56", "10.0.0.5", CHAT, 200),
+        ("2026-04-22T09:00:02", 524, 30000.0, "7d2a8c1e9f3b4a57", "10.0.0.6", CHAT, 0),
+    ],
+    "caddy": [
+        ("2022-03-09T21:30:01.524102", 200, 0.93, None, None, "/"),
+        ("2026-04-22T09:00:02.250", 502, 30001.0, None, None, CHAT),
+    ],
+    "traefik_json": [
+        ("2023-10-10T13:55:36.123456", 200, 15.123, None, "172.17.0.3:8080", "/api/users", 200),
+        (
+            "2023-10-10T13:55:37",
+            502,
+            30002.0,
+            "f00dfeed-0000-4000-8000-000000000001",
+            "10.0.0.5:8000",
+            CHAT,
+            0,
+        ),
+    ],
+    "kong": [
+        (
+            "2015-06-02T01:50:22.425",
+            200,
+            1921.0,
+            "1d4f6a7c-2b3e-4f5a-8b9c-0d1e2f3a4b5c",
+            "httpbin.org",
+            "/get",
+        ),
+        ("2026-04-22T09:00:01", 504, 60010.0, "6a5b4c3d-2e1f-4a0b-9c8d-7e6f5a4b3c2d", "llm.internal", CHAT),
+    ],
 }
 EXTRA: dict[str, tuple[str, ...]] = {
     "envoy": ("response_flags",),
@@ -139,6 +211,10 @@ EXTRA: dict[str, tuple[str, ...]] = {
     "cloudfront": ("response_flags",),
     "elb": ("upstream_status",),
     "ingress_nginx": ("upstream_status", "upstream_attempts"),
+    "envoy_json": ("response_flags",),
+    "gcp_lb": ("response_flags",),
+    "cloudflare": ("upstream_status",),
+    "traefik_json": ("upstream_status",),
 }
 
 
@@ -155,6 +231,55 @@ def test_fixture_is_detected_and_every_line_analyzed(name: str) -> None:
     got = loaded.frame.sort("_line").select(columns).collect().rows()
     expected = [(datetime.fromisoformat(ts).replace(tzinfo=UTC), *rest) for ts, *rest in EXPECTED[name]]
     assert got == expected
+
+
+@pytest.mark.parametrize(
+    ("wrapped", "inner", "fmt", "lines"),
+    [
+        pytest.param("docker_nginx", None, "nginx", [(200, 1532.0), (502, 104.0)], id="docker-json-file"),
+        pytest.param("cri_envoy", "envoy", "envoy", None, id="cri"),
+        pytest.param("compose_caddy", "caddy", "caddy", None, id="compose-prefix"),
+        pytest.param("message_envoy", "envoy", "envoy", None, id="json-message"),
+    ],
+)
+def test_container_wrappers_are_taken_off_before_detection(
+    wrapped: str, inner: str | None, fmt: str, lines: list[tuple[int, float]] | None
+) -> None:
+    loaded = load("gateway", [FIXTURES / f"{wrapped}.log"], SPREAD)
+    (report,) = loaded.inputs
+    assert (report.format, report.rows_rejected) == (fmt, 0)
+    got = loaded.frame.sort("_line").select(*COLUMNS).collect()
+    if inner is None:
+        assert got.select("status", "latency_ms").rows() == lines
+    else:
+        # The same canonical rows as the unwrapped log's first lines.
+        plain = (
+            load("gateway", [FIXTURES / f"{inner}.log"], SPREAD)
+            .frame.sort("_line")
+            .select(*COLUMNS)
+            .collect()
+        )
+        assert got.rows() == [r for r in plain.rows() if r in got.rows()] and got.height >= 2
+        assert set(got.rows()) <= set(plain.rows())
+
+
+def test_a_json_message_that_is_no_access_line_stays_json(tmp_path: Path) -> None:
+    path = tmp_path / "app.jsonl"
+    path.write_text('{"ts": "2026-04-22T09:00:00Z", "status": 200, "message": "served in 3 ms"}\n' * 3)
+    assert load("gateway", [path], Settings()).inputs[0].format == "jsonl"
+
+
+def test_wrapper_needs_most_lines(tmp_path: Path) -> None:
+    nginx_line = '10.0.0.1 - - [22/Apr/2026:09:00:01 +0000] "GET / HTTP/1.1" 200 5 "-" "ua" 0.010 0.009'
+    cri = f"2026-04-22T09:00:00.1Z stdout F {nginx_line}"
+    path = tmp_path / "mixed.log"
+    path.write_text("\n".join([cri, nginx_line, nginx_line]) + "\n")
+    (report,) = load("gateway", [path], Settings()).inputs
+    # One wrapped line of three: nothing is unwrapped, the wrapped line is not nginx's.
+    assert (report.format, report.rejects_by_reason) == ("nginx", {"unparsable_line": 1})
+    path.write_text("\n".join([cri, cri, nginx_line]) + "\n")
+    (report,) = load("gateway", [path], Settings()).inputs
+    assert (report.format, report.rows_rejected) == ("nginx", 0)
 
 
 def test_cloudfront_header_lines_are_not_rows() -> None:
@@ -228,7 +353,7 @@ def _readme_samples() -> list[tuple[str, str]]:
 
 def test_readme_lists_a_sample_line_of_every_text_format(tmp_path: Path) -> None:
     samples = dict(_readme_samples())
-    binary_or_headed = {"parquet", "jsonl", "csv", "tsv"}
+    binary_or_headed = {"parquet", "jsonl", "csv", "tsv"}  # no one line says what these are
     assert set(samples) == {f.name for f in formats.FORMATS} - binary_or_headed
     for name, line in samples.items():
         path = tmp_path / f"{name}.log"

@@ -8,6 +8,8 @@ nginx and ALB rows are added when their modules are importable.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,7 +21,7 @@ import polars as pl
 
 from analyzer.config import SourceConfig
 from analyzer.errors import UnknownFormatError
-from analyzer.ingest import accesslogs, delimited, jsonl, nginx, parquet
+from analyzer.ingest import accesslogs, delimited, jsonl, jsonlogs, nginx, parquet, wrappers
 from analyzer.ingest.sources import RAW, SRC, Sniff, scan_raw_lines
 from analyzer.schema import REJECT_REASON, SOURCE_LINE, FormatName
 
@@ -64,18 +66,45 @@ class Format:
     open: Opener
 
 
-def _open_jsonl(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
-    known, conflict = jsonl.discover(sniff.sample)
+@functools.lru_cache(maxsize=4)
+def _discovered(sample: tuple[str, ...]) -> tuple[dict[str, jsonl.KeyPath], bool]:
+    # Each JSON flavor's detector and the opener look at the same sample: walked once.
+    return jsonl.discover(sample)
+
+
+def _open_jsonl(
+    path: Path, sniff: Sniff, config: SourceConfig, flavor: jsonlogs.Flavor | None = None
+) -> Source:
+    known, conflict = _discovered(sniff.sample)
 
     # Plans: trusting (lines that look like objects are decoded at once), validated, per-field.
     modes = ("robust",) if conflict else ("trusting", "validated", "robust")
 
     def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
-        paths = {SRC + name: jsonl.key_path(name, known) for name in wanted}
-        return jsonl.parse_jsonl(scan_raw_lines(files), paths, mode=modes[attempt])
+        reads = wanted if flavor is None else flavor.reads(wanted)
+        paths = {SRC + name: jsonl.key_path(name, known) for name in reads}
+        lines = wrappers.unwrap(scan_raw_lines(files), sniff.wrapper)
+        parsed = jsonl.parse_jsonl(lines, paths, mode=modes[attempt])
+        return parsed if flavor is None else flavor.derive(parsed, wanted)
 
-    batch = ("jsonl", tuple(known.items()), modes)
-    return Source({n: pl.String() for n in known}, False, scan, plans=len(modes), batch=batch)
+    fields: dict[str, pl.DataType] = {n: pl.String() for n in known}
+    if flavor is None:
+        batch = ("jsonl", tuple(known.items()), modes, sniff.wrapper)
+        return Source(fields, False, scan, plans=len(modes), batch=batch)
+    fields |= {n: pl.String() for n in flavor.derived}
+    batch = (flavor.name, tuple(known.items()), modes, sniff.wrapper)
+    return Source(
+        fields, False, scan, defaults=flavor.mapping(known), units=flavor.units, plans=len(modes), batch=batch
+    )
+
+
+def _flavor_format(flavor: jsonlogs.Flavor) -> Format:
+    """A table row for a known system's JSON access log, told by its field names."""
+
+    def detect(s: Sniff, config: SourceConfig) -> bool:
+        return jsonl.looks_like_jsonl(s.sample) and jsonlogs.flavor_of(_discovered(s.sample)[0]) is flavor
+
+    return Format(flavor.name, detect, lambda path, s, config: _open_jsonl(path, s, config, flavor))
 
 
 def _delimited_opener(separator: str) -> Opener:
@@ -136,7 +165,8 @@ def line_format(
         names = [c for c in parse(empty, config).collect_schema() if c not in internal]
 
         def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
-            lines = scan_raw_lines(files).rename({REJECT_REASON: _READER_REJECT})
+            lines = wrappers.unwrap(scan_raw_lines(files), sniff.wrapper)
+            lines = lines.rename({REJECT_REASON: _READER_REJECT})
             parsed = parse(lines, config) if narrow is None else narrow(lines, config, wanted)
             if _READER_REJECT in parsed.collect_schema():
                 # The parser kept the reader's own reason (a line cut by \x1f): it comes first.
@@ -147,7 +177,12 @@ def line_format(
 
         fields: dict[str, pl.DataType] = {n: pl.String() for n in names}
         return Source(
-            fields, True, scan, defaults=defaults(config), units=units, batch=(name, config.log_format)
+            fields,
+            True,
+            scan,
+            defaults=defaults(config),
+            units=units,
+            batch=(name, config.log_format, sniff.wrapper),
         )
 
     return Format(name, lambda s, config: detect(list(s.sample[:50]), config), open_)
@@ -222,14 +257,19 @@ _INGRESS: Final = line_format(
 )
 _LAYOUTS: Final = {layout.name: _layout_format(layout) for layout in accesslogs.LAYOUTS}
 
+_NGINX_ALB: Final = _line_formats()
+# The formats of text lines (a `message` wrapper must hold one of these).
+_TEXT_LINES: Final = [_INGRESS, *_LAYOUTS.values(), *_NGINX_ALB]
+
 # Tried in order: the binary and the strict formats first, the loose delimited ones last. Traefik's
 # lines are combined + fields nginx's default format would ignore: Traefik comes before nginx too.
 FORMATS: Final[list[Format]] = [
     Format(FormatName.PARQUET, lambda s, config: s.compression == "parquet", _open_parquet),
+    *(_flavor_format(flavor) for flavor in jsonlogs.FLAVORS),
     Format(FormatName.JSONL, _jsonl_detect, _open_jsonl),
     _INGRESS,
     _LAYOUTS[FormatName.TRAEFIK],
-    *_line_formats(),
+    *_NGINX_ALB,
     *(row for name, row in _LAYOUTS.items() if name != FormatName.TRAEFIK),
     Format(FormatName.TSV, lambda s, config: delimited.looks_like_tsv(s.sample), _delimited_opener("\t")),
     Format(FormatName.CSV, lambda s, config: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
@@ -246,6 +286,18 @@ def _open_empty(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
 
 # A file with no line but blank ones (a fresh rotation) has no rows in any format.
 EMPTY: Final = Format("empty", lambda s, config: not s.sample and s.compression != "parquet", _open_empty)
+
+
+def unwrap(sniff: Sniff, config: SourceConfig) -> Sniff:
+    """The sniff with a container wrapper (module wrappers) taken off its sample, when its lines have one."""
+    found = wrappers.unwrapped(sniff.sample)
+    if found is None:
+        return sniff
+    wrapper, inner = found
+    candidate = dataclasses.replace(sniff, sample=inner, wrapper=wrapper.name)
+    if wrapper.text_only and not any(f.detect(candidate, config) for f in _TEXT_LINES):
+        return sniff
+    return candidate
 
 
 def choose(path: Path, sniff: Sniff, config: SourceConfig) -> Format:

@@ -81,7 +81,7 @@ class Opened:
 def open_input(kind: str, path: Path, config: SourceConfig) -> Opened:
     """Detect the format of `path` and map its fields (reads a sample, not the rows)."""
     label = str(path)
-    sniffed = sniff(path)
+    sniffed = formats.unwrap(sniff(path), config)
     fmt = formats.choose(path, sniffed, config)
     try:
         source = fmt.open(path, sniffed, config)

@@ -50,6 +50,7 @@ class Sniff:
 
     compression: str  # none | gzip | zstd | parquet
     sample: tuple[str, ...]
+    wrapper: str | None = None  # the container wrapper taken off the sample's lines (module wrappers)
 
 
 # Files a log folder often holds beside its logs (a README, checksums, pictures): skipped when a folder is
