@@ -129,8 +129,9 @@ def test_corrupt_zstd_reads_the_blocks_before_the_damage(corpus: Path) -> None:
         pytest.param(
             "binary.png",
             UnknownFormatError,
-            "content matches no supported format (parquet, jsonl, ingress_nginx, traefik, nginx, alb, envoy, "
-            "haproxy, cloudfront, elb, vhost_combined, common, tsv, csv)",
+            "content matches no supported format (parquet, envoy_json, gcp_lb, cloudflare, caddy, traefik_json, "
+            "kong, jsonl, ingress_nginx, traefik, nginx, alb, envoy, haproxy, cloudfront, elb, vhost_combined, "
+            "common, tsv, csv)",
             id="binary",
         ),
     ],

@@ -9,7 +9,6 @@ nginx and ALB rows are added when their modules are importable.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import importlib
 from collections.abc import Callable, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -66,10 +65,20 @@ class Format:
     open: Opener
 
 
-@functools.lru_cache(maxsize=4)
+_LAST_DISCOVERED: list[tuple[tuple[str, ...], tuple[dict[str, jsonl.KeyPath], bool]]] = []
+
+
 def _discovered(sample: tuple[str, ...]) -> tuple[dict[str, jsonl.KeyPath], bool]:
-    # Each JSON flavor's detector and the opener look at the same sample: walked once.
-    return jsonl.discover(sample)
+    """`jsonl.discover` of a sniff's sample, walked once for the JSON flavors' detectors and the opener.
+
+    Kept for the last sample only, found by identity (the same sniff's tuple), not by value.
+    """
+    for seen, found in _LAST_DISCOVERED:
+        if seen is sample:
+            return found
+    found = jsonl.discover(sample)
+    _LAST_DISCOVERED[:] = [(sample, found)]
+    return found
 
 
 def _open_jsonl(

@@ -35,7 +35,7 @@ _COMPOSE_RE: Final = re.compile(_COMPOSE)
 def _json_field(line: str, key: str) -> str | None:
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's parser goes
         return None
     value = obj.get(key) if isinstance(obj, dict) else None
     return value if isinstance(value, str) else None
@@ -49,7 +49,7 @@ def _docker_line(line: str) -> str | None:
 
 
 def _message_line(line: str) -> str | None:
-    if not line.startswith("{"):
+    if not line.startswith("{") or '"message"' not in line:
         return None
     text = _json_field(line, "message")
     return None if text is None or text.lstrip().startswith("{") else text
