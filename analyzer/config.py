@@ -12,6 +12,7 @@ keys and values of the wrong type are a `ConfigError` naming the file and the ke
     [bursts] [latency] [slo] [gaps] [reconcile] [report]
     [prices.<model>]               # input_per_million / output_per_million, in USD
     [weights.<model>]              # prompt / completion / cached / image: exact weights of the expected charge
+    [limits] [limits.tiers.<tier>] # rate limits of each account's tier (analyzer/limits/settings.py)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from analyzer.errors import ConfigError
+from analyzer.limits.settings import LimitSettings, limits_from_table
 from analyzer.schema import LEDGER_KINDS, SCHEMAS, FormatName, PresetName
 
 TS_UNITS = ("iso", "epoch_s", "epoch_ms", "epoch_us", "epoch_ns")
@@ -224,6 +226,7 @@ class Settings:
     report: ReportSettings = field(default_factory=ReportSettings)
     weights: Mapping[str, ModelWeights] = field(default_factory=dict)
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
+    limits: LimitSettings | None = None  # [limits]; None: the audit holds accounts to their own peaks
 
     def source(self, kind: str) -> SourceConfig:
         """The SourceConfig of 'gateway', 'ledger' or 'events'."""
@@ -251,7 +254,11 @@ class Settings:
 
 def _plain(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if f.metadata.get("plain", True)  # e.g. a whole accounts file is not echoed
+        }
     if isinstance(value, Mapping):
         return {str(k): _plain(v) for k, v in sorted(value.items())}
     if isinstance(value, tuple | list):
@@ -322,6 +329,8 @@ def settings_from_dict(raw: Mapping[str, Any], *, where: str = "<config>") -> Se
             model: _dataclass(ModelPrice, _table(t, f"prices.{model}", where), f"prices.{model}", where)
             for model, t in _table(raw["prices"], "prices", where).items()
         }
+    if "limits" in raw:
+        kw["limits"] = limits_from_table(_table(raw["limits"], "limits", where), where)
     settings = Settings(**kw)
     _validate(settings, where)
     return settings

@@ -29,6 +29,7 @@ from analyzer.errors import InputError, OutputError
 from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliation
 from analyzer.ingest import Loaded, find_inputs, load
 from analyzer.ingest.presets import USD
+from analyzer.limits import audit_limits
 from analyzer.reconcile import reconcile
 from analyzer.report.model import Report, build_report
 from analyzer.schema import EVENTS, REJECT_FILE, REJECT_LINE, TS
@@ -45,6 +46,7 @@ class Part(StrEnum):
     BURSTS = "bursts"  # 5xx bursts, with the burn-rate replay and log gaps of the same pass
     SPIKES = "spikes"  # latency spikes
     LEDGER = "ledger"  # the ledger reconciled against the gateway
+    LIMITS = "limits"  # the rate-limit audit of every 429
 
 
 ALL_PARTS: frozenset[Part] = frozenset(Part)
@@ -136,11 +138,16 @@ def run_report(
     say("detecting bursts, latency spikes and log gaps")
     detection = detect(gateway, settings, bursts=Part.BURSTS in parts, spikes=Part.SPIKES in parts)
     reconciliation = None
+    ledger = None
     if "ledger" in by_kind:
         say("reconciling the ledger")
         ledger = _window(by_kind["ledger"].frame, request.since, request.until)
         money = any(i.amounts == USD for i in by_kind["ledger"].inputs)  # a ledger in dollars
         reconciliation = reconcile(gateway, ledger, settings, money=money)
+    rate_limits = None
+    if Part.LIMITS in parts:
+        say("auditing the rate limiter")
+        rate_limits = audit_limits(gateway, ledger, settings.limits)
     events = (
         _window(by_kind["events"].frame, request.since, request.until).collect()
         if "events" in by_kind
@@ -161,6 +168,7 @@ def run_report(
         settings,
         notes=notes,
         refunds_path=None if request.refunds_path is None else str(request.refunds_path),
+        rate_limits=rate_limits,
     )
     input_paths = tuple(Path(i.path) for i in inputs) + tuple(p for ps in sources.values() for p in ps)
     return Analysis(report, detection, reconciliation, rejects, input_paths, tuple(loaded))

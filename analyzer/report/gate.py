@@ -68,11 +68,17 @@ def _rejects(report: Report, limit: Fraction | None) -> str | None:
     return None
 
 
+def _wrong_429(report: Report, limit: Fraction | None) -> str | None:
+    wrong = 0 if report.rate_limits is None else report.rate_limits.counts["wrong"]
+    return f"{wrong:,} wrong 429(s)" if limit is not None and wrong > limit else None
+
+
 RULES: dict[str, RuleKind] = {
     "bursts": RuleKind(Threshold.NONE, "bursts", _bursts),
     "spikes": RuleKind(Threshold.NONE, "spikes", _spikes),
     "refunds": RuleKind(Threshold.COUNT, "refunds>N", _refunds),
     "rejects": RuleKind(Threshold.PERCENT, "rejects>P%", _rejects),
+    "wrong_429": RuleKind(Threshold.COUNT, "wrong_429>N", _wrong_429),
 }
 
 _RULE = re.compile(r"^([a-z][a-z0-9_]*)(?:>(\d+(?:\.\d+)?)(%?))?$")

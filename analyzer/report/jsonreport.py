@@ -11,6 +11,7 @@ from typing import Any
 
 from analyzer.findings import InputReport
 from analyzer.report.model import Report, owed_accounts
+from analyzer.report.ratelimits import rate_limits_json
 
 
 def schema() -> dict[str, Any]:
@@ -88,6 +89,7 @@ def render_json(report: Report) -> str:
         "alerts": [asdict(a) for a in report.alerts],
         "log_gaps": [asdict(g) for g in report.gaps],
         "ledger": ledger,
+        "rate_limits": rate_limits_json(report.rate_limits),
         "timeline": report.timeline.to_dicts(),
         "series": report.series.to_dicts(),
         "slices": report.slices.to_dicts(),

@@ -30,6 +30,7 @@ from analyzer.findings import (
     LogGap,
     Reconciliation,
 )
+from analyzer.limits import RateLimits
 from analyzer.report.timeline import build_timeline, clock, span_text
 from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
 
@@ -78,6 +79,7 @@ class Report:
     refunds_path: str | None = None
     schema_version: int = SCHEMA_VERSION
     slices: pl.DataFrame = field(default_factory=pl.DataFrame)  # Detection.scopes: each scope's day
+    rate_limits: RateLimits | None = None
 
 
 def build_report(
@@ -89,6 +91,7 @@ def build_report(
     *,
     notes: Sequence[str] = (),
     refunds_path: str | None = None,
+    rate_limits: RateLimits | None = None,
 ) -> Report:
     """Assemble the report from the inputs' reports and the detection and reconciliation records."""
     timeline = build_timeline(detection, reconciliation, events)
@@ -108,6 +111,7 @@ def build_report(
         quantile_method=detection.quantile_method,
         refunds_path=refunds_path,
         slices=detection.scopes,
+        rate_limits=rate_limits,
     )
 
 
