@@ -264,3 +264,9 @@ def test_markdown_is_added_to_the_step_summary(sample: Path, tmp_path: Path) -> 
     other = ["report", str(sample), "--quiet", "--markdown", str(elsewhere)]
     runner.invoke(app, other, env={"GITHUB_STEP_SUMMARY": str(summary)})
     assert elsewhere.read_text(encoding="utf-8") == once.removeprefix("## Earlier step\n")
+
+
+def test_a_rule_given_twice_is_one_test_case() -> None:
+    root = check_junit(render_junit(_report(), ["bursts", " bursts", "spikes"]))
+    names = [c.get("name") for c in root.iter("testcase") if c.get("classname") == "analyzer.fail_on"]
+    assert names == ["bursts", "spikes"]

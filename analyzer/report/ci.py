@@ -80,10 +80,11 @@ def _rule_detail(report: Report, rule: str) -> tuple[str, ...]:
 def cases(report: Report, rules: Sequence[str]) -> list[Case]:
     """The test cases of a report: each rule (failed when it holds), then each invariant (failed when broken)."""
     out: list[Case] = []
-    for rule in rules:
+    # A rule given twice is one test case: GitLab keys cases by classname and name, and drops repeats.
+    for rule in dict.fromkeys(r.strip() for r in rules):
         held = failing_rules(report, [rule])
         detail = _rule_detail(report, rule) if held else ()
-        out.append(Case(RULES_CLASS, rule.strip(), held[0] if held else None, detail))
+        out.append(Case(RULES_CLASS, rule, held[0] if held else None, detail))
     invariants = () if report.reconciliation is None else report.reconciliation.invariants
     for inv in invariants:
         failure = None if inv.holds else f"{inv.name}: {inv.detail}"
