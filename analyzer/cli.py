@@ -335,7 +335,7 @@ def compare(
 ) -> None:
     """Compare two JSON reports: new and gone bursts and spikes, each slice's 5xx rate and p95, refunds.
 
-    Example: analyzer compare yesterday.json today.json --fail-on new_bursts>0 --fail-on error_rate_up>50%
+    Example: analyzer compare yesterday.json today.json --fail-on 'new_bursts>0' --fail-on 'error_rate_up>50%'
     """
     from analyzer.pipeline import run_compare, write_text
     from analyzer.report.comparison import (
