@@ -8,7 +8,7 @@ the report says the limits were observed, not configured.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from enum import StrEnum
 from typing import Final
@@ -242,5 +242,7 @@ def audit_limits(
     gateway: pl.LazyFrame, ledger: pl.LazyFrame | None, settings: LimitSettings | None
 ) -> RateLimits:
     """The audit the report shows (the ledger feeds the explanations of wrong 429s)."""
-    result, _ = audit(gateway, settings)
-    return result
+    from analyzer.limits.explain import explain
+
+    result, full = audit(gateway, settings)
+    return replace(result, explanations=explain(full, ledger, settings))
