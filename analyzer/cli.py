@@ -241,11 +241,20 @@ def report(
         Path | None,
         typer.Option("--rejects", help="Write every rejected input line with file, line, reason."),
     ] = None,
+    compensation: Annotated[
+        Path | None,
+        typer.Option(
+            "--compensation",
+            help="Write every account still owed after the reset or given an SLA credit (.csv/.parquet).",
+        ),
+    ] = None,
     since: SinceOpt = None,
     until: UntilOpt = None,
     fail_on: Annotated[
         list[str] | None,
-        typer.Option("--fail-on", help="Exit 1 if a rule holds: bursts, spikes, refunds>N, rejects>P%."),
+        typer.Option(
+            "--fail-on", help="Exit 1 if a rule holds: bursts, spikes, refunds>N, rejects>P%, not_whole>N."
+        ),
     ] = None,
     junit: Annotated[
         Path | None,
@@ -275,7 +284,9 @@ def report(
         parsed = parse_rules(rules)
         request = _request(directory, gateway, ledger, events, config, since, until, refunds, preset)
         json_path = None if json_out in (None, "-") else Path(json_out)
-        check_outputs(request, files=(json_path, markdown, junit), tables=(refunds, findings, rejects))
+        check_outputs(
+            request, files=(json_path, markdown, junit), tables=(refunds, findings, rejects, compensation)
+        )
         with _progress(quiet) as say:
             analysis = run_report(request, progress=say)
         failing = failing_rules(analysis.report, parsed)
@@ -289,6 +300,7 @@ def report(
             junit_path=junit,
             rules=rules,
             append_markdown=_is_step_summary(markdown),
+            compensation_path=compensation,
         )
         notices = github_annotations(analysis.report, rules) if annotations is Annotations.github else []
     if json_to_stdout:

@@ -10,6 +10,7 @@ keys and values of the wrong type are a `ConfigError` naming the file and the ke
     [gateway.fields]               # canonical name = source field (dotted path into nested JSON)
     [gateway.units]                # ts: iso|epoch_s|epoch_ms|epoch_us|epoch_ns; latency_ms/ttft_ms: ms|s|us
     [bursts] [latency] [slo] [gaps] [reconcile] [report]
+    [sla]                          # SLA credits: target, credits table, accounts file, tiers, window
     [prices.<model>]               # input_per_million / output_per_million, in USD
     [weights.<model>]              # prompt / completion / cached / image: exact weights of the expected charge
     [limits] [limits.tiers.<tier>] # rate limits of each account's tier (analyzer/limits/settings.py)
@@ -211,6 +212,35 @@ class ReportSettings:
     chart_points: int = 60
 
 
+class SlaWindow(StrEnum):
+    """Where an SLA's availability and spend are measured."""
+
+    INCIDENT = "incident"  # from the first symptom to the last
+    MONTH = "month"  # the calendar month (UTC) of the first symptom
+    REPORT = "report"  # the whole analysis: --since/--until when given, else every row
+
+
+@dataclass(frozen=True)
+class SlaSettings:
+    """SLA credits: an account whose availability fell below a threshold gets a share of its spend.
+
+    Thresholds are exact decimals compared with integer arithmetic; "below" is strict (an
+    availability exactly at a threshold earns that threshold's credit only when it is under it)."""
+
+    target: Decimal = Decimal("0.999")
+    # (availability below which, percent of the window's spend credited), any order; the lowest
+    # threshold the availability is below wins (its percent is the largest).
+    credits: tuple[tuple[Decimal, int], ...] = (
+        (Decimal("0.999"), 10),
+        (Decimal("0.99"), 25),
+        (Decimal("0.95"), 100),
+    )
+    accounts: Path | None = None  # account_id[,tier] CSV, relative to the config file; None: no SLA
+    tiers: tuple[str, ...] = ()  # only the accounts file's accounts of these tiers (empty: all of them)
+    window: SlaWindow = SlaWindow.INCIDENT
+    wrong_429: bool = True  # 429s the rate-limit audit found wrong count as failed, when it ran
+
+
 @dataclass(frozen=True)
 class Settings:
     """Every setting of the analyzer; `Settings()` is the default that serves sample_logs/."""
@@ -224,6 +254,7 @@ class Settings:
     gaps: GapSettings = field(default_factory=GapSettings)
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
+    sla: SlaSettings = field(default_factory=SlaSettings)
     weights: Mapping[str, ModelWeights] = field(default_factory=dict)
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     limits: LimitSettings | None = None  # [limits]; None: the audit holds accounts to their own peaks
@@ -265,7 +296,7 @@ def _plain(value: Any) -> Any:
         return [_plain(v) for v in value]
     if isinstance(value, timedelta):
         return value.total_seconds()
-    if isinstance(value, Decimal):
+    if isinstance(value, Decimal | Path):
         return str(value)
     if isinstance(value, Fraction):
         return value.numerator if value.denominator == 1 else str(value)
@@ -319,6 +350,8 @@ def settings_from_dict(raw: Mapping[str, Any], *, where: str = "<config>") -> Se
     for name, cls in SECTIONS.items():
         if name in raw:
             kw[name] = _dataclass(cls, _table(raw[name], name, where), name, where)
+    if "sla" in raw:
+        kw["sla"] = _sla(_table(raw["sla"], "sla", where), where)
     if "weights" in raw:
         kw["weights"] = {
             model: _dataclass(ModelWeights, _table(t, f"weights.{model}", where), f"weights.{model}", where)
@@ -412,6 +445,63 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         kinds=kinds,
         preset=preset,
     )
+
+
+def _sla(t: dict[str, Any], where: str) -> SlaSettings:
+    """[sla]: thresholds as exact decimals in (0, 1], percents 0-100, the accounts file next to the config."""
+    allowed = {f.name for f in dataclasses.fields(SlaSettings)}
+    for key in t:
+        if key not in allowed:
+            raise ConfigError(
+                f"unknown key (known: {', '.join(sorted(allowed))})", path=where, field=f"sla.{key}"
+            )
+
+    def fraction(v: Any, name: str) -> Decimal:
+        d = _coerce(v, Decimal, name, where)
+        if not (d.is_finite() and 0 < d <= 1):
+            raise ConfigError(
+                f"bad value {v!r} (expected an availability between 0 and 1)", path=where, field=name
+            )
+        return d  # type: ignore[no-any-return]
+
+    kw: dict[str, Any] = {}
+    if "target" in t:
+        kw["target"] = fraction(t["target"], "sla.target")
+    if "credits" in t:
+        rows = t["credits"]
+        if not isinstance(rows, list) or not all(isinstance(r, list) and len(r) == 2 for r in rows):
+            raise ConfigError(
+                "must be a list of [availability, percent] pairs", path=where, field="sla.credits"
+            )
+        credits = []
+        for i, (below, pct) in enumerate(rows):
+            name = f"sla.credits[{i}]"
+            if isinstance(pct, bool) or not isinstance(pct, int) or not 0 <= pct <= 100:
+                raise ConfigError(f"bad percent {pct!r} (expected an integer 0-100)", path=where, field=name)
+            credits.append((fraction(below, name), pct))
+        if len({b for b, _ in credits}) != len(credits):
+            raise ConfigError("two credits have the same threshold", path=where, field="sla.credits")
+        kw["credits"] = tuple(sorted(credits, reverse=True))
+    if "accounts" in t:
+        path = Path(_str(t["accounts"], "sla.accounts", where))
+        if not path.is_absolute() and where != "<config>":
+            path = Path(where).parent / path
+        kw["accounts"] = path
+    if "tiers" in t:
+        kw["tiers"] = _coerce(t["tiers"], tuple[str, ...], "sla.tiers", where)
+        if kw["tiers"] and "accounts" not in kw:
+            raise ConfigError(
+                "tiers are read from the accounts file: set sla.accounts", path=where, field="sla.tiers"
+            )
+    if "window" in t:
+        window = _str(t["window"], "sla.window", where)
+        if window not in tuple(SlaWindow):
+            known = ", ".join(w.value for w in SlaWindow)
+            raise ConfigError(f"unknown window '{window}' (known: {known})", path=where, field="sla.window")
+        kw["window"] = SlaWindow(window)
+    if "wrong_429" in t:
+        kw["wrong_429"] = _coerce(t["wrong_429"], bool, "sla.wrong_429", where)
+    return SlaSettings(**kw)
 
 
 def _source_duration(t: dict[str, Any], kind: str, key: str, default: str, where: str) -> timedelta:

@@ -10,9 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import polars as pl
+
+if TYPE_CHECKING:
+    from analyzer.reconcile.remedy import Remedy
 
 GLOBAL: Final = "global"
 
@@ -258,6 +261,7 @@ class Reconciliation:
     resets: tuple[datetime, ...] = ()  # quota resets seen in the ledger (distinct times)
     notes: tuple[str, ...] = ()
     refund_usd: str | None = None  # Decimal as text, when prices are configured
+    remedy: Remedy | None = None  # the resets against what each account was owed (reconcile/remedy.py)
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from analyzer.ingest import Loaded, find_inputs, load
 from analyzer.ingest.presets import USD
 from analyzer.limits import audit_limits
 from analyzer.reconcile import reconcile
+from analyzer.reconcile.compensation import sla_accounts
 from analyzer.report.model import Report, build_report
 from analyzer.schema import EVENTS, REJECT_FILE, REJECT_LINE, TS
 
@@ -128,6 +129,8 @@ def run_report(
     if Part.LEDGER not in parts:
         sources["ledger"] = []
     settings = load_settings(config_path).with_preset(request.preset)
+    # The SLA's accounts file is read first: a missing one is an error before a byte of logs is read.
+    covered = sla_accounts(settings) if Part.LEDGER in parts else None
     loaded: list[Loaded] = []
     for kind in ("gateway", "ledger", "events"):
         if sources[kind]:
@@ -170,8 +173,31 @@ def run_report(
         refunds_path=None if request.refunds_path is None else str(request.refunds_path),
         rate_limits=rate_limits,
     )
+    if Part.LEDGER in parts:
+        report = _with_compensation(report, gateway, by_kind, request, reconciliation, covered)
     input_paths = tuple(Path(i.path) for i in inputs) + tuple(p for ps in sources.values() for p in ps)
     return Analysis(report, detection, reconciliation, rejects, input_paths, tuple(loaded))
+
+
+def _with_compensation(
+    report: Report,
+    gateway: pl.LazyFrame,
+    by_kind: dict[str, Loaded],
+    request: ReportRequest,
+    reconciliation: Reconciliation | None,
+    covered: pl.DataFrame | None,
+) -> Report:
+    """The report with its Compensation section: the remedy's coverage and the SLA credits over the
+    incident window the summary found. The rate-limit audit's wrong 429s are not wired yet: 5xx only."""
+    from dataclasses import replace
+
+    from analyzer.reconcile.compensation import compensate
+
+    ledger = _window(by_kind["ledger"].frame, request.since, request.until) if "ledger" in by_kind else None
+    incident = (report.summary["first_symptom_at"], report.summary["last_symptom_at"])
+    remedy = None if reconciliation is None else reconciliation.remedy
+    found = compensate(gateway, ledger, remedy, covered, report.settings, incident)  # type: ignore[arg-type]
+    return replace(report, compensation=found)
 
 
 def _converted(request: ReportRequest) -> tuple[list[InputReport], list[str], pl.DataFrame] | None:
@@ -299,6 +325,7 @@ def write_outputs(
     junit_path: Path | None = None,
     rules: Sequence[str] = (),
     append_markdown: bool = False,
+    compensation_path: Path | None = None,
 ) -> list[Path]:
     """Write the requested report files, never over an input; return the paths written.
 
@@ -336,6 +363,16 @@ def write_outputs(
     if rejects_path is not None:
         write_rejects(analysis.rejects, rejects_path, inputs)
         written.append(rejects_path)
+    if compensation_path is not None:
+        comp = analysis.report.compensation
+        if comp is None:
+            raise InputError(
+                "no ledger and no [sla] accounts, so there is no compensation to write",
+                path=str(compensation_path),
+            )
+        guard_output(compensation_path, inputs)
+        write_table(comp.accounts, compensation_path)
+        written.append(compensation_path)
     return written
 
 

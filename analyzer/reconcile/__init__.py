@@ -7,6 +7,7 @@
     accounts.py    per-account rows, per-kind spans, refunds in USD when prices are set
     patterns.py    what went wrong: multiplied token counts, bunched duplicates, wiped balances
     invariants.py  totals that must add up
+    remedy.py      the quota reset as a remedy: what each account's resets restored against what it was owed
 
 `reconcile` works in passes: the inputs are split by a hash of request_id (joins, duplicates,
 buckets) and of account_id (balances) into partitions of about 500k rows, and each pass collects
@@ -36,6 +37,7 @@ from analyzer.reconcile import accounts as acc
 from analyzer.reconcile import balances as bal
 from analyzer.reconcile import charges
 from analyzer.reconcile import classify as cls
+from analyzer.reconcile import remedy as rem
 from analyzer.reconcile.invariants import check_invariants
 from analyzer.reconcile.partitions import Partitions, partition
 from analyzer.reconcile.patterns import find_patterns
@@ -98,6 +100,7 @@ def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.Data
         "breaks": bal.break_findings(checked),
         "balances": bal.account_balances(checked),
         "resets": entries.filter(pl.col(KIND) == LEDGER_RESET).select(TS_COL).unique(),
+        "reset_entries": rem.reset_entries(checked),
         "unknown": entries.filter(~pl.col(KIND).is_in(list(LEDGER_KINDS))).group_by(KIND).agg(pl.len()),
     }
     if settings.prices:
@@ -207,6 +210,7 @@ def reconcile(
         resets=tuple(out["resets"].unique().sort(TS_COL)[TS_COL].to_list()),
         notes=tuple(notes),
         refund_usd=refund_usd,
+        remedy=rem.remedy(out["reset_entries"], findings),
     )
 
 

@@ -73,12 +73,23 @@ def _wrong_429(report: Report, limit: Fraction | None) -> str | None:
     return f"{wrong:,} wrong 429(s)" if limit is not None and wrong > limit else None
 
 
+def _not_whole(report: Report, limit: Fraction | None) -> str | None:
+    comp = report.compensation
+    not_whole = 0 if comp is None or comp.remedy is None else comp.remedy.accounts_not_made_whole
+    return (
+        f"{not_whole:,} account(s) not made whole by the reset"
+        if limit is not None and not_whole > limit
+        else None
+    )
+
+
 RULES: dict[str, RuleKind] = {
     "bursts": RuleKind(Threshold.NONE, "bursts", _bursts),
     "spikes": RuleKind(Threshold.NONE, "spikes", _spikes),
     "refunds": RuleKind(Threshold.COUNT, "refunds>N", _refunds),
     "rejects": RuleKind(Threshold.PERCENT, "rejects>P%", _rejects),
     "wrong_429": RuleKind(Threshold.COUNT, "wrong_429>N", _wrong_429),
+    "not_whole": RuleKind(Threshold.COUNT, "not_whole>N", _not_whole),
 }
 
 _RULE = re.compile(r"^([a-z][a-z0-9_]*)(?:>(\d+(?:\.\d+)?)(%?))?$")

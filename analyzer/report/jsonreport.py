@@ -10,6 +10,7 @@ from importlib import resources
 from typing import Any
 
 from analyzer.findings import InputReport
+from analyzer.report.compensation import compensation_json
 from analyzer.report.model import Report, owed_accounts
 from analyzer.report.ratelimits import rate_limits_json
 
@@ -90,6 +91,7 @@ def render_json(report: Report) -> str:
         "log_gaps": [asdict(g) for g in report.gaps],
         "ledger": ledger,
         "rate_limits": rate_limits_json(report.rate_limits),
+        "compensation": compensation_json(report.compensation),
         "timeline": report.timeline.to_dicts(),
         "series": report.series.to_dicts(),
         "slices": report.slices.to_dicts(),

@@ -14,6 +14,7 @@ from typing import Any, cast
 import polars as pl
 
 from analyzer.findings import SERIES_ERROR_RATE, SERIES_P95, Contributor
+from analyzer.report.compensation import compensation_section
 from analyzer.report.escape import escape
 from analyzer.report.formatting import (
     DASH,
@@ -323,6 +324,7 @@ Section = Callable[[Report, Clock], list[str]]
 SECTIONS: tuple[Section, ...] = (
     _summary,
     _impact,
+    compensation_section,
     _timeline,
     _bursts,
     _latency,

@@ -31,6 +31,7 @@ from analyzer.findings import (
     Reconciliation,
 )
 from analyzer.limits import RateLimits
+from analyzer.reconcile.compensation import Compensation
 from analyzer.report.timeline import build_timeline, clock, span_text
 from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
 
@@ -80,6 +81,9 @@ class Report:
     schema_version: int = SCHEMA_VERSION
     slices: pl.DataFrame = field(default_factory=pl.DataFrame)  # Detection.scopes: each scope's day
     rate_limits: RateLimits | None = None
+    compensation: Compensation | None = (
+        None  # the remedy's coverage and SLA credits (reconcile/compensation.py)
+    )
 
 
 def build_report(

@@ -15,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from analyzer.findings import REFUND_TOKENS, SERIES_ERROR_RATE, SERIES_P95, SERIES_WINDOW
+from analyzer.report.compensation import compensation_terminal
 from analyzer.report.escape import escape
 from analyzer.report.formatting import (
     Clock,
@@ -199,6 +200,7 @@ Section = Callable[[Report, Clock], list[RenderableType]]
 # The terminal report's sections, in order. A new section is one function added here.
 SECTIONS: tuple[Section, ...] = (
     _summary,
+    compensation_terminal,
     _timeline_section,
     _bursts,
     _spikes,
