@@ -79,9 +79,6 @@ class SourceConfig:
     clock_offset: timedelta = timedelta(0)
     format: str | None = None
     log_format: str | None = None  # nginx log_format string
-    # Rows separated from the bulk of their kind by more than this many empty days (a clock reset to
-    # 1970) are rejected as ts_outlier (ingest/outliers.py).
-    outlier_gap: timedelta = timedelta(days=30)
     # Ledger only: the source's entry kinds -> deduct, refund, grant or reset ("debit" = "deduct").
     kinds: Mapping[str, str] = field(default_factory=dict)
     # A known record shape (ingest/presets.py: litellm); None: detected from the field names.
@@ -376,7 +373,7 @@ def _table(value: Any, name: str, where: str) -> dict[str, Any]:
 
 
 def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
-    allowed = {"fields", "units", "clock_offset", "format", "log_format", "outlier_gap", "kinds", "preset"}
+    allowed = {"fields", "units", "clock_offset", "format", "log_format", "kinds", "preset"}
     for key in t:
         if key not in allowed:
             raise ConfigError(
@@ -418,9 +415,6 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
             f"unknown format '{fmt}' (known: {', '.join(FORMATS)})", path=where, field=f"{kind}.format"
         )
     offset = _source_duration(t, kind, "clock_offset", "0s", where)
-    gap = _source_duration(t, kind, "outlier_gap", "30d", where)
-    if gap <= timedelta(0):
-        raise ConfigError("must be positive", path=where, field=f"{kind}.outlier_gap")
     kinds = {
         k.strip().lower(): _str(v, f"{kind}.kinds.{k}", where)
         for k, v in _table(t.get("kinds", {}), f"{kind}.kinds", where).items()
@@ -441,7 +435,6 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
         clock_offset=offset,
         format=fmt,
         log_format=None if log_format is None else _str(log_format, f"{kind}.log_format", where),
-        outlier_gap=gap,
         kinds=kinds,
         preset=preset,
     )

@@ -76,7 +76,6 @@ def test_issue_mapping_shape_loads(tmp_path: Path) -> None:
         pytest.param(
             "[bursts]\nmax_slice_values = 0\n", "field 'bursts.max_slice_values'", id="no-slice-values"
         ),
-        pytest.param("[events]\noutlier_gap = '0s'\n", "field 'events.outlier_gap'", id="no-outlier-gap"),
     ],
 )
 def test_bad_config_is_one_line_naming_file_and_key(tmp_path: Path, text: str, needle: str) -> None:

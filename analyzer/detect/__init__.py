@@ -12,7 +12,8 @@ table, not the input (0.6-0.8 GiB at 10M requests).
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import timedelta
+from typing import Final
 
 import polars as pl
 
@@ -141,18 +142,30 @@ def _spikes_on_latency_window(gateway: pl.LazyFrame, settings: Settings) -> tupl
     return find_spikes(agg.table, _series(glob), gateway, own)
 
 
+# A silence longer than this splits the grid: its windows are not made (one line stamped a year away
+# must not cost a year of empty windows; a file spanning years is analyzed stretch by stretch).
+SILENCE: Final = timedelta(days=1)
+
+
 def _grid(glob: pl.DataFrame, quantiles: pl.DataFrame, settings: Settings) -> pl.DataFrame:
-    """The global rows on every window from the first to the last, empty ones zero, with the quantiles."""
+    """The global rows on every window of each stretch of data, empty ones zero, with the quantiles.
+
+    Stretches are split at silences longer than SILENCE: the grid's size follows the time that holds
+    data, not the span from the first line to the last.
+    """
     if glob.height == 0:
         return glob.join(quantiles, on=WINDOW, how="left")
-    first: datetime = glob[WINDOW].min()  # type: ignore[assignment]
-    last: datetime = glob[WINDOW].max()  # type: ignore[assignment]
-    windows = pl.datetime_range(first, last, polars_every(settings.bursts.window), eager=True)
+    stretch = (pl.col(WINDOW).diff() > SILENCE).fill_null(False).cum_sum()
+    windows = (
+        glob.select(pl.col(WINDOW).unique().sort())
+        .group_by(stretch.alias("_stretch"))
+        .agg(pl.col(WINDOW).min().alias("_first"), pl.col(WINDOW).max().alias("_last"))
+        .select(pl.datetime_ranges("_first", "_last", polars_every(settings.bursts.window)).alias(WINDOW))
+        .explode(WINDOW)
+    )
     counts = [c for c in glob.columns if c not in (WINDOW, IDX, COLUMN, VALUE, SCOPE, FIRST_TS, LAST_TS)]
     return (
-        windows.alias(WINDOW)
-        .to_frame()
-        .join(glob.drop(IDX), on=WINDOW, how="left")
+        windows.join(glob.drop(IDX), on=WINDOW, how="left")
         .join(quantiles, on=WINDOW, how="left")
         .with_columns(pl.col(counts).fill_null(0), window_index(settings.bursts.window))
         .sort(WINDOW)

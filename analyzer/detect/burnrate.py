@@ -34,7 +34,9 @@ def replay(counts: pl.DataFrame, slo: SloSettings, window: timedelta) -> tuple[B
         evaluable = ordered.height > 0 and long_w <= data_span
         firings: tuple[AlertFiring, ...] = ()
         if evaluable:
-            firings = _firings(ordered, _steps(long_w, window), _steps(short_w, window), burn * budget)
+            firings = _firings(
+                ordered, _steps(long_w, window) * window, _steps(short_w, window) * window, burn * budget
+            )
         out.append(
             BurnRateAlert(
                 name=name,
@@ -49,18 +51,20 @@ def replay(counts: pl.DataFrame, slo: SloSettings, window: timedelta) -> tuple[B
     return tuple(out)
 
 
-def _ratio(steps: int) -> pl.Expr:
-    e = pl.col(SERVER_ERRORS).rolling_sum(steps, min_samples=1)
-    n = pl.col(REQUESTS).rolling_sum(steps, min_samples=1)
+def _ratio(span: timedelta) -> pl.Expr:
+    # By time, not by rows: the grid leaves out long silences (detect.SILENCE), and a trailing window
+    # must not reach over one into the stretch before it.
+    e = pl.col(SERVER_ERRORS).rolling_sum_by(WINDOW, span)
+    n = pl.col(REQUESTS).rolling_sum_by(WINDOW, span)
     return pl.when(n > 0).then(e / n).otherwise(0.0)
 
 
 def _firings(
-    counts: pl.DataFrame, long_steps: int, short_steps: int, threshold: float
+    counts: pl.DataFrame, long_span: timedelta, short_span: timedelta, threshold: float
 ) -> tuple[AlertFiring, ...]:
     holds = counts.select(
         WINDOW,
-        ((_ratio(long_steps) > threshold) & (_ratio(short_steps) > threshold)).alias("on"),
+        ((_ratio(long_span) > threshold) & (_ratio(short_span) > threshold)).alias("on"),
     ).with_columns((pl.col("on") != pl.col("on").shift(1).fill_null(False)).alias("edge"))
     edges = holds.filter(pl.col("edge"))
     starts = edges.filter(pl.col("on"))[WINDOW].to_list()

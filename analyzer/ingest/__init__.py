@@ -8,8 +8,10 @@ stream). Formats are detected from content (modules: sources, formats, jsonl, de
 nginx, alb); fields are mapped and cast by `mapping`, times by `timestamps`. Nothing is lost: for
 every input, rows_read = rows analyzed + rows rejected. Blank lines (only whitespace and the \\x1f unit separator) are not rows and are not counted.
 A gateway line delivered twice by a log shipper is analyzed once; each later copy is a reject of its
-file with the reason `duplicate_line` (module duplicates). Rows far in time from the rest of their kind
-(a clock reset to 1970) are rejects with the reason `ts_outlier` (module outliers). Files whose time
+file with the reason `duplicate_line` (module duplicates). A time that cannot be real (before 2000, or
+more than a day after the newest input was last written: a clock reset to 1970) is a `bad_value:ts`;
+rows far in time from the others are analyzed like any (detection works on the stretches that hold
+data). Files whose time
 ranges say a host's clock was off are named in the notes (module skew). Runs of small files read alike
 are read together (reader.batches), each still reported on its own.
 """
@@ -25,7 +27,7 @@ import polars as pl
 
 from analyzer.config import Settings
 from analyzer.findings import InputReport
-from analyzer.ingest import duplicates, outliers, skew
+from analyzer.ingest import duplicates, skew
 from analyzer.ingest.reader import FileRead, batches, read_batch
 from analyzer.ingest.sources import RAW, find_inputs, resolve
 from analyzer.schema import (
@@ -99,12 +101,6 @@ def load(
         frame = duplicates.drop(frame, copies)
         rejects = duplicates.with_rejects(rejects, copies, order)
         inputs = duplicates.counted(inputs, copies)
-    span = outliers.analyzed_span(frame, config.outlier_gap) if reads else None
-    if span is not None:
-        far = outliers.outliers(frame, span)
-        frame = outliers.drop(frame, span)
-        rejects = duplicates.with_rejects(rejects, far, order, reason=outliers.OUTLIER)
-        inputs = outliers.counted(inputs, far, frame)
     return Loaded(
         kind=kind,
         frame=frame,
@@ -214,8 +210,8 @@ def _rows(read: FileRead) -> pl.LazyFrame:
 
 
 def _raw_note(inputs: Sequence[InputReport]) -> tuple[str, ...]:
-    # Rows rejected after staging (copies, time outliers) never had their raw text kept.
-    later = (duplicates.DUPLICATE, outliers.OUTLIER)
+    # Rows rejected after staging (copies) never had their raw text kept.
+    later = (duplicates.DUPLICATE,)
     rejected = sum(r.rows_rejected - sum(r.rejects_by_reason.get(x, 0) for x in later) for r in inputs)
     if rejected <= RAW_ROWS:
         return ()

@@ -16,7 +16,7 @@ source field fed each column.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Final
 
 import polars as pl
@@ -60,6 +60,8 @@ from analyzer.schema import (
 )
 
 INVALID_UTF8: Final = "invalid_utf8"
+# No log line of an LLM service is older than this: an earlier time (a clock reset to 1970) is no time.
+TS_FLOOR: Final = datetime(2000, 1, 1, tzinfo=UTC)
 _TS_NAMES: Final = ("timestamp", "time", "@timestamp", "start_time", "ts")
 _ACCOUNT_NAMES: Final = (
     "account_id",
@@ -230,8 +232,11 @@ def canonicalize(
     keep: Sequence[str] = (),
     kinds: Mapping[str, str] | None = None,
     shape: presets.Shape = presets.NO_SHAPE,
+    ts_ceiling: datetime | None = None,
 ) -> pl.LazyFrame:
     """Source columns (`src:<field>`) -> `_file`, `_line`, `_reject`, `_raw` and every canonical column.
+
+    A time before TS_FLOOR or after `ts_ceiling` cannot be real: it is a `bad_value:ts`.
 
     `shape` is what a preset adds: constant columns, status words, a latency between two times.
 
@@ -289,6 +294,8 @@ def canonicalize(
             value = _convert(raw_value, src_dtype, dtype, canonical, units)
         if canonical == TS and clock_offset:
             value = value + pl.lit(clock_offset)
+        if canonical == TS and ts_ceiling is not None:
+            value = pl.when(value.is_between(pl.lit(TS_FLOOR), pl.lit(ts_ceiling))).then(value)
         present_expr = raw_value.is_not_null()
         if summed.get(canonical):
             # A sum (Anthropic's prompt): absent addends count 0; one that does not parse nulls the sum.

@@ -11,8 +11,10 @@ analyzed + rows rejected holds by construction (asserted).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Final
 
@@ -32,6 +34,8 @@ IN_PLACE: Final = "parquet"
 # Parquet files of one schema form a batch whatever their size (read in place, nothing is held).
 BATCH_FILE_BYTES: Final = 4 << 20
 BATCH_BYTES: Final = 32 << 20
+# A line may be stamped by a clock a little ahead of the one that set the file's modification time.
+TS_SLACK: Final = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -72,6 +76,7 @@ class Opened:
     text_bytes: int  # about how much text the input holds (Parquet read in place: 0)
     batch: Hashable  # equal (not None) for small inputs that one scan can read together
     shape: presets.Shape = presets.NO_SHAPE  # a preset's constants, status words and latency span
+    ts_ceiling: datetime | None = None  # later times cannot be real (see `batches`)
 
     @property
     def label(self) -> str:
@@ -139,8 +144,9 @@ def batches(kind: str, paths: Sequence[Path], config: SourceConfig) -> Iterator[
     """
     batch: list[Opened] = []
     text = 0
+    ceiling = _ts_ceiling(paths)
     for path in paths:
-        opened = open_input(kind, path, config)
+        opened = dataclasses.replace(open_input(kind, path, config), ts_ceiling=ceiling)
         full = text + opened.text_bytes > BATCH_BYTES
         if batch and (opened.batch is None or opened.batch != batch[0].batch or full):
             yield batch
@@ -149,6 +155,12 @@ def batches(kind: str, paths: Sequence[Path], config: SourceConfig) -> Iterator[
         text += opened.text_bytes
     if batch:
         yield batch
+
+
+def _ts_ceiling(paths: Sequence[Path]) -> datetime | None:
+    """A day after the newest input's modification time: no line can be written later than that."""
+    stamps = [f.stat().st_mtime for p in paths for f in ([p] if p.is_file() else p.rglob("*")) if f.is_file()]
+    return datetime.fromtimestamp(max(stamps), UTC) + TS_SLACK if stamps else None
 
 
 def _frozen(value: object) -> Hashable:
@@ -258,6 +270,7 @@ def _plan_of(
             keep=hashes,
             kinds=config.kinds,
             shape=opened.shape,
+            ts_ceiling=opened.ts_ceiling,
         )
 
     return plan
