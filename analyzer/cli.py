@@ -61,6 +61,7 @@ class Preset(StrEnum):
     """schema.PresetName, spelled here so the CLI starts without Polars (tests/test_presets.py checks)."""
 
     litellm = "litellm"
+    openai_usage = "openai_usage"
 
 
 class Compression(StrEnum):
@@ -181,6 +182,10 @@ PresetOpt = Annotated[
         help="Read the inputs as a known record shape (litellm). Default: detected from field names.",
     ),
 ]
+UsageOpt = Annotated[
+    list[Path] | None,
+    typer.Option("--usage", help="A provider's usage export (OpenAI's CSV): daily totals per model checked."),
+]
 FindingsOpt = Annotated[
     Path | None, typer.Option("--findings", help="Write every flagged ledger entry (.csv/.parquet).")
 ]
@@ -196,6 +201,7 @@ def _request(
     until: str | None = None,
     refunds: Path | None = None,
     preset: Preset | None = None,
+    usage: list[Path] | None = None,
 ) -> ReportRequest:
     from analyzer.pipeline import ReportRequest
 
@@ -209,6 +215,7 @@ def _request(
         until=_time(until, "--until"),
         refunds_path=refunds,
         preset=None if preset is None else preset.value,
+        usage=tuple(usage or ()),
     )
 
 
@@ -265,6 +272,7 @@ def report(
         typer.Option("--annotations", help="Write CI annotations on stderr (github: workflow commands)."),
     ] = None,
     preset: PresetOpt = None,
+    usage: UsageOpt = None,
     quiet: QuietOpt = False,
     max_memory: MaxMemoryOpt = None,
 ) -> None:
@@ -282,7 +290,7 @@ def report(
     with _errors(), _memory_guard(max_memory):
         rules = list(fail_on or [])
         parsed = parse_rules(rules)
-        request = _request(directory, gateway, ledger, events, config, since, until, refunds, preset)
+        request = _request(directory, gateway, ledger, events, config, since, until, refunds, preset, usage)
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(
             request, files=(json_path, markdown, junit), tables=(refunds, findings, rejects, compensation)
@@ -473,6 +481,7 @@ def reconcile(
     json_out: JsonOpt = None,
     top: Annotated[int, typer.Option("--top", min=0, help="How many accounts to list.")] = 10,
     preset: PresetOpt = None,
+    usage: UsageOpt = None,
     quiet: QuietOpt = False,
     max_memory: MaxMemoryOpt = None,
 ) -> None:
@@ -485,7 +494,7 @@ def reconcile(
     from analyzer.report.commands import render_reconcile
 
     with _errors(), _memory_guard(max_memory):
-        request = _request(directory, gateway, ledger, None, config, since, until, refunds, preset)
+        request = _request(directory, gateway, ledger, None, config, since, until, refunds, preset, usage)
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(request, files=(json_path,), tables=(refunds, findings))
         with _progress(quiet) as say:
@@ -496,7 +505,8 @@ def reconcile(
                 "no ledger found (name it ledger* or pass --ledger PATH)", path=str(directory or ".")
             )
         written = write_outputs(analysis, refunds_path=refunds, findings_path=findings)
-        _emit_json(json_out, section_json(analysis.report, ("inputs", "ledger")), analysis.input_paths)
+        keys = ("inputs", "ledger", *(("usage_totals",) if analysis.report.usage_totals is not None else ()))
+        _emit_json(json_out, section_json(analysis.report, keys), analysis.input_paths)
     if json_out == "-" or quiet:
         return
     render_reconcile(analysis.report, _console(), top)

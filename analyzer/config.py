@@ -245,6 +245,7 @@ class Settings:
     gateway: SourceConfig = field(default_factory=SourceConfig)
     ledger: SourceConfig = field(default_factory=SourceConfig)
     events: SourceConfig = field(default_factory=SourceConfig)
+    usage: SourceConfig = field(default_factory=SourceConfig)  # a provider's usage export
     bursts: BurstSettings = field(default_factory=BurstSettings)
     latency: LatencySettings = field(default_factory=LatencySettings)
     slo: SloSettings = field(default_factory=SloSettings)
@@ -257,8 +258,10 @@ class Settings:
     limits: LimitSettings | None = None  # [limits]; None: the audit holds accounts to their own peaks
 
     def source(self, kind: str) -> SourceConfig:
-        """The SourceConfig of 'gateway', 'ledger' or 'events'."""
-        return {"gateway": self.gateway, "ledger": self.ledger, "events": self.events}[kind]
+        """The SourceConfig of 'gateway', 'ledger', 'events' or 'usage'."""
+        return {"gateway": self.gateway, "ledger": self.ledger, "events": self.events, "usage": self.usage}[
+            kind
+        ]
 
     def with_preset(self, preset: str | None) -> Settings:
         """These settings with every source read as the known record shape `preset` (None: as they are)."""
@@ -341,7 +344,7 @@ def settings_from_dict(raw: Mapping[str, Any], *, where: str = "<config>") -> Se
         if key not in known:
             raise ConfigError(f"unknown table [{key}] (known: {', '.join(sorted(known))})", path=where)
     kw: dict[str, Any] = {}
-    for kind in ("gateway", "ledger", "events"):
+    for kind in ("gateway", "ledger", "events", "usage"):
         if kind in raw:
             kw[kind] = _source(kind, _table(raw[kind], kind, where), where)
     for name, cls in SECTIONS.items():

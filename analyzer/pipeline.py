@@ -30,7 +30,7 @@ from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliat
 from analyzer.ingest import Loaded, find_inputs, load
 from analyzer.ingest.presets import USD
 from analyzer.limits import audit_limits
-from analyzer.reconcile import reconcile
+from analyzer.reconcile import reconcile, totals
 from analyzer.reconcile.compensation import sla_accounts
 from analyzer.report.model import Report, build_report
 from analyzer.schema import EVENTS, REJECT_FILE, REJECT_LINE, TS
@@ -67,6 +67,7 @@ class ReportRequest:
     until: datetime | None = None
     refunds_path: Path | None = None
     preset: str | None = None  # `--preset`: every input read as this known record shape
+    usage: Sequence[Path] = ()  # `--usage`: a provider's usage export, for the totals check
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,7 @@ def resolve_sources(request: ReportRequest) -> tuple[dict[str, list[Path]], Path
         "gateway": list(request.gateway),
         "ledger": list(request.ledger),
         "events": list(request.events),
+        "usage": list(request.usage),
     }
     sources = {kind: explicit[kind] or found.get(kind, []) for kind in explicit}
     if not sources["gateway"]:
@@ -132,7 +134,7 @@ def run_report(
     # The SLA's accounts file is read first: a missing one is an error before a byte of logs is read.
     covered = sla_accounts(settings) if Part.LEDGER in parts else None
     loaded: list[Loaded] = []
-    for kind in ("gateway", "ledger", "events"):
+    for kind in ("gateway", "ledger", "events", "usage"):
         if sources[kind]:
             say(f"loading {kind} ({len(sources[kind])} path(s))")
             loaded.append(load(kind, sources[kind], settings))
@@ -151,6 +153,12 @@ def run_report(
     if Part.LIMITS in parts:
         say("auditing the rate limiter")
         rate_limits = audit_limits(gateway, ledger, settings.limits)
+    usage_totals = None
+    if "usage" in by_kind:
+        say("checking the usage export's totals")
+        usage_totals = totals.usage_totals(
+            gateway, _window(by_kind["usage"].frame, request.since, request.until)
+        )
     events = (
         _window(by_kind["events"].frame, request.since, request.until).collect()
         if "events" in by_kind
@@ -172,6 +180,7 @@ def run_report(
         notes=notes,
         refunds_path=None if request.refunds_path is None else str(request.refunds_path),
         rate_limits=rate_limits,
+        usage_totals=usage_totals,
     )
     if Part.LEDGER in parts:
         report = _with_compensation(report, gateway, by_kind, request, reconciliation, covered)

@@ -103,6 +103,19 @@ TITLE: Final = "title"
 EVENTS: Final[dict[str, pl.DataType]] = {TS: TS_DTYPE, KIND: pl.String(), TITLE: pl.String()}
 EVENTS_ROW_REQUIRED: Final = (TS, TITLE)
 
+# --- usage (a provider's own usage export: one row per time bucket and model, for a totals check) ---
+REQUESTS: Final = "requests"
+USAGE: Final[dict[str, pl.DataType]] = {
+    TS: TS_DTYPE,  # the start of the bucket (OpenAI's exports: a UTC day)
+    MODEL: pl.String(),
+    ACCOUNT_ID: pl.String(),
+    REQUESTS: pl.Int64(),
+    PROMPT_TOKENS: pl.Int64(),
+    COMPLETION_TOKENS: pl.Int64(),
+    CACHED_TOKENS: pl.Int64(),
+}
+USAGE_ROW_REQUIRED: Final = (TS,)
+
 # --- rejected rows: one per input line that could not be analyzed --------------------------------
 REJECT_FILE: Final = "file"
 REJECT_LINE: Final = "line"
@@ -145,6 +158,7 @@ class PresetName(StrEnum):
     """Known record shapes, as `--preset` and `[<kind>] preset` name them (ingest/presets.py)."""
 
     LITELLM = "litellm"  # LiteLLM proxy spend logs (LiteLLM_SpendLogs exported as CSV or JSON)
+    OPENAI_USAGE = "openai_usage"  # OpenAI's usage export (completions buckets, per day and model)
 
 
 # --- provenance columns every loader adds (dropped before analysis where not needed) ---------
@@ -152,11 +166,17 @@ SOURCE_FILE: Final = "_file"
 SOURCE_LINE: Final = "_line"
 REJECT_REASON: Final = "_reject"
 
-SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {"gateway": GATEWAY, "ledger": LEDGER, "events": EVENTS}
+SCHEMAS: Final[dict[str, dict[str, pl.DataType]]] = {
+    "gateway": GATEWAY,
+    "ledger": LEDGER,
+    "events": EVENTS,
+    "usage": USAGE,
+}
 ROW_REQUIRED: Final[dict[str, tuple[str, ...]]] = {
     "gateway": GATEWAY_ROW_REQUIRED,
     "ledger": LEDGER_ROW_REQUIRED,
     "events": EVENTS_ROW_REQUIRED,
+    "usage": USAGE_ROW_REQUIRED,
 }
 
 

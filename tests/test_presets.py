@@ -237,3 +237,66 @@ def test_cli_reconcile_and_inspect_of_a_spend_log(tmp_path: Path) -> None:
     shown = runner.invoke(app, ["inspect", str(SPEND), "--kind", "ledger"])
     assert shown.exit_code == 0, shown.output
     assert "(preset" in shown.output and "litellm)" in shown.output
+
+
+USAGE_EXPORT = Path(__file__).parent / "fixtures" / "presets" / "openai_usage.csv"
+
+
+def test_openai_usage_export_is_detected_and_read() -> None:
+    loaded = load("usage", [USAGE_EXPORT], Settings())
+    assert (loaded.inputs[0].preset, loaded.inputs[0].rows_rejected) == ("openai_usage", 0)
+    rows = loaded.frame.sort("_line").select("ts", "model", "requests", "prompt_tokens", "cached_tokens")
+    assert rows.collect().rows()[:2] == [
+        (_t("2026-04-21 00:00:00"), "gpt-4o-2024-08-06", 40, 52000, 0),
+        (_t("2026-04-22 00:00:00"), "gpt-4o-2024-08-06", 2, 1100, 0),
+    ]
+
+
+def test_usage_totals_against_the_gateway() -> None:
+    from analyzer.reconcile.totals import usage_totals
+
+    gateway = load("gateway", [SPEND], Settings()).frame
+    export = load("usage", [USAGE_EXPORT], Settings()).frame
+    got = usage_totals(gateway, export)
+    # 2026-04-21 is not a day of the gateway's: left out. The failed a4 is not an answered request.
+    assert got.select("model", "gateway_requests", "export_requests", "gateway_completion_tokens",
+                      "export_completion_tokens", "match").rows() == [
+        ("gpt-4o-2024-08-06", 2, 2, 70, 70, True),
+        ("gpt-4o-mini-2024-07-18", 1, 1, 3, 5, False),
+        ("o4-mini-2025-04-16", 0, 1, 0, 900, False),
+    ]  # fmt: skip
+
+
+def test_usage_totals_count_cached_tokens_when_the_gateway_has_them() -> None:
+    from analyzer.reconcile.totals import usage_totals
+
+    day = datetime(2026, 4, 22, 9, tzinfo=UTC)
+    gateway = pl.LazyFrame(
+        {"ts": [day, day], "model": ["m", "m"], "status": [200, 200], "prompt_tokens": [10, 20],
+         "completion_tokens": [1, 2], "cached_tokens": [5, None]},
+        schema_overrides={"ts": pl.Datetime("us", "UTC")},
+    )  # fmt: skip
+    export = pl.LazyFrame(
+        {"ts": [day.replace(hour=0)], "model": ["m"], "requests": [2], "prompt_tokens": [30],
+         "completion_tokens": [3], "cached_tokens": [6]},
+        schema_overrides={"ts": pl.Datetime("us", "UTC")},
+    )  # fmt: skip
+    row = usage_totals(gateway, export).row(0, named=True)
+    assert (row["gateway_cached_tokens"], row["export_cached_tokens"], row["match"]) == (5, 6, False)
+
+
+def test_report_with_a_usage_export(tmp_path: Path) -> None:
+    import jsonschema
+
+    from analyzer.report.jsonreport import schema
+
+    md = tmp_path / "report.md"
+    args = ["report", "--gateway", str(SPEND), "--usage", str(USAGE_EXPORT), "--markdown", str(md)]
+    result = CliRunner().invoke(app, [*args, "--json", "-", "--quiet"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    jsonschema.validate(doc, schema())
+    assert [r["match"] for r in doc["usage_totals"]] == [True, False, False]
+    text = md.read_text(encoding="utf-8")
+    assert "## Usage export" in text and "1 of 3 match" in text
+    assert "| 2026-04-22 | o4-mini-2025-04-16 | 0 / 1 | 0 / 300 | 0 / 900 | 0 / 0 | **no** |" in text

@@ -43,6 +43,7 @@ from analyzer.schema import (
     REGION,
     REJECT_REASON,
     REQUEST_ID,
+    REQUESTS,
     RESPONSE_FLAGS,
     ROW_REQUIRED,
     SCHEMAS,
@@ -148,6 +149,15 @@ ALIASES: Final[dict[str, dict[str, tuple[str, ...]]]] = {
         KIND: ("kind", "type", "entry_type"),
         TOKENS: ("tokens", "amount", "delta_tokens"),
         BALANCE_AFTER: ("balance_after", "balance"),
+    },
+    "usage": {
+        TS: ("start_time", "start_time_iso", "date", *_TS_NAMES),
+        MODEL: ("model",),
+        ACCOUNT_ID: ("project_id", "api_key_id", "user_id"),
+        REQUESTS: ("num_model_requests", "requests"),
+        PROMPT_TOKENS: ("input_tokens", "prompt_tokens"),
+        COMPLETION_TOKENS: ("output_tokens", "completion_tokens"),
+        CACHED_TOKENS: ("input_cached_tokens", "cached_tokens"),
     },
     "events": {
         TS: _TS_NAMES,

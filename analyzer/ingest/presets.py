@@ -9,6 +9,9 @@ taken as the time between two timestamps. `[<kind>.fields]` and `[<kind>.units]`
                    gateway (ts = startTime, latency = endTime - startTime, status "success"/"failure")
                    and as a ledger in USD (every row a deduction of `spend` dollars, read as integer
                    micro-dollars, at endTime, billed to api_key)
+    openai_usage   OpenAI's usage export (completions buckets: start_time in epoch seconds, model,
+                   num_model_requests, input_tokens, output_tokens, input_cached_tokens) as a usage
+                   input, whose daily totals per model are checked against the gateway's
 
 A preset is used when `--preset` or `[<kind>] preset` names it, or when a source has every field of
 its signature; `inspect` says which.
@@ -22,6 +25,7 @@ from typing import Final
 
 from analyzer.schema import (
     ACCOUNT_ID,
+    CACHED_TOKENS,
     COMPLETION_TOKENS,
     ENTRY_ID,
     KIND,
@@ -31,6 +35,7 @@ from analyzer.schema import (
     MODEL_REQUESTED,
     PROMPT_TOKENS,
     REQUEST_ID,
+    REQUESTS,
     STATUS,
     TOKENS,
     TS,
@@ -89,7 +94,24 @@ _LITELLM = Preset(
     latency_from="startTime",
 )
 
-PRESETS: Final[dict[str, Preset]] = {p.name: p for p in (_LITELLM,)}
+_OPENAI_USAGE = Preset(
+    name=PresetName.OPENAI_USAGE,
+    signature=frozenset({"start_time", "end_time", "input_tokens", "output_tokens", "num_model_requests"}),
+    fields={
+        "usage": {
+            TS: "start_time",
+            MODEL: "model",
+            ACCOUNT_ID: "project_id",
+            REQUESTS: "num_model_requests",
+            PROMPT_TOKENS: "input_tokens",
+            COMPLETION_TOKENS: "output_tokens",
+            CACHED_TOKENS: "input_cached_tokens",
+        },
+    },
+    units={"usage": {TS: "epoch_s"}},
+)
+
+PRESETS: Final[dict[str, Preset]] = {p.name: p for p in (_LITELLM, _OPENAI_USAGE)}
 
 
 def choose(kind: str, named: str | None, available: Sequence[str]) -> Preset | None:

@@ -95,6 +95,7 @@ def render_json(report: Report) -> str:
         "timeline": report.timeline.to_dicts(),
         "series": report.series.to_dicts(),
         "slices": report.slices.to_dicts(),
+        "usage_totals": None if report.usage_totals is None else report.usage_totals.to_dicts(),
         "settings": report.settings.to_dict(),
         "quantile_method": report.quantile_method,
         "notes": list(report.notes),

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any, cast
 
 from analyzer.findings import REFUND_TOKENS, Finding, RequestBucket
+from analyzer.reconcile import totals as usage
 from analyzer.report.escape import escape
 from analyzer.report.formatting import DASH, Clock, percent, table
 from analyzer.report.model import Report
-from analyzer.schema import ACCOUNT_ID
+from analyzer.schema import ACCOUNT_ID, MODEL
 
 # What each finding kind means, for a reader who has not seen the code.
 KIND_MEANING: dict[str, str] = {
@@ -117,3 +118,37 @@ def refunds_section(report: Report, clock: Clock) -> list[str]:
             "`analyzer report … --refunds refunds.csv` writes it as CSV."
         )
     return [*out, where, ""]
+
+
+USAGE_ROWS = 50  # days x models listed in the Markdown (mismatches first); the JSON has them all
+
+
+def usage_section(report: Report, clock: Clock) -> list[str]:
+    """The provider's usage export against the gateway, per day and model (only with an export)."""
+    totals = report.usage_totals
+    if totals is None:
+        return []
+    out = ["## Usage export", ""]
+    if totals.is_empty():
+        return [*out, "The usage export has no bucket on a day the gateway logs cover.", ""]
+    matched = int(totals[usage.MATCH].sum())
+    out += [
+        f"The provider's usage export against the gateway's answered requests, per UTC day and model: "
+        f"{matched:,} of {totals.height:,} match.",
+        "",
+    ]
+    shown = totals.sort(usage.MATCH, usage.DAY, MODEL, nulls_last=True).head(USAGE_ROWS)
+    rows = [
+        [
+            f"{r[usage.DAY]:%Y-%m-%d}",
+            escape(r[MODEL]) if r[MODEL] is not None else DASH,
+            *(f"{r[usage.GATEWAY_PREFIX + t]:,} / {r[usage.EXPORT_PREFIX + t]:,}" for t in usage.TOTALS),
+            "yes" if r[usage.MATCH] else "**no**",
+        ]
+        for r in shown.iter_rows(named=True)
+    ]
+    head = ["Day", "Model", "Requests (gateway / export)", "Prompt", "Completion", "Cached", "Match"]
+    out += table(head, rows, right=head[2:6])
+    if totals.height > USAGE_ROWS:
+        out += [f"{totals.height - USAGE_ROWS:,} more rows are `usage_totals` in the JSON report.", ""]
+    return out

@@ -31,7 +31,7 @@ from analyzer.report.formatting import (
     telling_contributors,
     times,
 )
-from analyzer.report.ledger_md import ledger_section, refunds_section
+from analyzer.report.ledger_md import ledger_section, refunds_section, usage_section
 from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
 from analyzer.report.timeline import DETAIL, Entry, span_text
@@ -215,7 +215,7 @@ def _latency(report: Report, clock: Clock) -> list[str]:
 def _data_quality(report: Report, clock: Clock) -> list[str]:
     out = ["## Data quality", ""]
     dated = Clock(None)  # an input's range may pass midnight when the incident does not
-    for kind in ("gateway", "ledger", "events"):
+    for kind in ("gateway", "ledger", "events", "usage"):
         files = [i for i in report.inputs if i.kind == kind]
         if files:
             read = sum(i.rows_read for i in files)
@@ -299,7 +299,7 @@ def _mapping(report: Report) -> list[str]:
     first = {i.kind: i for i in reversed(report.inputs)}
     rows = [
         [kind, escape(column), DASH if source is None else escape(source)]
-        for kind in ("gateway", "ledger", "events")
+        for kind in ("gateway", "ledger", "events", "usage")
         if kind in first
         for column, source in first[kind].fields.items()
     ]
@@ -330,6 +330,7 @@ SECTIONS: tuple[Section, ...] = (
     _latency,
     ledger_section,
     refunds_section,
+    usage_section,
     _data_quality,
     _method,
 )

@@ -84,6 +84,8 @@ class Report:
     compensation: Compensation | None = (
         None  # the remedy's coverage and SLA credits (reconcile/compensation.py)
     )
+    # A provider's usage export against the gateway per day and model (reconcile/totals.py); None: no export.
+    usage_totals: pl.DataFrame | None = None
 
 
 def build_report(
@@ -96,6 +98,7 @@ def build_report(
     notes: Sequence[str] = (),
     refunds_path: str | None = None,
     rate_limits: RateLimits | None = None,
+    usage_totals: pl.DataFrame | None = None,
 ) -> Report:
     """Assemble the report from the inputs' reports and the detection and reconciliation records."""
     timeline = build_timeline(detection, reconciliation, events)
@@ -113,6 +116,7 @@ def build_report(
         notes=(*notes, *detection.notes, *rec_notes),
         series=downsample(detection.series, settings.report.chart_points),
         quantile_method=detection.quantile_method,
+        usage_totals=usage_totals,
         refunds_path=refunds_path,
         slices=detection.scopes,
         rate_limits=rate_limits,
