@@ -6,7 +6,7 @@ of the card below: gpt-4o 2.50 / 10.00 $ per million, gpt-4o-mini 0.15 / 0.60. B
     a1  100 × 2.5 + 20 × 10    = 450 µ$, spent 0.00045   -> ok
     a2  1000 × 2.5 + 50 × 10   = 3000 µ$, spent 0.0035    -> overcharge, 500 µ$ owed
     a3  4 × 0.15 + 3 × 0.60    = 2.4 -> 3 µ$ (ceil), spent 2.4e-06 -> 3 µ$: ok
-    a4  a failure with spend 0.0                         -> failed_charged, 0 owed
+    a4  a failure with spend 0.0                         -> ok (charged nothing): failed_free
 """
 
 from __future__ import annotations
@@ -113,7 +113,8 @@ def test_a_dollar_ledger_is_reconciled_against_the_price_card() -> None:
     ledger = load("ledger", [SPEND], settings).frame
     r = reconcile(gateway, ledger, settings, money=True)
     kinds = {k: v.count for k, v in r.by_kind.items() if v.count}
-    assert kinds == {"ok": 2, "overcharge": 1, "failed_charged": 1}
+    assert kinds == {"ok": 3, "overcharge": 1}
+    assert (r.request_buckets["charged_ok"], r.request_buckets["failed_free"]) == (2, 1)
     assert (r.tokens_expected, r.tokens_deducted, r.refund_tokens_total) == (450 + 3000 + 3, 3953, 500)
     assert r.refund_usd == "0.0005"
     assert r.accounts.filter(pl.col("refund_tokens") > 0).select("account_id", "refund_usd").rows() == [

@@ -209,3 +209,18 @@ def test_bad_weights_name_the_key(raw: dict[str, object], field: str) -> None:
     with pytest.raises(ConfigError) as err:
         settings_from_dict(raw)
     assert err.value.field == field
+
+
+@pytest.mark.parametrize(
+    ("amount", "kind", "bucket"),
+    [
+        pytest.param(0, "ok", "failed_free", id="failure-charged-nothing"),
+        pytest.param(1, "failed_charged", "charged_on_failure", id="failure-charged-one"),
+    ],
+)
+def test_a_failure_charged_nothing_is_billed_right(amount: int, kind: str, bucket: str) -> None:
+    gw = _gateway([(10, "r1", "m", 0, 0, 502, None, None, None)])
+    r = reconcile(gw, _ledger([(10, "r1", amount)]), Settings())
+    assert {k: v.count for k, v in r.by_kind.items() if v.count} == {kind: 1}
+    assert r.request_buckets[bucket] == 1
+    assert all(i.holds for i in r.invariants), r.invariants

@@ -222,6 +222,9 @@ def joined(
         .then(pl.lit(Finding.OUT_OF_SPAN))
         .when(~found)
         .then(pl.lit(Finding.ORPHAN))
+        # A failed request charged nothing was billed right (LiteLLM logs every failed call, spend 0).
+        .when(~_OK_2XX & (amount == 0))
+        .then(pl.lit(Finding.OK))
         .when(~_OK_2XX)
         .then(pl.lit(Finding.FAILED_CHARGED))
     )
@@ -296,13 +299,15 @@ def by_account_kind(joined_lf: pl.LazyFrame) -> pl.LazyFrame:
         pl.col(TS_COL).filter(bad).max().alias(LAST_BAD),
         deduction_clashes(),
         pl.col(CLASH).fill_null(False).sum().cast(pl.Int64).alias(ID_CLASHES),
-        weight(billed & (k == Finding.OK), lines).alias(_CHARGED_OK),
+        weight(billed & (k == Finding.OK) & ~_FAILED, lines).alias(_CHARGED_OK),
         weight(~billed, lines - pl.col(FAILED_LINES) - pl.col(UNBILLED_LINES)).alias(CHARGED_FREE),
         weight(billed & k.is_in(OVERCHARGE_KINDS), lines).alias(_OVER),
         weight(billed & (k == Finding.UNDERCHARGE), lines).alias(_UNDER),
         weight(billed & (k == Finding.FAILED_CHARGED), lines).alias(_ON_FAILURE),
         weight(~billed, pl.col(UNBILLED_LINES)).alias(_UNBILLED),
-        weight(~billed, pl.col(FAILED_LINES)).alias(_FAILED_FREE),
+        (weight(~billed, pl.col(FAILED_LINES)) + weight(billed & (k == Finding.OK) & _FAILED, lines)).alias(
+            _FAILED_FREE
+        ),
         weight(pl.lit(True), zero + 1).alias(IDS),
         weight(pl.lit(True), lines).alias(ID_LINES),
     )
