@@ -45,6 +45,7 @@ class Kind(StrEnum):
 class Scenario(StrEnum):
     launch = "launch"
     quiet = "quiet"
+    remedy = "remedy"
 
 
 class SimFormat(StrEnum):
@@ -588,7 +589,11 @@ def inspect(
 def simulate(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the simulated outage into.")],
     scenario: Annotated[
-        Scenario, typer.Option(help="launch: the launch-day outage; quiet: same traffic, no incident.")
+        Scenario,
+        typer.Option(
+            help="launch: the launch-day outage; quiet: same traffic, no incident; remedy: launch with a "
+            "quota reset the token bug outlives and enterprise accounts with an SLA."
+        ),
     ] = Scenario.launch,
     seed: Annotated[int, typer.Option(help="Random seed; same arguments give byte-identical files.")] = 7,
     hours: Annotated[float, typer.Option(help="Hours of traffic from 06:00 UTC.")] = 18.0,

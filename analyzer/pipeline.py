@@ -197,15 +197,16 @@ def _with_compensation(
     covered: pl.DataFrame | None,
 ) -> Report:
     """The report with its Compensation section: the remedy's coverage and the SLA credits over the
-    incident window the summary found. The rate-limit audit's wrong 429s are not wired yet: 5xx only."""
+    incident window the summary found; the 429s the rate-limit audit found wrong count as failed."""
     from dataclasses import replace
 
-    from analyzer.reconcile.compensation import compensate
+    from analyzer.reconcile.compensation import compensate, wrong_429s
 
     ledger = _window(by_kind["ledger"].frame, request.since, request.until) if "ledger" in by_kind else None
     incident = (report.summary["first_symptom_at"], report.summary["last_symptom_at"])
     remedy = None if reconciliation is None else reconciliation.remedy
-    found = compensate(gateway, ledger, remedy, covered, report.settings, incident)  # type: ignore[arg-type]
+    wrong = wrong_429s(report.rate_limits)
+    found = compensate(gateway, ledger, remedy, covered, report.settings, incident, wrong)  # type: ignore[arg-type]
     return replace(report, compensation=found)
 
 

@@ -164,3 +164,16 @@ def test_a_reset_with_no_balance_before_it_restores_nothing_counted() -> None:
     rem = _remedy(gw, lg)
     assert rem.resets_before_unknown == 1
     assert _row(rem, "f")["restored_by_reset"] == 0 and rem.tokens_owed_after_reset == 1
+
+
+def test_the_coverage_sentence_of_several_resets() -> None:
+    from analyzer.reconcile.compensation import Compensation
+    from analyzer.report.compensation import coverage_sentence
+    from analyzer.report.formatting import Clock
+
+    rem = _remedy(GW_A, [*LG_A, (50, "a5", "a", None, "reset", 1000, 1000)])
+    comp = Compensation(remedy=rem, sla=None, accounts=rem.accounts)
+    assert coverage_sentence(comp, Clock(_t(0).date())) == (
+        "The 2 resets (09:30, 09:50) made 1 of 1 accounts whole; none is still owed. "
+        "They restored 30 tokens beyond what was owed."
+    )

@@ -76,10 +76,11 @@ def _credits(
     settings: SlaSettings | None = None,
     prices: dict[str, ModelPrice] = PRICES,
     wrong_429: pl.DataFrame | None = None,
+    window: tuple[datetime | None, datetime | None] = (None, None),
 ) -> SlaCredits:
     gw, lg = _frames()
     accounts = pl.DataFrame({"account_id": [*TRAFFIC, "idle"]})
-    return sla_credits(gw, lg, accounts, settings or SlaSettings(), prices, (None, None), wrong_429)
+    return sla_credits(gw, lg, accounts, settings or SlaSettings(), prices, window, wrong_429)
 
 
 def _by_account(c: SlaCredits) -> dict[str, tuple[int, int, int | None]]:
@@ -107,11 +108,14 @@ def test_credits_at_each_tier_boundary() -> None:
 
 
 def test_wrong_429s_count_as_failed_when_given() -> None:
-    # One wrong 429 more takes at-99.9 from exactly 99.9% to 99.8%: 10%.
-    wrong = pl.DataFrame({"account_id": ["at-99.9"], "wrong_429": [1]})
-    assert _by_account(_credits(wrong_429=wrong))["at-99.9"] == (10, 150, 185)
-    off = SlaSettings(wrong_429=False)
-    assert _by_account(_credits(off, wrong_429=wrong))["at-99.9"] == (0, 0, 0)
+    # at-99 is exactly 99% (10%); 4 wrong 429s in the window make it exactly 95% (25%); the fifth, an hour
+    # before the window, would make it 94% (100%) if it counted.
+    wrong = pl.DataFrame({"account_id": ["at-99"] * 5, "ts": [T0] * 4 + [T0 - timedelta(hours=1)]})
+    inside = _credits(wrong_429=wrong, window=(T0, None))
+    assert _by_account(inside)["at-99"] == (25, 375, 462) and inside.counts_wrong_429
+    assert _by_account(_credits(wrong_429=wrong))["at-99"] == (100, 1500, 1850)
+    off = _credits(SlaSettings(wrong_429=False), wrong_429=wrong)
+    assert _by_account(off)["at-99"] == (10, 150, 185) and not off.counts_wrong_429
 
 
 def test_a_table_of_one_tier_and_no_prices() -> None:

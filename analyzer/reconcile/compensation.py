@@ -15,11 +15,13 @@ import polars as pl
 
 from analyzer.config import Settings
 from analyzer.ingest.accounts import TIER, read_accounts
+from analyzer.limits import LimitSource, RateLimits, Verdict
+from analyzer.limits.classify import VERDICT
 from analyzer.reconcile import remedy as rm
 from analyzer.reconcile import sla as sl
 from analyzer.reconcile.remedy import Remedy
 from analyzer.reconcile.sla import SlaCredits, sla_credits, sla_window
-from analyzer.schema import ACCOUNT_ID, LEDGER
+from analyzer.schema import ACCOUNT_ID, LEDGER, TS
 
 # The JSON report's compensation.accounts keys (a contract), in order.
 JSON_COLUMNS: Final = (
@@ -66,6 +68,14 @@ def sla_accounts(settings: Settings) -> pl.DataFrame | None:
     if settings.sla.tiers:
         listed = listed.filter(pl.col(TIER).is_in(list(settings.sla.tiers)))
     return listed.select(ACCOUNT_ID)
+
+
+def wrong_429s(rate_limits: RateLimits | None) -> pl.DataFrame | None:
+    """Every 429 the rate-limit audit found wrong (account_id, ts), when it judged them against the
+    configured limits ([limits]); None when it did not run or only had each account's observed peak."""
+    if rate_limits is None or rate_limits.source is not LimitSource.CONFIG:
+        return None
+    return rate_limits.flagged.filter(pl.col(VERDICT) == Verdict.WRONG.value).select(ACCOUNT_ID, TS)
 
 
 def compensate(

@@ -36,7 +36,7 @@ SPEND_TOKENS: Final = "spend_tokens"
 SPEND_USD_MICROS: Final = "spend_usd_micros"
 CREDIT_TOKENS: Final = "credit_tokens"
 CREDIT_USD_MICROS: Final = "credit_usd_micros"
-WRONG_429: Final = "wrong_429"  # the per-account count column of the rate-limit audit's frame
+WRONG_429: Final = "wrong_429"  # wrong 429s per account in the window
 COLUMNS: Final = (
     ACCOUNT_ID,
     REQUESTS,
@@ -120,8 +120,9 @@ def sla_credits(
     window: tuple[datetime | None, datetime | None],
     wrong_429: pl.DataFrame | None = None,
 ) -> SlaCredits:
-    """The credit of every account in `accounts` (account_id) for the window; `wrong_429`
-    (account_id, wrong_429), when given, adds those 429s to the failed requests."""
+    """The credit of every account in `accounts` (account_id) for the window; `wrong_429` (account_id,
+    ts: one row per 429 the rate-limit audit found wrong), when given, adds those in the window to the
+    failed requests."""
     start, end = window
     ids = accounts.select(pl.col(ACCOUNT_ID).cast(pl.String)).unique()
     ids_lf = ids.lazy()
@@ -159,7 +160,13 @@ def sla_credits(
     counted_429 = wrong_429 is not None and settings.wrong_429
     if counted_429:
         assert wrong_429 is not None
-        extra = wrong_429.select(pl.col(ACCOUNT_ID).cast(pl.String), pl.col(WRONG_429).cast(pl.Int64))
+        extra = (
+            wrong_429.lazy()
+            .filter(_inside(start, end))
+            .group_by(pl.col(ACCOUNT_ID).cast(pl.String))
+            .agg(pl.len().cast(pl.Int64).alias(WRONG_429))
+            .collect()
+        )
         out = out.join(extra, on=ACCOUNT_ID, how="left")
     else:
         out = out.with_columns(pl.lit(0, pl.Int64).alias(WRONG_429))

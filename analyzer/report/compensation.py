@@ -127,7 +127,7 @@ def coverage_sentence(comp: Compensation, clock: Clock) -> str:
     if not r.accounts_not_made_whole:
         parts.append("none is still owed")
     sentence = "; ".join(parts)
-    beyond = f" {it.capitalize()} restored {r.tokens_restored_beyond_owed:,} tokens beyond what was owed."
+    beyond = f" {'It' if len(r.events) == 1 else 'They'} restored {r.tokens_restored_beyond_owed:,} tokens beyond what was owed."
     return sentence[0].upper() + sentence[1:] + "." + beyond
 
 

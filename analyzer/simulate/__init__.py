@@ -19,6 +19,7 @@ import polars as pl
 from analyzer import schema as s
 from analyzer.simulate import ledger as _ledger
 from analyzer.simulate import limiter as _limiter
+from analyzer.simulate import remedy as _remedy
 from analyzer.simulate.scenarios import story
 from analyzer.simulate.spec import SimSpec, Simulation, iso, validate
 from analyzer.simulate.traffic import base_traffic, gateway_frame, inject, with_usage
@@ -53,7 +54,7 @@ def generate(spec: SimSpec) -> Simulation:
         },
         schema=s.EVENTS,
     )
-    resets = [iso(r) for r in _ledger.resets(spec)]
+    resets = [iso(r) for r in _remedy.reset_times(spec, plan)]
     truth = build_truth(spec, plan, limited, books, resets, events)
     return Simulation(
         gateway=gateway_frame(traffic, spec.accounts),
@@ -61,6 +62,7 @@ def generate(spec: SimSpec) -> Simulation:
         events=events,
         truth=truth,
         accounts=_limiter.accounts_frame(limited.tier),
+        config=_remedy.config_text(plan),
     )
 
 

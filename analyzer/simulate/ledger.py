@@ -145,11 +145,13 @@ def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> 
     accts = np.arange(spec.accounts)
     start = np.full(spec.accounts, to_us(spec.start), dtype=np.int64)
     parts = [_parts(s.LEDGER_GRANT, start, accts, np.full(spec.accounts, -1), grants, "grant", 0), body]
-    for r in resets(spec):
+    for r in resets(spec) if story.daily_resets else []:
         at = np.full(spec.accounts, to_us(r), dtype=np.int64)
         parts.append(_parts(s.LEDGER_RESET, at, accts, np.full(spec.accounts, -1), grants, "reset", 0))
-    ledger = _number_and_balance(pl.concat(parts), spec)
-    ledger = _wipe_and_break(ledger, story, rng)
+    from analyzer.simulate import remedy  # the remedy scenario's resets and top-ups (it imports this module)
+
+    parts += remedy.parts(spec, story, body, grants)
+    ledger = remedy.finish(_wipe_and_break(_number_and_balance(pl.concat(parts), spec), story, rng))
 
     bucket = np.where(served & (reported == 0), BUCKET["charged_ok"], BUCKET["failed_free"])
     bucket = np.where(unbilled, BUCKET["unbilled"], bucket)

@@ -6,7 +6,7 @@ span; one left shorter than ten minutes is dropped, so what is injected is exact
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, time, timedelta
 from typing import Any
 
@@ -85,6 +85,18 @@ class Story:
     full_price_model: str | None = None
     twice: Window | None = None
     twice_model: str | None = None
+    # The remedy scenario: monthly quotas (no end-of-day resets), every account's quota reset while the
+    # token bug still runs (a few accounts missed), a second reset of some accounts by support, top-ups
+    # that make a reset restore less than was owed, and enterprise accounts with an SLA.
+    daily_resets: bool = True
+    remedy_at: datetime | None = None  # every account's reset, spread over REMEDY_SPREAD from here
+    remedy_missed: int = 0  # accounts the reset job missed (no reset at all)
+    second_reset_at: datetime | None = None  # support resets some accounts owed after the remedy again
+    top_ups: int = 0  # accounts topped up above their quota before the remedy (it restores less than owed)
+    enterprise_every: int = 0  # every n-th account is on the enterprise tier, with an SLA (0: none)
+
+
+REMEDY_SPREAD = timedelta(seconds=5)
 
 
 def _at(day: datetime, hh: int, mm: int) -> datetime:
@@ -98,6 +110,37 @@ def _clip(spec: SimSpec, start: datetime, end: datetime) -> Window | None:
 
 def story(spec: SimSpec) -> Story:
     """The injections of `spec.scenario`, clipped to the span of `spec`."""
+    if spec.scenario == "remedy":
+        return _remedy(spec)
+    return _story(spec)
+
+
+def _remedy(spec: SimSpec) -> Story:
+    """The launch day; every quota reset at 11:20 as the remedy while the token bug runs to the 11:30 hotfix."""
+    base = _story(replace(spec, scenario="launch"))
+    day = spec.start
+    remedy_at, second_at = _at(day, 11, 20), _at(day, 14, 0)
+
+    def inside(t: datetime) -> bool:
+        return spec.start <= t < spec.end
+
+    notes = (
+        (remedy_at, "remedy", "Every account's monthly quota reset to 100%"),
+        (second_at, "remedy", "Support reset the quota of accounts still overcharged"),
+    )
+    return replace(
+        base,
+        events=tuple(sorted((*base.events, *(e for e in notes if inside(e[0]))))),
+        daily_resets=False,
+        remedy_at=remedy_at if inside(remedy_at) else None,
+        remedy_missed=3,
+        second_reset_at=second_at if inside(second_at) else None,
+        top_ups=2,
+        enterprise_every=10,
+    )
+
+
+def _story(spec: SimSpec) -> Story:
     day = spec.start
     launch_at = _at(day, 9, 0)
     if spec.scenario == "quiet":

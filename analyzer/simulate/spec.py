@@ -15,7 +15,7 @@ import polars as pl
 
 from analyzer.errors import ConfigError
 
-SCENARIOS: Final = ("launch", "quiet")
+SCENARIOS: Final = ("launch", "quiet", "remedy")
 FORMATS: Final = ("jsonl", "csv", "parquet")
 COMPRESSIONS: Final = ("gz", "zst", "none")
 MAX_ACCOUNTS: Final = 99_999  # account ids have five digits
@@ -90,6 +90,7 @@ class Simulation:
     events: pl.DataFrame
     truth: dict[str, Any] = field(default_factory=dict)
     accounts: pl.DataFrame = field(default_factory=pl.DataFrame)  # account_id, tier (accounts.csv)
+    config: str = ""  # analyzer.toml beside the logs (the remedy scenario's SLA and prices), if any
 
 
 def validate(spec: SimSpec) -> None:

@@ -9,9 +9,10 @@ import numpy as np
 import polars as pl
 
 from analyzer import schema as s
-from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, OVERCHARGE_KINDS, REQUEST_BUCKETS
-from analyzer.simulate.ledger import BREAK, EXPECTED, LABEL, WIPED, Books
+from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, REQUEST_BUCKETS
+from analyzer.simulate.ledger import BREAK, LABEL, WIPED, Books
 from analyzer.simulate.limiter import TIERS, Limited
+from analyzer.simulate.remedy import owed_expr, remedy_truth, sla_truth
 from analyzer.simulate.scenarios import Story
 from analyzer.simulate.spec import CACHED_WEIGHT, MODELS, NEW_MODEL, SimSpec, from_us, iso, to_us
 from analyzer.simulate.traffic import US, Traffic, account_names, request_ids
@@ -59,17 +60,6 @@ def _window(w: Any) -> dict[str, str]:
     return {"start": iso(w.start), "end": iso(w.end)}
 
 
-def _refund_expr() -> pl.Expr:
-    label = pl.col(LABEL)
-    return (
-        pl.when(label.is_in(["duplicate", "failed_charged"]))
-        .then(pl.col(s.TOKENS))
-        .when(label.is_in(OVERCHARGE_KINDS))
-        .then(pl.col(s.TOKENS) - pl.col(EXPECTED))
-        .otherwise(0)
-    )
-
-
 def _per_account(frame: pl.DataFrame, value: str) -> dict[str, int]:
     sums = frame.group_by(s.ACCOUNT_ID).agg(pl.col(value).sum()).filter(pl.col(value) > 0).sort(s.ACCOUNT_ID)
     return {a: int(v) for a, v in zip(sums[s.ACCOUNT_ID], sums[value], strict=True)}
@@ -78,7 +68,7 @@ def _per_account(frame: pl.DataFrame, value: str) -> dict[str, int]:
 def ledger_truth(t: Traffic, books: Books) -> dict[str, Any]:
     """The ledger section: counts by kind, buckets and refunds owed, from the injection labels."""
     led = books.ledger
-    deductions = led.filter(pl.col(s.KIND) == s.LEDGER_DEDUCT).with_columns(_refund_expr().alias("_refund"))
+    deductions = led.filter(pl.col(s.KIND) == s.LEDGER_DEDUCT).with_columns(owed_expr().alias("_refund"))
     labels = deductions[LABEL].value_counts()
     by_label = {str(k): int(v) for k, v in zip(labels[LABEL], labels["count"], strict=True)}
     # The kinds only usage detail can show are listed only when the traffic has it.
@@ -231,7 +221,16 @@ def build_truth(
     cap = None
     if story.prompt_cap_model is not None:
         cap = {"model": story.prompt_cap_model, "cap": story.prompt_cap, "count": f["undercharge"]}
-    return {
+    # The remedy scenario only: what the resets made good, and the SLA accounts' credits.
+    remedy = {
+        k: v
+        for k, v in (
+            ("remedy", remedy_truth(story, books.ledger, spec.accounts)),
+            ("sla", sla_truth(story, limited, books.ledger)),
+        )
+        if v is not None
+    }
+    return remedy | {
         "schema_version": SCHEMA_VERSION,
         "scenario": spec.scenario,
         "seed": spec.seed,

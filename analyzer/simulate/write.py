@@ -36,6 +36,7 @@ ACCOUNTS_FILE = "accounts.csv"
 LIMITS_FILE = "limits.toml"
 CONFIG = "analyzer.toml"
 CONFIG_MARK = "# Written by analyzer simulate --cached"
+SIMULATED = "# Written by analyzer simulate"  # how every analyzer.toml the simulator writes starts
 
 
 def weights_toml() -> str:
@@ -104,8 +105,8 @@ def _prepare(out_dir: Path) -> None:
     stale = [*out_dir.glob("gateway/gateway-*"), *out_dir.glob("ledger.*"), *out_dir.glob("events.jsonl")]
     stale += [p for p in (out_dir / ACCOUNTS_FILE, out_dir / LIMITS_FILE) if p.exists()]
     config = out_dir / CONFIG
-    if config.is_file() and config.read_text(encoding="utf-8").startswith(CONFIG_MARK):
-        stale.append(config)  # an earlier --cached simulation's weights, never a user's file
+    if config.is_file() and config.read_text(encoding="utf-8").startswith(SIMULATED):
+        stale.append(config)  # an earlier simulation's settings, never a user's file
     for p in stale:
         p.unlink()
 
@@ -136,9 +137,10 @@ def write(sim: Simulation, out_dir: Path, spec: SimSpec) -> list[Path]:
         sim.accounts.write_csv(accounts_path)
         toml_path.write_text(limits_toml(ACCOUNTS_FILE), encoding="utf-8")
         limits_paths = [accounts_path, toml_path]
-    if spec.cached:
+    config_text = "\n".join(part for part in (weights_toml() if spec.cached else "", sim.config) if part)
+    if config_text:
         config_path = out_dir / CONFIG
-        config_path.write_text(weights_toml(), encoding="utf-8")
+        config_path.write_text(config_text, encoding="utf-8")
         paths.append(config_path)
     truth_path = out_dir / "truth.json"
     truth_path.write_text(json.dumps(sim.truth, indent=2, sort_keys=True) + "\n", encoding="utf-8")
