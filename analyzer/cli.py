@@ -261,7 +261,8 @@ def report(
     fail_on: Annotated[
         list[str] | None,
         typer.Option(
-            "--fail-on", help="Exit 1 if a rule holds: bursts, spikes, refunds>N, rejects>P%, not_whole>N."
+            "--fail-on",
+            help="Exit 1 if a rule holds: bursts, spikes, refunds>N, rejects>P%, not_whole>N, wrong_429>N.",
         ),
     ] = None,
     junit: Annotated[
@@ -276,6 +277,12 @@ def report(
     usage: UsageOpt = None,
     quiet: QuietOpt = False,
     max_memory: MaxMemoryOpt = None,
+    throttled: Annotated[
+        Path | None,
+        typer.Option(
+            "--throttled", help="Write every wrong or ambiguous 429 with its usage (CSV or Parquet)."
+        ),
+    ] = None,
 ) -> None:
     """Write the incident timeline report: terminal, Markdown and JSON; gate CI with --fail-on.
 
@@ -294,7 +301,9 @@ def report(
         request = _request(directory, gateway, ledger, events, config, since, until, refunds, preset, usage)
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(
-            request, files=(json_path, markdown, junit), tables=(refunds, findings, rejects, compensation)
+            request,
+            files=(json_path, markdown, junit),
+            tables=(refunds, findings, rejects, compensation, throttled),
         )
         with _progress(quiet) as say:
             analysis = run_report(request, progress=say)
@@ -310,6 +319,7 @@ def report(
             rules=rules,
             append_markdown=_is_step_summary(markdown),
             compensation_path=compensation,
+            throttled_path=throttled,
         )
         notices = github_annotations(analysis.report, rules) if annotations is Annotations.github else []
     if json_to_stdout:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
 from pathlib import Path
@@ -30,6 +30,7 @@ from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliat
 from analyzer.ingest import Loaded, find_inputs, load
 from analyzer.ingest.presets import USD
 from analyzer.limits import audit_limits
+from analyzer.limits.audit import TIER, questionable, with_tier
 from analyzer.reconcile import reconcile, totals
 from analyzer.reconcile.compensation import sla_accounts
 from analyzer.report.model import Report, build_report
@@ -141,7 +142,12 @@ def run_report(
     by_kind = {item.kind: item for item in loaded}
     gateway = _window(by_kind["gateway"].frame, request.since, request.until)
     say("detecting bursts, latency spikes and log gaps")
-    detection = detect(gateway, settings, bursts=Part.BURSTS in parts, spikes=Part.SPIKES in parts)
+    detect_on, detect_settings = gateway, settings
+    if settings.limits is not None:  # the account's tier is a slice too
+        detect_on = with_tier(gateway, settings.limits)
+        slices = (*settings.bursts.slices, TIER)
+        detect_settings = replace(settings, bursts=replace(settings.bursts, slices=slices))
+    detection = detect(detect_on, detect_settings, bursts=Part.BURSTS in parts, spikes=Part.SPIKES in parts)
     reconciliation = None
     ledger = None
     if "ledger" in by_kind:
@@ -336,6 +342,7 @@ def write_outputs(
     rules: Sequence[str] = (),
     append_markdown: bool = False,
     compensation_path: Path | None = None,
+    throttled_path: Path | None = None,
 ) -> list[Path]:
     """Write the requested report files, never over an input; return the paths written.
 
@@ -383,6 +390,10 @@ def write_outputs(
         guard_output(compensation_path, inputs)
         write_table(comp.accounts, compensation_path)
         written.append(compensation_path)
+    if throttled_path is not None and analysis.report.rate_limits is not None:
+        guard_output(throttled_path, inputs)
+        write_table(questionable(analysis.report.rate_limits), throttled_path)
+        written.append(throttled_path)
     return written
 
 

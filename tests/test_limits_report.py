@@ -82,3 +82,85 @@ def test_fail_on_wrong_429(sample: Path) -> None:
     assert code == 1 and f"wrong_429>0: {TRUTH['wrong']} wrong 429(s)" in stderr
     code, _, _ = _report(sample, "--config", config, "--fail-on", f"wrong_429>{TRUTH['wrong']}")
     assert code == 0
+
+
+def _wrong_times() -> list[str]:
+    return [r["ts"] for r in TRUTH["throttled_requests"] if r["class"] == "wrong"]
+
+
+def test_markdown_and_terminal_have_the_rate_limits_section(sample: Path, tmp_path: Path) -> None:
+    md = tmp_path / "r.md"
+    result = runner.invoke(
+        app, ["report", str(sample), "--config", str(sample / "limits.toml"), "--markdown", str(md)]
+    )
+    assert result.exit_code == 0, result.stderr
+    text = md.read_text()
+    section = text[text.index("## Rate limits") : text.index("## Data quality")]
+    assert (
+        f"{TRUTH['throttled']} 429s: {TRUTH['justified']} justified, 0 ambiguous, {TRUTH['wrong']} wrong;"
+        in section
+    )
+    first, last = _wrong_times()[0][11:19], _wrong_times()[-1][11:19]
+    expected = (
+        f"- kimi-k2.6 429s from {first} to {last} fit a limiter charging 262,144 tokens per request against "
+        f"TPM (100% of the wrong 429s, {TRUTH['wrong']} of {TRUTH['wrong']}; fixed_minute window)"
+    )
+    assert expected in section.splitlines()
+    top = max(TRUTH["wrong_by_account"].values())
+    assert any(line.startswith("| acct-") and f"| {top} |" in line for line in section.splitlines())
+    # The timeline has the first and last wrong 429 and the explanation's span.
+    assert f"| {first} | First wrong 429 (kimi-k2.6) | {TRUTH['wrong']}× wrong 429 until {last} on " in text
+    assert f"| {last} | Last wrong 429 (kimi-k2.6) |" in text
+    assert f"| {first} | Limiter fits fixed_cost (kimi-k2.6) |" in text
+    assert "Rate limits" in result.stdout and "262,144 tokens per request" in result.stdout
+
+
+def test_without_limits_the_report_says_the_limits_were_observed(sample: Path, tmp_path: Path) -> None:
+    md = tmp_path / "r.md"
+    assert runner.invoke(app, ["report", str(sample), "--quiet", "--markdown", str(md)]).exit_code == 0
+    assert "No limits section in the config: each account is held to its own observed peak" in md.read_text()
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet"])
+def test_throttled_writes_every_wrong_or_ambiguous_429(sample: Path, tmp_path: Path, suffix: str) -> None:
+    import polars as pl
+
+    path = tmp_path / f"throttled{suffix}"
+    result = runner.invoke(
+        app,
+        ["report", str(sample), "--config", str(sample / "limits.toml"), "--quiet", "--throttled", str(path)],
+    )
+    assert result.exit_code == 0, result.stderr
+    frame = pl.read_csv(path) if suffix == ".csv" else pl.read_parquet(path)
+    wrong = {r["request_id"] for r in TRUTH["throttled_requests"] if r["class"] == "wrong"}
+    assert set(frame["request_id"]) == wrong and set(frame["class"]) == {"wrong"}
+    assert {"rpm_fixed_minute", "tpm_token_bucket", "concurrency", "limit_tpm"} <= set(frame.columns)
+
+
+def test_the_tier_is_a_slice_for_bursts() -> None:
+    import polars as pl
+
+    from analyzer.config import Settings
+    from analyzer.detect import detect
+    from analyzer.limits.audit import TIER, with_tier
+    from analyzer.simulate import SimSpec, generate
+    from tests.test_limits_simulated import settings_of
+
+    sim = generate(SimSpec(scenario="quiet", seed=4, rate=3.0, hours=4, accounts=60))
+    limits = settings_of(sim)
+    small = {a for a, t in limits.account_tiers.items() if t == "tier1"}
+    t = pl.col("ts")
+    window = (t >= pl.datetime(2026, 4, 22, 8, 0, time_zone="UTC")) & (
+        t < pl.datetime(2026, 4, 22, 8, 20, time_zone="UTC")
+    )
+    failing = sim.gateway.with_columns(
+        pl.when(window & pl.col("account_id").is_in(list(small)) & (pl.int_range(pl.len()) % 2 == 0))
+        .then(503)
+        .otherwise(pl.col("status"))
+        .alias("status")
+    )
+    settings = Settings()
+    sliced = Settings(bursts=type(settings.bursts)(slices=(*settings.bursts.slices, TIER)))
+    scopes = [b.scope for b in detect(with_tier(failing.lazy(), limits), sliced).bursts]
+    assert "tier=tier1" in scopes
+    assert "tier=tier1" not in [b.scope for b in detect(failing.lazy(), settings).bursts]

@@ -102,6 +102,7 @@ def test_markdown_sections_come_in_post_mortem_order() -> None:
         "## Latency",
         "## Ledger findings",
         "## Refunds",
+        "## Rate limits",
         "## Data quality",
         "## Method and settings",
     ]

@@ -9,7 +9,7 @@ the report says the limits were observed, not configured.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -38,7 +38,8 @@ OBSERVED_TIER: Final = "observed"  # the tier name of every account in observed-
 THROTTLED_STATUS: Final = 429
 # Columns of `accounts`.
 THROTTLED_COUNT: Final = "throttled"
-# Columns of `flagged` (with request_id, ts, account_id, model, TIER, VERDICT, DECIDING, usage, limits).
+# Columns of `flagged`: request_id, ts, account_id, model, TIER, VERDICT, DECIDING, the usage under each
+# rule (rpm_fixed_minute, ..., concurrency, tpd) and the limits (limit_rpm, ...).
 FLAGGED_USAGE: Final = tuple(
     [usage_column(lim, r) for lim in WINDOWED for r in Rule]
     + [usage_column(Limit.CONCURRENCY), usage_column(Limit.TPD)]
@@ -58,8 +59,8 @@ class Explanation:
     """A rule the limiter behaved as if it applied to one model over a span."""
 
     model: str
-    start: object  # datetime
-    end: object
+    start: datetime
+    end: datetime
     hypothesis: str
     parameter: int | str
     share: float  # of the model's wrong 429s it makes justified
@@ -178,19 +179,12 @@ def audit(gateway: pl.LazyFrame, settings: LimitSettings | None) -> tuple[RateLi
     limited = _observed_limits(replayed) if settings is None else _configured_limits(replayed, settings)
     tolerance = 0.0 if settings is None else settings.tolerance
     full = classify(bucket(limited), tolerance)
+    names = {col: col.removeprefix("_use_") for col in FLAGGED_USAGE}
+    names |= {limit_column(lim): f"limit_{lim.value}" for lim in Limit}
     flagged = (
         full.filter(pl.col(VERDICT).is_not_null())
-        .select(
-            s.REQUEST_ID,
-            s.TS,
-            s.ACCOUNT_ID,
-            s.MODEL,
-            TIER,
-            VERDICT,
-            DECIDING,
-            *FLAGGED_USAGE,
-            *(limit_column(lim) for lim in Limit),
-        )
+        .select(s.REQUEST_ID, s.TS, s.ACCOUNT_ID, s.MODEL, TIER, VERDICT, DECIDING, *names)
+        .rename(names)
         .sort(s.TS, s.ACCOUNT_ID, s.REQUEST_ID, nulls_last=True)
     )
     return _result(flagged, settings, skipped=_skipped(gateway)), full
@@ -246,3 +240,21 @@ def audit_limits(
 
     result, full = audit(gateway, settings)
     return replace(result, explanations=explain(full, ledger, settings))
+
+
+def questionable(rl: RateLimits) -> pl.DataFrame:
+    """Every wrong or ambiguous 429 with the usage it met under each rule and its limits (--throttled)."""
+    return rl.flagged.filter(pl.col(VERDICT).is_in([Verdict.WRONG.value, Verdict.AMBIGUOUS.value]))
+
+
+def with_tier(gateway: pl.LazyFrame, settings: LimitSettings) -> pl.LazyFrame:
+    """The gateway frame with each request's TIER (the accounts file's, else default_tier), so bursts and
+    spikes are searched per tier too (`tier=tier0` failing while the others were served)."""
+    listed = pl.LazyFrame(
+        {s.ACCOUNT_ID: list(settings.account_tiers), TIER: list(settings.account_tiers.values())},
+        schema={s.ACCOUNT_ID: pl.String, TIER: pl.String},
+    )
+    default = pl.lit(settings.default_tier, dtype=pl.String)
+    return gateway.join(listed, on=s.ACCOUNT_ID, how="left", maintain_order="left").with_columns(
+        pl.when(pl.col(s.ACCOUNT_ID).is_not_null()).then(pl.col(TIER).fill_null(default)).alias(TIER)
+    )

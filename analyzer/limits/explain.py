@@ -21,7 +21,7 @@ part it explains, the span runs from the first to the last of those.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Final
 
@@ -151,8 +151,8 @@ def explain(
         out.append(
             Explanation(
                 model=model,
-                start=hit.min(),
-                end=hit.max(),
+                start=_instant(hit.min()),
+                end=_instant(hit.max()),
                 hypothesis=best.hypothesis.value,
                 parameter=best.parameter,
                 share=round(int(best.explained.sum()) / len(best.explained), 4),
@@ -162,6 +162,11 @@ def explain(
             )
         )
     return tuple(out)
+
+
+def _instant(value: object) -> datetime:
+    assert isinstance(value, datetime)
+    return value
 
 
 def _best(

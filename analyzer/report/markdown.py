@@ -34,6 +34,7 @@ from analyzer.report.formatting import (
 from analyzer.report.ledger_md import ledger_section, refunds_section, usage_section
 from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
+from analyzer.report.ratelimits import markdown_section as rate_limits_section
 from analyzer.report.timeline import DETAIL, Entry, span_text
 from analyzer.schema import KIND, TITLE, TS
 
@@ -331,6 +332,7 @@ SECTIONS: tuple[Section, ...] = (
     ledger_section,
     refunds_section,
     usage_section,
+    rate_limits_section,
     _data_quality,
     _method,
 )

@@ -101,7 +101,7 @@ def build_report(
     usage_totals: pl.DataFrame | None = None,
 ) -> Report:
     """Assemble the report from the inputs' reports and the detection and reconciliation records."""
-    timeline = build_timeline(detection, reconciliation, events)
+    timeline = build_timeline(detection, reconciliation, events, rate_limits)
     rec_notes = () if reconciliation is None else reconciliation.notes
     return Report(
         inputs=tuple(inputs),

@@ -31,6 +31,7 @@ from analyzer.report.formatting import (
     times,
 )
 from analyzer.report.model import OWED_FINDINGS, Report, downsample
+from analyzer.report.ratelimits import terminal_section
 from analyzer.report.timeline import DETAIL, Entry, span_text
 from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
 
@@ -205,6 +206,7 @@ SECTIONS: tuple[Section, ...] = (
     _bursts,
     _spikes,
     _top_refunds,
+    terminal_section,
     _broken_invariants,
 )
 

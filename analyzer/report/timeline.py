@@ -28,7 +28,9 @@ from analyzer.findings import (
     LogGap,
     Reconciliation,
 )
-from analyzer.schema import KIND, MODEL, TITLE, TS, TS_DTYPE
+from analyzer.limits import RateLimits, Verdict
+from analyzer.limits.classify import VERDICT
+from analyzer.schema import ACCOUNT_ID, KIND, MODEL, TITLE, TS, TS_DTYPE
 
 
 class Entry(StrEnum):
@@ -49,6 +51,10 @@ class Entry(StrEnum):
     FAULT_FIRST = "fault_first"
     FAULT_LAST = "fault_last"
     QUOTA_RESET = "quota_reset"
+    WRONG_429_FIRST = "wrong_429_first"
+    WRONG_429_LAST = "wrong_429_last"
+    LIMITER_FIT_START = "limiter_fit_start"
+    LIMITER_FIT_END = "limiter_fit_end"
 
 
 KIND_ORDER: Final = tuple(Entry)
@@ -68,7 +74,10 @@ _Row = tuple[datetime, str, str, str, str | None]
 
 
 def build_timeline(
-    detection: Detection, reconciliation: Reconciliation | None, events: pl.DataFrame
+    detection: Detection,
+    reconciliation: Reconciliation | None,
+    events: pl.DataFrame,
+    rate_limits: RateLimits | None = None,
 ) -> pl.DataFrame:
     """One chronological frame (ts, kind, title, detail, scope) of every event and finding."""
     rows: list[_Row] = [
@@ -91,6 +100,8 @@ def build_timeline(
                 ]
             )
         )
+    if rate_limits is not None:
+        frames.append(_frame(_rate_limit_rows(rate_limits)))
     rank = {kind: i for i, kind in enumerate(KIND_ORDER)}
     return (
         pl.concat(frames, how="vertical")
@@ -199,6 +210,55 @@ def _alert_rows(alerts: Sequence[BurnRateAlert]) -> list[_Row]:
                 rows.append(
                     (f.resolved_at, Entry.ALERT_RESOLVED, f"Burn-rate alert {a.name} resolves", held, None)
                 )
+    return rows
+
+
+def _rate_limit_rows(rl: RateLimits) -> list[_Row]:
+    """The first and last wrong 429 of each model, and the span each explanation fits."""
+    from analyzer.report.ratelimits import explanation_text
+
+    wrong = rl.flagged.filter(pl.col(VERDICT) == Verdict.WRONG.value)
+    per_model = (
+        wrong.group_by(MODEL)
+        .agg(
+            pl.col(TS).min().alias("_a"),
+            pl.col(TS).max().alias("_b"),
+            pl.len().alias("_n"),
+            pl.col(ACCOUNT_ID).n_unique().alias("_acc"),
+        )
+        .sort(MODEL, nulls_last=True)
+    )
+    rows: list[_Row] = []
+    for model, first, last, n, accounts in per_model.iter_rows():
+        scope = None if model is None else f"{MODEL}={model}"
+        where = "" if model is None else f" ({model})"
+        rows.append(
+            (
+                first,
+                Entry.WRONG_429_FIRST,
+                f"First wrong 429{where}",
+                f"{n:,}× wrong 429 until {clock(last)} on {accounts:,} accounts",
+                scope,
+            )
+        )
+        rows.append(
+            (
+                last,
+                Entry.WRONG_429_LAST,
+                f"Last wrong 429{where}",
+                f"{n:,}× wrong 429 since {clock(first)}",
+                scope,
+            )
+        )
+    for e in rl.explanations:
+        scope = f"{MODEL}={e.model}"
+        text = explanation_text(e, clock)
+        rows.append(
+            (e.start, Entry.LIMITER_FIT_START, f"Limiter fits {e.hypothesis} ({e.model})", text, scope)
+        )
+        rows.append(
+            (e.end, Entry.LIMITER_FIT_END, f"Limiter fit ends: {e.hypothesis} ({e.model})", text, scope)
+        )
     return rows
 
 
