@@ -301,3 +301,14 @@ def test_report_with_a_usage_export(tmp_path: Path) -> None:
     text = md.read_text(encoding="utf-8")
     assert "## Usage export" in text and "1 of 3 match" in text
     assert "| 2026-04-22 | o4-mini-2025-04-16 | 0 / 1 | 0 / 300 | 0 / 900 | 0 / 0 | **no** |" in text
+
+
+def test_terminal_report_lists_the_usage_mismatches() -> None:
+    runner = CliRunner()
+    shown = runner.invoke(app, ["report", "--gateway", str(SPEND), "--usage", str(USAGE_EXPORT)])
+    assert shown.exit_code == 0, shown.output
+    assert "Usage export: 1 of 3 days × models match" in shown.output
+    assert "o4-mini-2025-04-16" in shown.output and "0 / 900" in shown.output
+    plain = runner.invoke(app, ["report", "--gateway", str(SPEND)])
+    assert plain.exit_code == 0, plain.output
+    assert "Usage export" not in plain.output

@@ -10,11 +10,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
+import polars as pl
 from rich.console import Console, RenderableType
 from rich.table import Table
 from rich.text import Text
 
 from analyzer.findings import REFUND_TOKENS, SERIES_ERROR_RATE, SERIES_P95, SERIES_WINDOW
+from analyzer.reconcile import totals as usage
 from analyzer.report.compensation import compensation_terminal
 from analyzer.report.escape import escape
 from analyzer.report.formatting import (
@@ -33,7 +35,7 @@ from analyzer.report.formatting import (
 from analyzer.report.model import OWED_FINDINGS, Report, downsample
 from analyzer.report.ratelimits import terminal_section
 from analyzer.report.timeline import DETAIL, Entry, span_text
-from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
+from analyzer.schema import ACCOUNT_ID, KIND, MODEL, TITLE, TS
 
 BLOCKS = "▁▂▃▄▅▆▇█"
 SPARK_POINTS = 72
@@ -185,6 +187,22 @@ def _top_refunds(report: Report, clock: Clock) -> list[RenderableType]:
     return [_refunds(report)] if report.reconciliation is not None and report.summary["top_accounts"] else []
 
 
+def _usage_export(report: Report, clock: Clock) -> list[RenderableType]:
+    """The usage export's days and models that do not match the gateway (with --usage)."""
+    totals = report.usage_totals
+    if totals is None:
+        return []
+    off = totals.filter(~pl.col(usage.MATCH))
+    title = f"Usage export: {count(totals.height - off.height)} of {count(totals.height)} days × models match"
+    if off.is_empty():
+        return [Text(title)]
+    table = _table(title, ("Day", "Model", "Requests", "Prompt", "Completion", "Cached"), right=("Requests",))
+    for r in off.head(20).iter_rows(named=True):
+        cells = [f"{r[usage.GATEWAY_PREFIX + t]:,} / {r[usage.EXPORT_PREFIX + t]:,}" for t in usage.TOTALS]
+        table.add_row(Text(f"{r[usage.DAY]:%Y-%m-%d}"), _text(r[MODEL] or "-"), *map(Text, cells))
+    return [table]
+
+
 def _broken_invariants(report: Report, clock: Clock) -> list[RenderableType]:
     # A broken invariant means totals above cannot be trusted: said last, where it is seen.
     rec = report.reconciliation
@@ -207,6 +225,7 @@ SECTIONS: tuple[Section, ...] = (
     _spikes,
     _top_refunds,
     terminal_section,
+    _usage_export,
     _broken_invariants,
 )
 
