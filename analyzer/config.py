@@ -485,10 +485,6 @@ def _sla(t: dict[str, Any], where: str) -> SlaSettings:
         kw["accounts"] = path
     if "tiers" in t:
         kw["tiers"] = _coerce(t["tiers"], tuple[str, ...], "sla.tiers", where)
-        if kw["tiers"] and "accounts" not in kw:
-            raise ConfigError(
-                "tiers are read from the accounts file: set sla.accounts", path=where, field="sla.tiers"
-            )
     if "window" in t:
         window = _str(t["window"], "sla.window", where)
         if window not in tuple(SlaWindow):
@@ -596,6 +592,13 @@ def _validate(s: Settings, where: str) -> None:
         (s.latency.window > timedelta(0), "latency.window", "must be positive"),
         (s.reconcile.tolerance_tokens >= 0, "reconcile.tolerance_tokens", "must be >= 0"),
         (0 <= s.bursts.rate_floor <= 1, "bursts.rate_floor", "must be between 0 and 1"),
+        (
+            not s.sla.tiers
+            or s.sla.accounts is not None
+            or (s.limits is not None and s.limits.accounts is not None),
+            "sla.tiers",
+            "tiers are read from an accounts file: set sla.accounts (or [limits] accounts)",
+        ),
     ]
     for model, w in s.weights.items():
         parts = ("prompt", "completion", "cached", "image")

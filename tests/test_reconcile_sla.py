@@ -198,3 +198,19 @@ def test_accounts_file_errors_name_the_line(text: str, line: int, tmp_path: Path
     with pytest.raises(InputError) as e:
         read_accounts(path)
     assert e.value.line == line
+
+
+def test_sla_tiers_alone_take_the_rate_limit_audits_accounts_file(tmp_path: Path) -> None:
+    from analyzer.reconcile.compensation import sla_accounts
+
+    (tmp_path / "accounts.csv").write_text("account_id,tier\nacct-1,tier2\nacct-2,tier0\nacct-3,tier2\n")
+    raw = {
+        "sla": {"tiers": ["tier2"]},
+        "limits": {
+            "accounts": str(tmp_path / "accounts.csv"),
+            "tiers": {"tier0": {"rpm": 1}, "tier2": {"rpm": 9}},
+        },
+    }
+    settings = settings_from_dict(raw, where=str(tmp_path / "analyzer.toml"))
+    covered = sla_accounts(settings)
+    assert covered is not None and sorted(covered["account_id"]) == ["acct-1", "acct-3"]

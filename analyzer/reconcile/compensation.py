@@ -61,10 +61,19 @@ class Compensation:
 
 
 def sla_accounts(settings: Settings) -> pl.DataFrame | None:
-    """The accounts the SLA covers (account_id), from [sla] accounts and tiers; None without a file."""
-    if settings.sla.accounts is None:
+    """The accounts the SLA covers (account_id): those of [sla] accounts, or with [sla] tiers alone the
+    rate-limit audit's accounts file ([limits] accounts), of those tiers; None without either."""
+    sla, limits = settings.sla, settings.limits
+    if sla.accounts is not None:
+        listed = read_accounts(sla.accounts)
+    elif sla.tiers and limits is not None and limits.accounts is not None:
+        tiers = limits.account_tiers
+        listed = pl.DataFrame(
+            {ACCOUNT_ID: list(tiers), TIER: list(tiers.values())},
+            schema={ACCOUNT_ID: pl.String, TIER: pl.String},
+        )
+    else:
         return None
-    listed = read_accounts(settings.sla.accounts)
     if settings.sla.tiers:
         listed = listed.filter(pl.col(TIER).is_in(list(settings.sla.tiers)))
     return listed.select(ACCOUNT_ID)
