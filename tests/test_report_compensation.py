@@ -177,3 +177,13 @@ def test_a_missing_accounts_file_is_one_line_and_exit_2_before_the_logs_are_read
     result = runner.invoke(app, ["report", str(day), "--quiet"])
     assert result.exit_code == 2 and "accounts.csv: cannot read the accounts file" in result.output
     assert len(result.output.strip().splitlines()) == 1
+
+
+def test_compensation_file_as_parquet_keeps_integer_types(day: Path, tmp_path: Path) -> None:
+    path = tmp_path / "comp.parquet"
+    result = runner.invoke(app, ["report", str(day), "--quiet", "--compensation", str(path)])
+    assert result.exit_code == 0, result.output
+    table = pl.read_parquet(path)
+    assert table["account_id"].to_list() == ["b", "a", "ent"]
+    assert table.schema["credit_usd_micros"] == pl.Int64 and table.schema["made_whole"] == pl.Boolean
+    assert table.filter(pl.col("account_id") == "ent")["credit_usd_micros"].item() == 185
