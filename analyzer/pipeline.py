@@ -14,6 +14,7 @@ Everything here is plain Python over library functions; the CLI only parses opti
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -282,9 +283,15 @@ def check_outputs(
         folder = path.parent if str(path.parent) else Path(".")
         if not folder.is_dir():
             raise OutputError(f"no such folder: {folder}", path=str(path))
-        if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-            raise OutputError("cannot write: permission denied", path=str(path))
         guard_output(path, inputs)
+        if path.exists() and not os.access(path, os.W_OK):
+            raise OutputError("cannot write: permission denied", path=str(path))
+        # A file made and removed in the folder: os.access says yes to root on a read-only mount or
+        # in /proc, where the write at the end of the run would fail.
+        try:
+            tempfile.TemporaryFile(dir=folder).close()
+        except OSError as e:
+            raise OutputError(f"cannot write: {e.strerror or e}", path=str(path)) from None
 
 
 def guard_output(path: Path, inputs: Sequence[Path]) -> None:

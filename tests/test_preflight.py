@@ -52,6 +52,7 @@ def test_the_unreadable_log_is_unreadable(unreadable: Path) -> None:
         pytest.param(["--refunds", "{tmp}/refunds.xlsx"], ".csv or .parquet", id="table-suffix"),
         pytest.param(["--rejects", "{tmp}/r.txt"], ".csv or .parquet", id="rejects-suffix"),
         pytest.param(["--markdown", "{logs}/pm.md"], "inside an input folder", id="inside-the-input"),
+        pytest.param(["--markdown", "/proc/pm.md"], "cannot write", id="a-folder-no-file-can-be-made-in"),
     ],
 )
 def test_refused_before_the_logs_are_read(
