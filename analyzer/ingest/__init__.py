@@ -3,17 +3,38 @@
     load("gateway", ["logs/access.log.gz", "logs/2026-04-22/"], settings)
         -> Loaded(frame=<canonical good rows>, inputs=<InputReport per file>, rejects=<bad rows>, notes)
 
-Paths may be files, folders or globs; each group is read in name order (rotated files form one
-stream). Formats are detected from content (modules: sources, formats, jsonl, delimited, parquet,
-nginx, alb); fields are mapped and cast by `mapping`, times by `timestamps`. Nothing is lost: for
-every input, rows_read = rows analyzed + rows rejected. Blank lines (only whitespace and the \\x1f unit separator) are not rows and are not counted.
-A gateway line delivered twice by a log shipper is analyzed once; each later copy is a reject of its
-file with the reason `duplicate_line` (module duplicates). A time that cannot be real (before 2000, or
-more than a day after the newest input was last written: a clock reset to 1970) is a `bad_value:ts`;
-rows far in time from the others are analyzed like any (detection works on the stretches that hold
-data). Files whose time
-ranges say a host's clock was off are named in the notes (module skew). Runs of small files read alike
-are read together (reader.batches), each still reported on its own.
+One input, from the path given to the rows the analyses read, in the order the steps run:
+
+    paths ──sources.resolve──▶ files (folders and globs expanded, in name order: rotations are one stream)
+      │
+      ▼ reader.open_input, once per file (reads a sample, never the rows)
+    sources.sniff            compression, the first lines, whether it is Parquet
+    formats.unwrap           a container wrapper taken off the sample (module wrappers)
+    formats.choose           the format whose detector takes the sample (the formats table)
+    Format.open ─▶ Source    the format's fields, and how to scan its rows (jsonl, delimited, nginx, ...)
+    presets, mapping.resolve the source field of each canonical column (mapping file, aliases, preset)
+      │                      ──▶ Opened: the input, its format and field mapping
+      ▼ reader.batches       small inputs read alike grouped, to be read by one scan
+      ▼ reader.read_batch ──▶ FileRead: an InputReport and where the rows are
+    Source.scan              the raw rows, every one with its file and line number
+    mapping.canonicalize     fields cast to the canonical dtypes (times by `timestamps`), each row that
+                             cannot be read given its reject reason
+    sink                     text: the rows (good and rejected) staged once to Parquet;
+                             Parquet inputs: a lazy query on the files themselves
+      │
+      ▼ load (here)
+    _rejects / _goods        the rejected rows with their reasons; the canonical good rows
+    duplicates               a gateway line delivered twice by a log shipper: analyzed once, each later
+                             copy a `duplicate_line` reject of its file
+    skew, notes              files whose clocks look shifted; what the reader noticed
+      ▼
+    Loaded(frame, inputs, rejects, notes)
+
+Nothing is lost: for every input, rows_read = rows analyzed + rows rejected. Blank lines (only
+whitespace and the \\x1f unit separator) are not rows and are not counted. A time that cannot be
+real (before 2000, or more than a day after the newest input was last written: a clock reset to 1970)
+is a `bad_value:ts`; rows far in time from the others are analyzed like any (detection works on the
+stretches that hold data).
 """
 
 from __future__ import annotations
