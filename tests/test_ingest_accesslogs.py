@@ -358,3 +358,46 @@ def test_readme_lists_a_sample_line_of_every_text_format(tmp_path: Path) -> None
         path.write_text(line + "\n")
         (report,) = load("gateway", [path], Settings()).inputs
         assert (report.format, report.rows_rejected) == (name, 0), line
+
+
+def test_damaged_combined_lines_are_analyzed_and_counted_in_the_notes() -> None:
+    path = FIXTURES / "damaged_combined.log"
+    loaded = load("gateway", [path], Settings())
+    (report,) = loaded.inputs
+    # The user agent (line 6) and the referer (line 7) are cut; line 8 stops before its bytes.
+    assert (report.format, report.rows_analyzed, report.rejects_by_reason) == (
+        "nginx",
+        7,
+        {"unparsable_line": 1},
+    )
+    got = (
+        loaded.frame.filter(pl.col("_line") >= 6)
+        .select("_line", "status", "latency_ms", "endpoint")
+        .collect()
+    )
+    assert got.rows() == [(6, 502, None, CHAT), (7, 200, None, "/v1/models")]
+    assert (
+        f"gateway: {path}: 2 lines analyzed with a damaged http_referer or http_user_agent (cut short)"
+        in (loaded.notes)
+    )
+
+
+def test_a_whole_log_has_no_damage_note_and_common_lines_stay_common() -> None:
+    assert not [
+        n for n in load("gateway", [FIXTURES / "ingress_nginx.log"], Settings()).notes if "damaged" in n
+    ]
+    (report,) = load("gateway", [FIXTURES / "common.log"], Settings()).inputs
+    assert report.format == "common"
+
+
+def test_damage_is_counted_per_file_in_a_batch(tmp_path: Path) -> None:
+    text = (FIXTURES / "damaged_combined.log").read_text()
+    (tmp_path / "a.log").write_text(text)
+    (tmp_path / "b.log").write_text(
+        text.replace("10.0.0.", "10.0.9.") + text.splitlines()[0].replace("09:00:01", "09:01:01") + "\n"
+    )
+    notes = [n for n in load("gateway", [tmp_path], Settings()).notes if "damaged" in n]
+    assert notes == [
+        f"gateway: {tmp_path / name}: 2 lines analyzed with a damaged http_referer or http_user_agent (cut short)"
+        for name in ("a.log", "b.log")
+    ]

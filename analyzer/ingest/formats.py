@@ -21,7 +21,7 @@ import polars as pl
 from analyzer.config import SourceConfig
 from analyzer.errors import UnknownFormatError
 from analyzer.ingest import accesslogs, delimited, jsonl, jsonlogs, nginx, parquet, wrappers
-from analyzer.ingest.sources import RAW, SRC, Sniff, scan_raw_lines
+from analyzer.ingest.sources import DAMAGED, RAW, SRC, Sniff, scan_raw_lines
 from analyzer.schema import REJECT_REASON, SOURCE_LINE, FormatName
 
 # Scan files (the one opened, or a batch of files opened alike: see Source.batch) for the wanted
@@ -170,7 +170,7 @@ def line_format(
 
     def open_(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
         empty = pl.LazyFrame(schema={SOURCE_LINE: pl.Int64, RAW: pl.String})
-        internal = (SOURCE_LINE, RAW, REJECT_REASON, _READER_REJECT)
+        internal = (SOURCE_LINE, RAW, REJECT_REASON, _READER_REJECT, DAMAGED)
         names = [c for c in parse(empty, config).collect_schema() if c not in internal]
 
         def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:

@@ -40,6 +40,8 @@ from typing import Final
 
 import polars as pl
 
+from analyzer.ingest.sources import DAMAGED
+
 RAW: Final = "_raw"
 REJECT: Final = "_reject"
 BLANK: Final = "blank"
@@ -224,13 +226,33 @@ def last_in_list(value: pl.Expr) -> pl.Expr:
 # --- parsing ---------------------------------------------------------------------------------
 
 
+# A combined line the default format misses whose fields through $body_bytes_sent are whole: the
+# referer or the user agent was cut (a truncated write, a UA with an unescaped quote). Only fields the
+# analysis does not need are lost (and $request_time after them: the latency is then unknown).
+_DAMAGED_REGEX: Final = (
+    rf"^(?P<{_OK}>)(?P<remote_addr>\S+) - (?P<remote_user>\S+) \[(?P<time_local>[^\]]+)\] "
+    rf'"(?P<request>{QUOTED})" (?P<status>[0-9]{{3}}) (?P<body_bytes_sent>[0-9]+|-)'
+    rf'(?: "(?P<http_referer>{QUOTED})(?:" "(?P<http_user_agent>.*))?)?\s*$'
+)
+_REPAIRED: Final = ("remote_addr", "remote_user", "time_local", "request", "status", "body_bytes_sent")
+
+
 def parse_nginx(lines: pl.LazyFrame, log_format: str | None = None) -> pl.LazyFrame:
-    """Split each `_raw` nginx line into its fields (strings) plus derived columns and `_reject`."""
+    """Split each `_raw` nginx line into its fields (strings) plus derived columns and `_reject`.
+
+    With the default format, a line damaged after $body_bytes_sent (see _DAMAGED_REGEX) is read with
+    the whole fields and the damaged one named in `_damaged`.
+    """
     p = compile_log_format(log_format)
     m = pl.col("_m")
-    out = lines.with_columns(pl.col(RAW).str.extract_groups(p.regex).alias("_m")).with_columns(
-        *(clean_value(m.struct.field(f)).alias(f) for f in p.fields),
-        reject_reason(pl.col(RAW), m.struct.field(_OK)).alias(REJECT),
+    out = lines.with_columns(pl.col(RAW).str.extract_groups(p.regex).alias("_m"))
+    ok = m.struct.field(_OK)
+    if log_format is None:
+        out = _repaired(out)
+        ok = pl.coalesce(ok, pl.col("_d").struct.field(_OK))
+    out = out.with_columns(
+        *(clean_value(_whole_or_repaired(f, log_format)).alias(f) for f in p.fields),
+        reject_reason(pl.col(RAW), ok).alias(REJECT),
     )
     derived: list[pl.Expr] = []
     if "request" in p.fields:
@@ -243,7 +265,30 @@ def parse_nginx(lines: pl.LazyFrame, log_format: str | None = None) -> pl.LazyFr
     if "request_path" in p.derived:
         out = out.with_columns(url_path(pl.col("request_uri")).alias("request_path"))
     order = [c for c in lines.collect_schema().names() if c != REJECT]
-    return out.select(*order, *p.fields, *p.derived, REJECT)
+    damage = [DAMAGED] if log_format is None else []
+    return out.select(*order, *p.fields, *p.derived, *damage, REJECT)
+
+
+def _repaired(parsed: pl.LazyFrame) -> pl.LazyFrame:
+    """`_d`: the damaged-line reading of the lines the format missed (the others null: no cost), and
+    `_damaged`: which field was cut."""
+    missed = pl.when(pl.col("_m").struct.field(_OK).is_null()).then(pl.col(RAW))
+    d = pl.col("_d")
+    return parsed.with_columns(missed.str.extract_groups(_DAMAGED_REGEX).alias("_d")).with_columns(
+        pl.when(d.struct.field(_OK).is_null())
+        .then(pl.lit(None, pl.String))
+        .when(d.struct.field("http_user_agent").is_not_null())
+        .then(pl.lit("http_user_agent"))
+        .otherwise(pl.lit("http_referer"))
+        .alias(DAMAGED)
+    )
+
+
+def _whole_or_repaired(name: str, log_format: str | None) -> pl.Expr:
+    whole = pl.col("_m").struct.field(name)
+    if log_format is not None or name not in _REPAIRED:
+        return whole
+    return pl.coalesce(whole, pl.col("_d").struct.field(name))
 
 
 def looks_like_nginx(sample: list[str], *, log_format: str | None = None) -> bool:

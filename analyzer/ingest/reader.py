@@ -24,7 +24,7 @@ from analyzer.config import SourceConfig
 from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
 from analyzer.ingest import duplicates, formats, mapping, presets, usage
-from analyzer.ingest.sources import SRC, decompress_readable, sniff
+from analyzer.ingest.sources import DAMAGED, SRC, decompress_readable, sniff
 from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, SOURCE_FILE, TOKENS, TS
 
 # The format read where it lies (columnar already): its rows are a lazy query, never a staged copy.
@@ -194,8 +194,11 @@ def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: P
             for i, opened in enumerate(batch)
         ]
     counts = _counts(kind, pl.scan_parquet(sink), first.unverified, by_file=True)
+    mine = {o.label: counts.filter(pl.col(SOURCE_FILE) == o.label) for o in batch}
     return [
-        FileRead(_report(kind, o, counts.filter(pl.col(SOURCE_FILE) == o.label)), sink, batched=True)
+        FileRead(
+            _report(kind, o, mine[o.label]), sink, _damage_notes(kind, o.label, mine[o.label]), batched=True
+        )
         for o in batch
     ]
 
@@ -239,8 +242,8 @@ def _staged(kind: str, opened: Opened, config: SourceConfig, sink: Path) -> File
         notes += (
             f"{kind}: {label} is a truncated or damaged {opened.compression} stream; read up to the break",
         )
-    report = _report(kind, opened, _counts(kind, pl.scan_parquet(sink), opened.unverified))
-    return FileRead(report, sink, notes)
+    counts = _counts(kind, pl.scan_parquet(sink), opened.unverified)
+    return FileRead(_report(kind, opened, counts), sink, notes + _damage_notes(kind, label, counts))
 
 
 def _plan_of(
@@ -254,6 +257,7 @@ def _plan_of(
 
     def plan(attempt: int) -> pl.LazyFrame:
         scanned = source.scan(files, wanted, attempt)
+        damage = [DAMAGED] if DAMAGED in scanned.collect_schema() else []
         if hashes and not source.hashed:
             names = [] if source.raw_is_record else scanned.collect_schema().names()
             scanned = scanned.with_columns(duplicates.line_hashes([n for n in names if n.startswith(SRC)]))
@@ -267,7 +271,7 @@ def _plan_of(
             clock_offset=config.clock_offset,
             text=source.text,
             check_seen=opened.unverified,
-            keep=hashes,
+            keep=(*hashes, *damage),
             kinds=config.kinds,
             shape=opened.shape,
             ts_ceiling=opened.ts_ceiling,
@@ -306,17 +310,32 @@ def _counts(
     kind: str, rows: pl.LazyFrame, unverified: Sequence[str], *, by_file: bool = False
 ) -> pl.DataFrame:
     """One pass: a group per reject reason (null: the analyzed rows), per file in a batch."""
+    damaged = DAMAGED in rows.collect_schema()
     return (
         rows.group_by(*([SOURCE_FILE] if by_file else []), REJECT_REASON)
         .agg(
             pl.len().alias("len"),
+            *([pl.col(DAMAGED).is_not_null().sum().alias("_damaged_rows")] if damaged else []),
             pl.col(TS).min().alias("first"),
             pl.col(TS).max().alias("last"),
             pl.all_horizontal(pl.col(c).is_not_null() for c in ROW_REQUIRED[kind]).all().alias("complete"),
             *[pl.col(f"_seen:{c}").any().alias(f"_seen:{c}") for c in unverified],
+            *([pl.col(DAMAGED).drop_nulls().unique().sort().alias(DAMAGED)] if damaged else []),
         )
         .collect()
     )
+
+
+def _damage_notes(kind: str, label: str, counts: pl.DataFrame) -> tuple[str, ...]:
+    """A note for the analyzed lines that were read although a field nothing needs was damaged."""
+    if DAMAGED not in counts.columns:
+        return ()
+    good = counts.filter(pl.col(REJECT_REASON).is_null())
+    fields = sorted({f for cell in good[DAMAGED].to_list() for f in cell})
+    if not fields:
+        return ()
+    n = int(good["_damaged_rows"].sum())
+    return (f"{kind}: {label}: {n:,} lines analyzed with a damaged {' or '.join(fields)} (cut short)",)
 
 
 def _report(kind: str, opened: Opened, counts: pl.DataFrame) -> InputReport:

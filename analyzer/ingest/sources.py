@@ -20,6 +20,9 @@ from analyzer.errors import InputError
 from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
 
 RAW: Final = "_raw"
+# A parser's word that a line was read although a field the analysis does not need was damaged (a user
+# agent cut short): the field's name, null for a whole line. Counted in the input's notes.
+DAMAGED: Final = "_damaged"
 SRC: Final = "src:"  # prefix of source-field columns, so a field named like `_line` cannot collide
 SAMPLE_BYTES: Final = 256 * 1024
 LINE_LIMIT: Final = 64 * 1024 * 1024  # a longer first line is not a log line
