@@ -105,12 +105,66 @@ def _slice(per_window: int, errors: int) -> pl.DataFrame:
 
 
 def test_a_slice_too_thin_even_over_five_windows_is_not_scored() -> None:
-    # 4 requests a minute: 5 windows hold 20 = min_slice_requests, so the window is scored on their
-    # sums: 4 errors of 20 against a baseline of 0 (sd floored at 1): z = 4. At 3 a minute 5 windows
-    # hold 15 < 20: not scored, however bad (without the gate: 3 errors, z = 3, it would open).
-    loose = replace(BurstSettings(), z_open=3.0, z_stay=3.0)
-    assert _burst_flags(_slice(4, 4), replace(loose, min_errors=4)) == (True, True)
-    assert _burst_flags(_slice(3, 3), replace(loose, min_errors=3)) == (False, False)
+    # Windows 8-12 fail every request. At 4 requests a minute, 5 windows hold 20 = min_slice_requests:
+    # the window is scored on their sums, 20 errors of 20 against a baseline of 0 (sd floored at 1),
+    # z = 20: it opens. At 3 a minute they hold 15 < 20: not scored, so neither open nor kept open,
+    # and not part of the baseline (scored, it would open: 15 errors of 15, z = 14.25).
+    def thin(per_window: int) -> pl.DataFrame:
+        errors = [per_window if 8 <= i <= 12 else 0 for i in range(20)]
+        return _slice(per_window, 0).with_columns(pl.Series(ERRORS, errors))
+
+    assert _burst_flags(thin(4), BurstSettings()) == (True, True)
+    assert _burst_flags(thin(3), BurstSettings()) == (False, False)
+
+
+def test_a_window_exactly_at_each_threshold_passes_it() -> None:
+    # Thresholds are inclusive: rate 60 / 1,000 = 0.06 against 6 × 0.01 (both exact in binary), 60 errors
+    # against min_errors 60, and z exactly at z_open (read back from the scores).
+    counts = _counts((1000, 60))
+    scored = bursts.score(counts, BurstSettings()).filter(pl.col(WINDOW) == T0 + timedelta(minutes=TEST))
+    z = float(scored["z"][0])
+    for at in ({"baseline_multiple": 6.0}, {"min_errors": 60}, {"z_open": z}, {"rate_floor": 0.06}):
+        assert _burst_flags(counts, replace(BurstSettings(), **at))[0] is True, at  # type: ignore[arg-type]
+    # Staying open too: 30 errors, rate 0.03 exactly at the floor; z at z_stay.
+    counts = _counts((1000, 30))
+    assert _burst_flags(counts, replace(BurstSettings(), rate_floor=0.03)) == (False, True)
+
+
+def test_a_window_exactly_at_z_stay_is_left_out_of_the_baseline() -> None:
+    # 30 errors of 1,000: in its own baseline (0.011) its z is 5.76, out of it (0.01) 6.36. With z_stay
+    # exactly 5.76 it is left out, so it is judged against 0.01 and opens at z_open 6 (baseline_multiple
+    # 2: 0.03 >= 0.02). Kept in the baseline, its z would stay 5.76 and it would not open.
+    counts = _counts((1000, 30))
+    never = replace(BurstSettings(), z_stay=math.inf)
+    z_self = float(bursts.score(counts, never).filter(pl.col(WINDOW) == T0 + timedelta(minutes=TEST))["z"][0])
+    assert z_self == pytest.approx(_Z30)
+    at = replace(BurstSettings(), z_stay=z_self, z_open=6.0, baseline_multiple=2.0)
+    assert _burst_flags(counts, at) == (True, True)
+
+
+def test_thin_windows_do_not_raise_the_baseline() -> None:
+    # Windows 0-19 of a slice are thin (2 requests a minute, one failing in every other one), each too
+    # calm to stand out (z < 3 over its 5-window sums); windows 20-59 carry 100 a minute at 1%, and 10%
+    # in window 50. Thin windows 0-17 are not scored (their 5-window sums hold at most 10 requests);
+    # 18 and 19 are, on sums that reach into window 20. The baseline is of the scored windows only,
+    # window 50 left out: (0 + 1 + 39) / (2 + 2 + 3,900) = 40 / 3,904. Counting every thin window it
+    # would be (10 + 39) / (40 + 3,900) = 49 / 3,940.
+    windows = 60
+    requests = [2 if i < 20 else 100 for i in range(windows)]
+    errors = [i % 2 if i < 20 else (10 if i == 50 else 1) for i in range(windows)]
+    counts = pl.DataFrame(
+        {
+            WINDOW: [T0 + timedelta(minutes=i) for i in range(windows)],
+            COLUMN: ["model"] * windows,
+            VALUE: ["m"] * windows,
+            SCOPE: ["model=m"] * windows,
+            REQUESTS: requests,
+            ERRORS: errors,
+        }
+    )
+    scored = bursts.score(counts, BurstSettings())
+    assert scored["baseline"].unique().to_list() == [pytest.approx(40 / 3904)]
+    assert _burst_flags(counts, BurstSettings(), window=50) == (True, True)
 
 
 def test_the_global_scope_is_scored_however_thin() -> None:
@@ -217,6 +271,14 @@ def test_a_latency_window_with_too_few_requests_is_not_scored() -> None:
     assert _latency_flags(rows, replace(LatencySettings(), min_requests=25)) == (True, True)
     # 26 needed: a window of 25 is summed with its neighbours (3 × 25 >= 26), which are not slow.
     assert _latency_flags(rows, replace(LatencySettings(), min_requests=76))[0] is False
+
+
+def test_a_latency_window_too_thin_even_over_five_windows_is_not_scored() -> None:
+    # Minutes 8-12 are all 3× as slow, 25 requests each: with min_requests 125 the 5-window sums hold
+    # 125 and minute 10 is scored (ratio 3: it stays and opens); with 126 it is not scored at all.
+    rows = _latency_rows({m: 3.0 for m in range(8, 13)}, per_window=25)
+    assert _latency_flags(rows, replace(LatencySettings(), min_requests=125)) == (True, True)
+    assert _latency_flags(rows, replace(LatencySettings(), min_requests=126)) == (False, False)
 
 
 def test_the_latency_baseline_is_fitted_again_without_the_spike() -> None:

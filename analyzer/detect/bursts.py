@@ -62,10 +62,9 @@ def score(counts: pl.DataFrame, b: BurstSettings) -> pl.DataFrame:
         )
         .with_columns(
             (pl.col("_e") / pl.col("_n")).fill_nan(0.0).alias("_r"),
-            (
-                ((pl.col(COLUMN) == GLOBAL_COLUMN) & (pl.col("_n") > 0))
-                | (pl.col("_n") >= b.min_slice_requests)
-            ).alias("_scorable"),
+            # The global scope is scored however thin (its rows all hold requests); a slice needs
+            # min_slice_requests in its window or in the 3 or 5 around it.
+            (is_global | (pl.col("_n") >= b.min_slice_requests)).alias("_scorable"),
             pl.lit(True).alias("_clean"),
         )
     )
