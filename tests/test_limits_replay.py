@@ -199,3 +199,18 @@ def test_without_limits_each_account_is_held_to_its_own_peak() -> None:
     got = dict(zip(full[s.REQUEST_ID], full["class"], strict=True))
     assert (got["r3"], got["r5"]) == ("justified", "wrong")
     assert result.source.value == "observed_peak"
+
+
+def test_the_packed_search_and_the_join_fallback_agree(monkeypatch: pytest.MonkeyPatch) -> None:
+    from analyzer.limits import replay as r
+    from analyzer.simulate import SimSpec, generate
+    from tests.test_limits_simulated import settings_of
+
+    sim = generate(SimSpec(seed=9, rate=1.0, hours=3, accounts=40))
+    _, packed = audit(sim.gateway.lazy(), settings_of(sim))
+    monkeypatch.setattr(r, "_packed", lambda frame: (0, 0))
+    _, joined = audit(sim.gateway.lazy(), settings_of(sim))
+    assert packed.height == sim.gateway.height
+    from polars.testing import assert_frame_equal
+
+    assert_frame_equal(packed, joined)

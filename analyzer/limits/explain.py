@@ -184,9 +184,9 @@ def _best(
         )
         scores += _judge(bucket(replay(frame)), wrong, admitted, Hypothesis.BILLED_TOKENS, "ledger")
     if settings is not None:
-        replayed = bucket(replay(base))
+        # The span's usage as replayed, held to each tier's limits (the bucket computed anew).
         for name, tier in sorted(settings.tiers.items()):
-            swapped = replayed.with_columns(
+            swapped = span.with_columns(
                 pl.lit(tier.limit(lim), dtype=pl.Int64).alias(limit_column(lim)) for lim in Limit
             )
             scores += _judge(bucket(swapped), wrong, admitted, Hypothesis.OTHER_TIER, name)
@@ -197,7 +197,7 @@ def _best(
             pl.when(of_model).then(0).otherwise(pl.col(TOK)).alias(TOK),
         )
     )
-    counts = replay(base)
+    counts = span  # requests of every model, as replayed
     tpm = pl.col(limit_column(Limit.TPM))
     for rule in (Rule.FIXED, Rule.SLIDING):
         k = pl.col(usage_column(Limit.RPM, rule))

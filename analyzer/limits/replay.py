@@ -69,16 +69,24 @@ def usage_column(limit: Limit, rule: Rule | None = None) -> str:
     return f"_use_{limit.value}" if rule is None else f"_use_{limit.value}_{rule.value}"
 
 
+def _starts(*columns: str) -> pl.Expr:
+    """The first row of each run of equal `columns` (the frame is sorted by them)."""
+    return pl.any_horizontal((pl.col(c) != pl.col(c).shift(1)).fill_null(True) for c in columns)
+
+
 def _before(column: str, *over: str) -> pl.Expr:
-    return pl.col(column).cum_sum().over(KEY, *over) - pl.col(column)
+    """The cost of the earlier rows of the row's run of (KEY, *over): a global cumulative sum less its
+    value where the run starts, so no grouping is needed (the frame is sorted by KEY, T)."""
+    before = pl.col(column).cum_sum() - pl.col(column)
+    return before - pl.when(_starts(KEY, *over)).then(before).forward_fill()
 
 
 def replay(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` with the usage columns of every limit under every rule but the bucket's (which needs
     the limits: `bucket`)."""
     out = frame.with_columns(
-        pl.col(REQ).cum_sum().over(KEY).alias(_S_REQ),
-        pl.col(TOK).cum_sum().over(KEY).alias(_S_TOK),
+        (_before(REQ) + pl.col(REQ)).alias(_S_REQ),
+        (_before(TOK) + pl.col(TOK)).alias(_S_TOK),
         (pl.col(T) // MINUTE_US).alias("_minute"),
     ).with_columns(
         *(_before(COST[lim], "_minute").alias(usage_column(lim, Rule.FIXED)) for lim in WINDOWED),
@@ -87,9 +95,45 @@ def replay(frame: pl.DataFrame) -> pl.DataFrame:
     return _in_flight(_sliding(out)).drop(_S_REQ, _S_TOK, "_minute")
 
 
+def _packed(frame: pl.DataFrame) -> tuple[int, int]:
+    """(origin, bits): times as KEY << bits | (t - origin) keep the frame's (KEY, T) order in one Int64,
+    so a binary search finds a row's window edge; bits 0 when they do not fit."""
+    if frame.is_empty():
+        return 0, 0
+    origin = int(frame[T].min())  # type: ignore[arg-type]
+    span = int(frame.select(pl.max_horizontal(pl.col(T).max(), pl.col(END).max())).item()) - origin + 1
+    bits = span.bit_length()
+    keys = int(frame[KEY].max()) + 1  # type: ignore[arg-type]
+    return (origin, bits) if keys.bit_length() + bits < 63 else (origin, 0)
+
+
 def _sliding(frame: pl.DataFrame) -> pl.DataFrame:
-    """Usage in (t - 60 s, t]: the cost before the row minus the cost up to the last row at or before
-    t - 60 s (the latest cumulative sum of that instant)."""
+    """Usage in (t - 60 s, t]: the cost before the row minus the cost up to the last row of its KEY at or
+    before t - 60 s, found by a binary search over the packed (KEY, T)."""
+    origin, bits = _packed(frame)
+    if not bits:
+        return _sliding_joined(frame)
+    packed = (pl.col(KEY) * (1 << bits) + (pl.col(T) - origin)).alias("_p")
+    out = frame.with_columns(packed)
+    edge = (
+        out["_p"].search_sorted(out["_p"] - MINUTE_US, side="right").cast(pl.Int64) - 1
+    )  # last at or before
+    out = out.with_columns(edge.alias("_edge"))
+    first = pl.when(_starts(KEY)).then(pl.int_range(pl.len(), dtype=pl.Int64)).forward_fill()
+    inside = pl.col("_edge") >= first  # the edge row is of the same KEY
+    at = pl.col("_edge").clip(lower_bound=0)
+    return out.with_columns(
+        (pl.col(_S_REQ) - pl.col(REQ) - pl.when(inside).then(pl.col(_S_REQ).gather(at)).otherwise(0)).alias(
+            usage_column(Limit.RPM, Rule.SLIDING)
+        ),
+        (pl.col(_S_TOK) - pl.col(TOK) - pl.when(inside).then(pl.col(_S_TOK).gather(at)).otherwise(0)).alias(
+            usage_column(Limit.TPM, Rule.SLIDING)
+        ),
+    ).drop("_p", "_edge")
+
+
+def _sliding_joined(frame: pl.DataFrame) -> pl.DataFrame:
+    """_sliding by join_asof, for keys and times too wide to pack into one Int64."""
     edge = (
         frame.group_by(KEY, T)
         .agg(pl.col(_S_REQ).max().alias("_e_req"), pl.col(_S_TOK).max().alias("_e_tok"))
@@ -117,7 +161,7 @@ def bucket(frame: pl.DataFrame, costs: dict[Limit, str] = COST) -> pl.DataFrame:
     """`frame` (with LIMIT_* columns) plus the token bucket's usage (limit - level) before each request:
     Y - cummin(Y), Y = cost before - rate x elapsed. Float64: the refill is fractional; elapsed time is
     counted from the KEY's first request to keep Y small. `costs` names the cost column of each limit."""
-    elapsed = (pl.col(T) - pl.col(T).first().over(KEY)).cast(pl.Float64)
+    elapsed = (pl.col(T) - pl.when(_starts(KEY)).then(pl.col(T)).forward_fill()).cast(pl.Float64)
     ys = [
         (
             _before(costs[lim]).cast(pl.Float64)
@@ -138,7 +182,29 @@ def bucket(frame: pl.DataFrame, costs: dict[Limit, str] = COST) -> pl.DataFrame:
 
 
 def _in_flight(frame: pl.DataFrame) -> pl.DataFrame:
-    """Counted requests of the KEY in flight at each arrival: started before it, not ended by then."""
+    """Counted requests of the KEY in flight at each arrival: started before it, not ended by then (the
+    ends of its KEY at or before the arrival, counted by a binary search over the packed, sorted ends)."""
+    origin, bits = _packed(frame)
+    started = pl.col(_S_REQ) - pl.col(REQ)
+    if not bits:
+        return _in_flight_joined(frame)
+    base = pl.col(KEY) * (1 << bits)
+    ends = (
+        frame.filter(pl.col(REQ) > 0).select((base + (pl.col(END) - origin)).alias("_pe")).sort("_pe")["_pe"]
+    )
+    arrivals = frame.select((base + (pl.col(T) - origin)).alias("_pa"), base.alias("_pk"))
+    ended = ends.search_sorted(arrivals["_pa"], side="right") - ends.search_sorted(
+        arrivals["_pk"], side="left"
+    )
+    return frame.with_columns(
+        (started - pl.Series("_ended", ended, dtype=pl.Int64))
+        .clip(lower_bound=0)
+        .alias(usage_column(Limit.CONCURRENCY))
+    )
+
+
+def _in_flight_joined(frame: pl.DataFrame) -> pl.DataFrame:
+    """_in_flight by join_asof, for keys and times too wide to pack into one Int64."""
     ends = (
         frame.filter(pl.col(REQ) > 0)
         .select(KEY, END)
