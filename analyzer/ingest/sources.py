@@ -6,7 +6,11 @@ are not rows: they are dropped here and never counted.
 
 from __future__ import annotations
 
+import atexit
 import glob
+import shutil
+import sys
+import tempfile
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +27,7 @@ RAW: Final = "_raw"
 # A parser's word that a line was read although a field the analysis does not need was damaged (a user
 # agent cut short): the field's name, null for a whole line. Counted in the input's notes.
 DAMAGED: Final = "_damaged"
+STDIN: Final = "-"  # the path that names standard input
 SRC: Final = "src:"  # prefix of source-field columns, so a field named like `_line` cannot collide
 SAMPLE_BYTES: Final = 256 * 1024
 LINE_LIMIT: Final = 64 * 1024 * 1024  # a longer first line is not a log line
@@ -78,6 +83,8 @@ def resolve(paths: Sequence[str | Path]) -> list[Path]:
 
 
 def _expand(given: str) -> list[Path]:
+    if given == STDIN:
+        return [_spooled_stdin()]
     p = Path(given)
     if glob.has_magic(given):
         matches = sorted(Path(m) for m in glob.glob(given, recursive=True))
@@ -87,6 +94,10 @@ def _expand(given: str) -> list[Path]:
         return files
     if not p.exists():
         raise InputError("no such file or folder", path=given)
+    if not p.is_dir() and not p.is_file():
+        # A pipe (`--gateway <(zcat day.gz)`), a FIFO, a device: read once, into a file that can seek.
+        with p.open("rb") as stream:
+            return [_spool(stream, p.name)]
     if p.is_dir():
         if is_parquet_dataset(p):
             return [p]
@@ -99,6 +110,29 @@ def _expand(given: str) -> list[Path]:
             raise InputError("folder holds no file", path=given)
         return files
     return [p]
+
+
+# The folder of spooled streams, removed when the process exits; standard input is read once.
+_SPOOL: list[Path] = []
+_STDIN_FILE: list[Path] = []
+
+
+def _spool(stream: BinaryIO, name: str) -> Path:
+    """Copy a stream that cannot seek to a temporary file (chunk by chunk) and return the file."""
+    if not _SPOOL:
+        folder = Path(tempfile.mkdtemp(prefix="analyzer-spool-"))
+        atexit.register(shutil.rmtree, folder, ignore_errors=True)
+        _SPOOL.append(folder)
+    target = Path(tempfile.mkstemp(prefix=f"{name}-", dir=_SPOOL[0])[1])
+    with target.open("wb") as out:
+        shutil.copyfileobj(stream, out, _CHUNK * 64)
+    return target
+
+
+def _spooled_stdin() -> Path:
+    if not _STDIN_FILE:
+        _STDIN_FILE.append(_spool(sys.stdin.buffer, "stdin"))
+    return _STDIN_FILE[0]
 
 
 def is_parquet_dataset(p: Path) -> bool:
