@@ -78,7 +78,8 @@ def classify(frame: pl.DataFrame, tolerance: float) -> pl.DataFrame:
     )
     least = {lim: pl.min_horizontal(_share(lim, r) for r in rules) for lim in limits}
     most = {lim: pl.max_horizontal(_share(lim, r) for r in rules) for lim in limits}
-    out = frame.with_columns(verdict.alias(VERDICT))
+    # Lazy, so the over/under/share expressions shared by the columns are computed once (CSE).
+    out = frame.lazy().with_columns(verdict.alias(VERDICT))
     decided = pl.col(VERDICT).is_in([Verdict.JUSTIFIED.value, Verdict.ADMITTED_OVER_LIMIT.value])
     score = {lim: pl.when(decided).then(least[lim]).otherwise(most[lim]) for lim in limits}
     best = pl.max_horizontal(score.values())
@@ -87,4 +88,4 @@ def classify(frame: pl.DataFrame, tolerance: float) -> pl.DataFrame:
     for lim in rest:
         chain = chain.when(score[lim] == best).then(pl.lit(lim.value))  # type: ignore[assignment]
     deciding = chain
-    return out.with_columns(pl.when(pl.col(VERDICT).is_not_null()).then(deciding).alias(DECIDING))
+    return out.with_columns(pl.when(pl.col(VERDICT).is_not_null()).then(deciding).alias(DECIDING)).collect()

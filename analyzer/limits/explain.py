@@ -2,9 +2,9 @@
 justified while keeping its admitted requests admitted.
 
 For each model with wrong 429s, over the span of those 429s (plus the minute before, for the windows),
-each hypothesis is replayed under the fixed minute and the sliding log (and the bucket where it has no
-parameter to fit) and scored as (wrong 429s it puts over a limit) - (admitted requests of the model it
-puts over one):
+each hypothesis is replayed under the fixed minute and the sliding log (the windows a constant can be
+fitted under; the bucket's running minimum is not linear in it) and scored as (wrong 429s it puts over
+a limit) - (admitted requests of the model it puts over one):
 
     billed_tokens     TPM and TPD count the tokens the ledger deducted for each request, not those served
     fixed_cost        each request of the model costs a constant C tokens against TPM (the others their
@@ -30,10 +30,11 @@ import polars as pl
 from analyzer import schema as s
 from analyzer.limits.audit import Explanation
 from analyzer.limits.classify import THROTTLED, VERDICT, Verdict, over
-from analyzer.limits.replay import REQ, TOK, Rule, bucket, limit_column, replay, usage_column
+from analyzer.limits.replay import REQ, TOK, Rule, limit_column, replay, usage_column
 from analyzer.limits.settings import Limit, LimitSettings
 
 LEAD: Final = timedelta(minutes=1)
+FITTED: Final = (Rule.FIXED, Rule.SLIDING)  # the windows hypotheses are replayed under
 MIN_SHARE: Final = 0.5  # an explanation of fewer of a model's wrong 429s is not reported
 
 
@@ -68,7 +69,7 @@ def _judge(
 ) -> list[_Score]:
     """Score a replayed and limited frame under every rule."""
     out = []
-    for rule in Rule:
+    for rule in FITTED:
         explained = frame.filter(wrong).select(_over_any(rule)).to_series()
         violations = int(frame.select((_over_any(rule) & admitted).sum()).item())
         out.append(_Score(hypothesis, parameter, rule, explained, violations))
@@ -182,14 +183,14 @@ def _best(
         frame = base.join(billed, on=s.REQUEST_ID, how="left", maintain_order="left").with_columns(
             tok.alias(TOK)
         )
-        scores += _judge(bucket(replay(frame)), wrong, admitted, Hypothesis.BILLED_TOKENS, "ledger")
+        scores += _judge(replay(frame), wrong, admitted, Hypothesis.BILLED_TOKENS, "ledger")
     if settings is not None:
-        # The span's usage as replayed, held to each tier's limits (the bucket computed anew).
+        # The span's usage as replayed, held to each tier's limits.
         for name, tier in sorted(settings.tiers.items()):
             swapped = span.with_columns(
                 pl.lit(tier.limit(lim), dtype=pl.Int64).alias(limit_column(lim)) for lim in Limit
             )
-            scores += _judge(bucket(swapped), wrong, admitted, Hypothesis.OTHER_TIER, name)
+            scores += _judge(swapped, wrong, admitted, Hypothesis.OTHER_TIER, name)
     # The model's requests counted apart from the rest's tokens, per window rule: k and `others`.
     split = replay(
         base.with_columns(
@@ -199,7 +200,7 @@ def _best(
     )
     counts = span  # requests of every model, as replayed
     tpm = pl.col(limit_column(Limit.TPM))
-    for rule in (Rule.FIXED, Rule.SLIDING):
+    for rule in FITTED:
         k = pl.col(usage_column(Limit.RPM, rule))
         # C x k + others + 1 > TPM  <=>  C > (TPM - 1 - others) / k  (k = 0: never over)
         room = (tpm - 1 - pl.col(usage_column(Limit.TPM, rule))).cast(pl.Float64)

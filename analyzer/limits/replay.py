@@ -84,13 +84,18 @@ def _before(column: str, *over: str) -> pl.Expr:
 def replay(frame: pl.DataFrame) -> pl.DataFrame:
     """`frame` with the usage columns of every limit under every rule but the bucket's (which needs
     the limits: `bucket`)."""
-    out = frame.with_columns(
-        (_before(REQ) + pl.col(REQ)).alias(_S_REQ),
-        (_before(TOK) + pl.col(TOK)).alias(_S_TOK),
-        (pl.col(T) // MINUTE_US).alias("_minute"),
-    ).with_columns(
-        *(_before(COST[lim], "_minute").alias(usage_column(lim, Rule.FIXED)) for lim in WINDOWED),
-        _before(TOK, DAY).alias(usage_column(Limit.TPD)),
+    out = (
+        frame.lazy()  # lazy: the run starts shared by the sums are found once (CSE)
+        .with_columns(
+            (_before(REQ) + pl.col(REQ)).alias(_S_REQ),
+            (_before(TOK) + pl.col(TOK)).alias(_S_TOK),
+            (pl.col(T) // MINUTE_US).alias("_minute"),
+        )
+        .with_columns(
+            *(_before(COST[lim], "_minute").alias(usage_column(lim, Rule.FIXED)) for lim in WINDOWED),
+            _before(TOK, DAY).alias(usage_column(Limit.TPD)),
+        )
+        .collect()
     )
     return _in_flight(_sliding(out)).drop(_S_REQ, _S_TOK, "_minute")
 
