@@ -51,7 +51,13 @@ TARGETS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "classify.joined": (
         "analyzer/reconcile/classify.py",
         "joined",
-        ("tests/test_reconcile_gates.py", "tests/test_reconcile.py", "tests/test_reconcile_scale.py"),
+        (
+            "tests/test_reconcile_gates.py",
+            "tests/test_reconcile.py",
+            "tests/test_reconcile_usage.py",
+            "tests/test_reconcile_truth.py",
+            "tests/test_reconcile_scale.py",
+        ),  # fmt: skip
     ),
 }
 

@@ -176,6 +176,34 @@ def test_the_global_scope_is_scored_however_thin() -> None:
     assert _burst_flags(counts, loose) == (True, True)
 
 
+def test_a_window_exactly_at_z_stay_stays_open() -> None:
+    # The other windows fail at 10%: the baseline is capped at 0.05 with or without the test window,
+    # so its z is the same in every round: (120 - 50) / sqrt(50 × 0.95) = 10.16. Exactly at z_stay it
+    # stays open (and with z_open above it, does not open).
+    counts = _counts((1000, 120), others=(1000, 100))
+    z = float(
+        bursts.score(counts, BurstSettings()).filter(pl.col(WINDOW) == T0 + timedelta(minutes=TEST))["z"][0]
+    )
+    assert z == pytest.approx(70 / math.sqrt(50 * 0.95))
+    assert _burst_flags(counts, replace(BurstSettings(), z_stay=z, z_open=z + 1)) == (False, True)
+
+
+@pytest.mark.parametrize(
+    ("rate_floor", "baseline"),
+    [
+        # 0.15% in a window of 100,000 against 0.1% elsewhere: z = 50 / sqrt(99.9) = 5.0 >= z_stay, but
+        # under the floor: a window that does not fail enough to matter stays in the baseline.
+        pytest.param(0.02, 2050 / 2_000_000, id="under-the-floor-stays-in"),
+        # Exactly at the floor (0.0015 = 150 / 100,000 exactly) it stands out: left out of the baseline.
+        pytest.param(0.0015, 1900 / 1_900_000, id="at-the-floor-is-left-out"),
+    ],
+)
+def test_a_window_under_the_rate_floor_stays_in_the_baseline(rate_floor: float, baseline: float) -> None:
+    counts = _counts((100_000, 150), others=(100_000, 100))
+    scored = bursts.score(counts, replace(BurstSettings(), rate_floor=rate_floor))
+    assert scored["baseline"].unique().to_list() == [pytest.approx(baseline, rel=1e-12)]
+
+
 def test_the_baseline_is_estimated_again_without_the_burst() -> None:
     # Five windows at 20% and one at 10% among 20 at 1%. With every window in the first estimate the
     # baseline is (200 + 5 × 200 + 100) / 26,000 = 0.05 (the cap), and 10% is not 4× that. Estimated
@@ -264,6 +292,17 @@ def test_each_gate_of_a_latency_spike(setting: str, measure: str, open_side: boo
     assert _latency_flags(rows, below) == (True, True)
     # Past an opening threshold the window still stays open; past a staying one it does neither.
     assert _latency_flags(rows, above) == ((False, True) if open_side else (False, False))
+
+
+@pytest.mark.parametrize("setting", ["factor", "z_open", "factor_stay", "z_stay"])
+def test_a_latency_window_exactly_at_each_threshold_passes_it(setting: str) -> None:
+    # Thresholds are inclusive. The opening ones are judged on the window out of the fit (as scored
+    # with the defaults); the staying ones on the first fit, which still includes it.
+    rows = _latency_rows({TEST: 3.0})
+    opening = setting in ("factor", "z_open")
+    ratio, z = _measured(rows, _DEFAULT if opening else _NEVER)
+    value = ratio if setting.startswith("factor") else z
+    assert _latency_flags(rows, replace(_DEFAULT, **{setting: value})) == (True, True)
 
 
 def test_a_latency_window_with_too_few_requests_is_not_scored() -> None:

@@ -88,6 +88,14 @@ def test_a_missing_request_near_an_edge_is_out_of_span(at: datetime, kind: Findi
     assert _judged(_gateway([]), _ledger([(at, "gone", 5, 95)])) == [(kind, 0, False)]
 
 
+def test_a_request_found_near_an_edge_is_judged_on_its_amount() -> None:
+    # Inside the edge margin, but logged: not out_of_span, an overcharge like anywhere else.
+    at = T0 + MARGIN - US
+    assert _judged(_gateway([(at, "r1", 200, 10, 5)]), _ledger([(at, "r1", 20, 80)])) == [
+        (Finding.OVERCHARGE, 5, False)
+    ]
+
+
 @pytest.mark.parametrize(
     ("refund_orphans", "refund"),
     [pytest.param(False, 0, id="kept"), pytest.param(True, 5, id="refunded")],
