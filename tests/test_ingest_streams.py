@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from analyzer.cli import app
 from analyzer.config import Settings
-from analyzer.ingest import load, sources
+from analyzer.ingest import delimited, load, sources
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest" / "formats"
 
@@ -56,3 +56,17 @@ def test_standard_input_named_twice_is_read_once(monkeypatch: pytest.MonkeyPatch
     monkeypatch.setattr(sources.sys, "stdin", Stdin)
     first = sources.resolve(["-"])
     assert sources.resolve(["-"]) == first and first[0].read_bytes() == (FIXTURES / "common.log").read_bytes()
+
+
+def test_a_csv_whose_quoted_cells_hold_line_breaks_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    path = FIXTURES / "multiline.csv"  # a spend-log export whose messages hold line breaks and quotes
+    loaded = load("gateway", [path], Settings())
+    (report,) = loaded.inputs
+    assert (report.format, report.rows_read, report.rows_rejected) == ("csv", 6, 0)
+    got = loaded.frame.select("request_id", "status").collect().rows()
+    assert got == [(f"r{i}", 502 if i == 3 else 200) for i in range(6)]
+    # Line by line the sample fits no width: only the records say it is CSV.
+    sample = sources.sniff(path).sample
+    assert delimited.looks_like(sample, ",")
+    monkeypatch.setattr(delimited, "_records_fit", lambda *args: False)
+    assert not delimited.looks_like(sample, ",")

@@ -9,6 +9,7 @@ values: required ones make it `missing_field:<col>`. A record whose every cell i
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
@@ -20,6 +21,7 @@ from analyzer.ingest.sources import RAW, SRC, numbered
 from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
 
 TOO_MANY: Final = "too_many_fields"
+SAMPLE_RECORD_LINES: Final = 400  # sampled lines parsed as records when lines alone do not fit
 _EXTRA: Final = "_extra"
 
 
@@ -59,7 +61,24 @@ def looks_like(sample: Sequence[str], separator: str) -> bool:
     # Line by line, so one unbalanced quote does not swallow the rest of the sample.
     rows = [_cells(line, separator) for line in sample[1:50]]
     fitting = sum(1 for row in rows if len(row) == width)
-    return not rows or fitting * 2 > len(rows)
+    return not rows or fitting * 2 > len(rows) or _records_fit(sample, separator, width)
+
+
+def _records_fit(sample: Sequence[str], separator: str, width: int) -> bool:
+    """Record by record (RFC 4180: a quoted cell may hold line breaks, as exported chat messages do),
+    most records of the sample have the header's width. The last one may be cut by the sample's end."""
+    text = "\n".join(sample[:SAMPLE_RECORD_LINES])
+    limit = csv.field_size_limit()
+    csv.field_size_limit(max(limit, len(text) + 1))
+    try:
+        records = list(csv.reader(io.StringIO(text), delimiter=separator))[1:-1]
+    except csv.Error:
+        return False
+    finally:
+        csv.field_size_limit(limit)
+    multiline = len(records) < len(sample[1:SAMPLE_RECORD_LINES]) - 1
+    fitting = sum(1 for row in records if len(row) == width)
+    return multiline and bool(records) and fitting * 2 > len(records)
 
 
 def looks_like_csv(sample: Sequence[str]) -> bool:
