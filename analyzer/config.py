@@ -18,6 +18,7 @@ keys and values of the wrong type are a `ConfigError` naming the file and the ke
 
 from __future__ import annotations
 
+import codecs
 import dataclasses
 import re
 import tomllib
@@ -79,6 +80,7 @@ class SourceConfig:
     clock_offset: timedelta = timedelta(0)
     format: str | None = None
     log_format: str | None = None  # nginx log_format string
+    encoding: str | None = None  # the text's encoding when not UTF-8 (cp1252, latin-1, utf-16): decoded
     # Ledger only: the source's entry kinds -> deduct, refund, grant or reset ("debit" = "deduct").
     kinds: Mapping[str, str] = field(default_factory=dict)
     # A known record shape (ingest/presets.py: litellm); None: detected from the field names.
@@ -376,7 +378,7 @@ def _table(value: Any, name: str, where: str) -> dict[str, Any]:
 
 
 def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
-    allowed = {"fields", "units", "clock_offset", "format", "log_format", "kinds", "preset"}
+    allowed = {"fields", "units", "clock_offset", "format", "log_format", "kinds", "preset", "encoding"}
     for key in t:
         if key not in allowed:
             raise ConfigError(
@@ -432,12 +434,22 @@ def _source(kind: str, t: dict[str, Any], where: str) -> SourceConfig:
                 field=f"{kind}.kinds.{name}",
             )
     log_format = t.get("log_format")
+    encoding = t.get("encoding")
+    if encoding is not None:
+        encoding = _str(encoding, f"{kind}.encoding", where)
+        try:
+            codecs.lookup(encoding)
+        except LookupError:
+            raise ConfigError(
+                f"unknown encoding '{encoding}'", path=where, field=f"{kind}.encoding"
+            ) from None
     return SourceConfig(
         fields=fields,
         units=units,
         clock_offset=offset,
         format=fmt,
         log_format=None if log_format is None else _str(log_format, f"{kind}.log_format", where),
+        encoding=encoding,
         kinds=kinds,
         preset=preset,
     )

@@ -118,7 +118,10 @@ def test_corrupt_zstd_reads_the_blocks_before_the_damage(corpus: Path) -> None:
             id="zstd-damaged-at-the-head",
         ),
         pytest.param(
-            "utf16.jsonl", InputError, "UTF-16 text (byte-order mark); convert it to UTF-8", id="utf-16"
+            "utf16.jsonl",
+            InputError,
+            'UTF-16 text (byte-order mark): set encoding = "utf-16" for its kind',
+            id="utf-16",
         ),
         pytest.param(
             "cr_only.csv",

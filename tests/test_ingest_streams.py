@@ -12,7 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from analyzer.cli import app
-from analyzer.config import Settings
+from analyzer.config import Settings, SourceConfig, load_settings
+from analyzer.errors import ConfigError, InputError
 from analyzer.ingest import delimited, load, sources
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest" / "formats"
@@ -70,3 +71,46 @@ def test_a_csv_whose_quoted_cells_hold_line_breaks_is_read(monkeypatch: pytest.M
     assert delimited.looks_like(sample, ",")
     monkeypatch.setattr(delimited, "_records_fit", lambda *args: False)
     assert not delimited.looks_like(sample, ",")
+
+
+LINE = '10.0.0.1 - - [22/Apr/2026:09:00:0{} +0000] "GET /v1/caf\u00e9 HTTP/1.1" 200 5 "-" "M\u00fcller" 0.010 0.009'
+
+
+def _legacy(path: Path, encoding: str, *, gz: bool = False) -> Path:
+    data = "".join(LINE.format(i) + "\n" for i in range(3))
+    raw = data.encode(encoding)
+    path.write_bytes(gzip.compress(raw, mtime=0) if gz else raw)
+    return path
+
+
+def test_a_cp1252_log_is_rejected_with_the_encoding_named_then_read_with_it(tmp_path: Path) -> None:
+    path = _legacy(tmp_path / "access.log", "cp1252")
+    loaded = load("gateway", [path], Settings())
+    assert loaded.inputs[0].rejects_by_reason == {"invalid_utf8": 3}
+    assert f'gateway: {path}: 3 lines are not UTF-8; [gateway] encoding = "cp1252" reads them' in loaded.notes
+    for source in (path, _legacy(tmp_path / "access.log.gz", "cp1252", gz=True)):
+        decoded = load("gateway", [source], Settings(gateway=SourceConfig(encoding="cp1252")))
+        assert decoded.inputs[0].rows_rejected == 0
+        assert decoded.frame.select("endpoint").collect()["endpoint"].to_list() == ["/v1/café"] * 3
+
+
+def test_utf16_is_read_with_its_encoding_and_refused_naming_it_without(tmp_path: Path) -> None:
+    path = _legacy(tmp_path / "access.log", "utf-16")
+    with pytest.raises(InputError, match='set encoding = "utf-16"'):
+        load("gateway", [path], Settings())
+    (report,) = load("gateway", [path], Settings(gateway=SourceConfig(encoding="utf-16"))).inputs
+    assert (report.format, report.rows_analyzed) == ("nginx", 3)
+
+
+def test_a_byte_cp1252_lacks_suggests_latin1(tmp_path: Path) -> None:
+    path = tmp_path / "a.log"
+    path.write_bytes(b"ok line\nbad \x81 line\n")
+    assert sources.suggest_encoding(path) == "latin-1"
+    path.write_bytes(b"ok line\nbad \xe9 line\n")
+    assert sources.suggest_encoding(path) == "cp1252"
+
+
+def test_an_unknown_encoding_is_a_config_error(tmp_path: Path) -> None:
+    (tmp_path / "a.toml").write_text('[gateway]\nencoding = "klingon"\n')
+    with pytest.raises(ConfigError, match="gateway.encoding"):
+        load_settings(tmp_path / "a.toml")

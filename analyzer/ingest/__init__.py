@@ -48,7 +48,8 @@ import polars as pl
 
 from analyzer.config import Settings
 from analyzer.findings import InputReport
-from analyzer.ingest import duplicates, skew
+from analyzer.ingest import duplicates, skew, sources
+from analyzer.ingest.mapping import INVALID_UTF8
 from analyzer.ingest.reader import FileRead, batches, read_batch
 from analyzer.ingest.sources import RAW, find_inputs, resolve
 from analyzer.schema import (
@@ -109,7 +110,7 @@ def load(
     config = settings.source(kind)
     reads = [
         read
-        for i, batch in enumerate(batches(kind, resolve(paths), config))
+        for i, batch in enumerate(batches(kind, _decoded(resolve(paths), config.encoding), config))
         for read in read_batch(kind, batch, config, folder / f"{i:05d}.parquet")
     ]
     inputs = tuple(r.report for r in reads)
@@ -131,10 +132,18 @@ def load(
             _notes(kind, inputs)
             + tuple(n for r in reads for n in r.notes)
             + skew.skew_notes(kind, inputs)
+            + _encoding_notes(kind, inputs, config.encoding)
             + _raw_note(inputs)
         ),
         _workdir=keep,
     )
+
+
+def _decoded(paths: list[Path], encoding: str | None) -> list[Path]:
+    """The inputs, each decoded from `encoding` into a UTF-8 file when one is set (Parquet is binary)."""
+    if encoding is None:
+        return paths
+    return [p if p.is_dir() or sources.is_parquet_file(p) else sources.transcoded(p, encoding) for p in paths]
 
 
 def _columns(kind: str, inputs: Sequence[InputReport]) -> dict[str, pl.DataType]:
@@ -238,6 +247,18 @@ def _raw_note(inputs: Sequence[InputReport]) -> tuple[str, ...]:
         return ()
     return (
         f"rejects: the raw text of the first {RAW_ROWS:,} of {rejected:,} rejected rows is kept, not all",
+    )
+
+
+def _encoding_notes(kind: str, inputs: Sequence[InputReport], encoding: str | None) -> tuple[str, ...]:
+    """For each input with lines that are not UTF-8: the legacy encoding that would read them."""
+    if encoding is not None:
+        return ()
+    return tuple(
+        f"{kind}: {r.path}: {r.rejects_by_reason[INVALID_UTF8]:,} lines are not UTF-8; "
+        f'[{kind}] encoding = "{sources.suggest_encoding(Path(r.path))}" reads them'
+        for r in inputs
+        if r.rejects_by_reason.get(INVALID_UTF8) and Path(r.path).is_file()
     )
 
 

@@ -7,7 +7,9 @@ are not rows: they are dropped here and never counted.
 from __future__ import annotations
 
 import atexit
+import codecs
 import glob
+import io
 import shutil
 import sys
 import tempfile
@@ -129,6 +131,82 @@ def _spool(stream: BinaryIO, name: str) -> Path:
     return target
 
 
+def transcoded(path: Path, encoding: str) -> Path:
+    """`path`'s text (decompressed) decoded from `encoding` into a temporary UTF-8 file, chunk by chunk."""
+    with path.open("rb") as f:
+        compression = _compression(f.read(4))
+    with path.open("rb") as raw:
+        stream: BinaryIO = raw
+        if compression != "none":
+            reader = _Inflated(raw, compression)
+            stream = reader  # type: ignore[assignment]
+        text = codecs.getreader(encoding)(stream, "replace")
+        out = _spool(io.BytesIO(b""), path.name)
+        with out.open("w", encoding="utf-8", newline="") as w:
+            shutil.copyfileobj(text, w, _CHUNK * 64)
+    return out
+
+
+class _Inflated(io.RawIOBase):
+    """A gzip or zstd stream read as its decompressed bytes."""
+
+    def __init__(self, raw: BinaryIO, compression: str) -> None:
+        self._raw, self._compression = raw, compression
+        self._inflate = _decompressor(compression)
+        self._left = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._left:
+            chunk = self._raw.read(_CHUNK)
+            if not chunk:
+                return 0
+            self._left = self._inflate.decompress(chunk)
+            while self._inflate.unused_data:
+                rest = self._inflate.unused_data
+                self._inflate = _decompressor(self._compression)
+                self._left += self._inflate.decompress(rest)
+        n = min(len(buffer), len(self._left))
+        buffer[:n] = self._left[:n]
+        self._left = self._left[n:]
+        return n
+
+
+def _compression(head: bytes) -> str:
+    return "gzip" if head.startswith(_GZIP) else "zstd" if head.startswith(_ZSTD) else "none"
+
+
+def is_parquet_file(path: Path) -> bool:
+    """A file starting with Parquet's magic bytes."""
+    with path.open("rb") as f:
+        return f.read(4) == _PARQUET
+
+
+# Tried in order on a line that is not UTF-8; latin-1 decodes any byte, so it always answers.
+_LEGACY: Final = ("cp1252", "latin-1")
+
+
+def suggest_encoding(path: Path) -> str:
+    """The legacy encoding that decodes the first non-UTF-8 line of `path`'s start (cp1252 or latin-1)."""
+    with path.open("rb") as f:
+        compression = _compression(f.read(4))
+        f.seek(0)
+        data, _, _ = _head(f, compression)
+    for line in data.splitlines():
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError:
+            for encoding in _LEGACY:
+                try:
+                    line.decode(encoding)
+                    return encoding
+                except UnicodeDecodeError:
+                    continue
+    return _LEGACY[0]
+
+
 def _spooled_stdin() -> Path:
     if not _STDIN_FILE:
         _STDIN_FILE.append(_spool(sys.stdin.buffer, "stdin"))
@@ -181,7 +259,9 @@ def sniff(path: Path) -> Sniff:
         raise InputError(f"damaged {compression} stream: not one line could be decompressed", path=str(path))
     if data.startswith((b"\xff\xfe", b"\xfe\xff")):
         # PowerShell's `>` writes UTF-16; decoded as UTF-8 every field name would be wrong.
-        raise InputError("UTF-16 text (byte-order mark); convert it to UTF-8", path=str(path))
+        raise InputError(
+            'UTF-16 text (byte-order mark): set encoding = "utf-16" for its kind', path=str(path)
+        )
     if b"\n" not in data and b"\r" in data.rstrip(b"\r"):
         # The line readers split on LF only: read as one line, such a file would lose every row.
         raise InputError("lines end in a bare CR (classic Mac); convert them to LF", path=str(path))
