@@ -126,6 +126,8 @@ def prepare(gateway: pl.LazyFrame, settings: LimitSettings | None) -> pl.DataFra
             ((arrival - reset_us) // _DAY_US).alias(DAY),
         )
         .sort(KEY, T, "_row")
+        # Only what the replay, the report and the explanations read is kept (a frame of every request).
+        .drop("_row", s.STATUS, s.LATENCY_MS, s.PROMPT_TOKENS, s.COMPLETION_TOKENS)
         # The unit as a run number (rows are sorted by it): integer keys group and join faster.
         .with_columns(
             (pl.col(KEY) != pl.col(KEY).shift(1)).fill_null(True).cum_sum().cast(pl.Int64).alias(KEY)
