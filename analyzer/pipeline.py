@@ -29,6 +29,7 @@ from analyzer.detect import detect
 from analyzer.errors import InputError, OutputError
 from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliation
 from analyzer.ingest import Loaded, find_inputs, load
+from analyzer.ingest.formats import COMPLETION_STAMPED
 from analyzer.ingest.presets import USD
 from analyzer.limits import audit_limits
 from analyzer.limits.audit import TIER, questionable, with_tier
@@ -159,7 +160,9 @@ def run_report(
     rate_limits = None
     if Part.LIMITS in parts:
         say("auditing the rate limiter")
-        rate_limits = audit_limits(gateway, ledger, settings.limits)
+        formats = {i.format for i in by_kind["gateway"].inputs}
+        completion = bool(formats) and formats <= COMPLETION_STAMPED
+        rate_limits = audit_limits(gateway, ledger, settings.limits, completion_logged=completion)
     usage_totals = None
     if "usage" in by_kind:
         say("checking the usage export's totals")

@@ -164,3 +164,18 @@ def test_the_tier_is_a_slice_for_bursts() -> None:
     scopes = [b.scope for b in detect(with_tier(failing.lazy(), limits), sliced).bursts]
     assert "tier=tier1" in scopes
     assert "tier=tier1" not in [b.scope for b in detect(failing.lazy(), settings).bursts]
+
+
+def test_a_format_that_logs_completion_moves_arrivals_back_unless_the_setting_says(tmp_path: Path) -> None:
+    from analyzer.pipeline import ReportRequest, run_report
+
+    nginx = Path(__file__).resolve().parent / "fixtures" / "ingest" / "formats" / "docker_nginx.log"
+    rl = run_report(ReportRequest(gateway=[nginx])).report.rate_limits
+    assert rl is not None and rl.timestamp.value == "completion"
+    config = tmp_path / "analyzer.toml"
+    config.write_text('[limits]\ntimestamp = "arrival"\n[limits.tiers.t]\nrpm = 5\n', encoding="utf-8")
+    rl = run_report(ReportRequest(gateway=[nginx], config=config)).report.rate_limits
+    assert rl is not None and rl.timestamp.value == "arrival"
+    jsonl = SAMPLE / "gateway" / "gateway-2026-04-22T06.jsonl.gz"
+    rl = run_report(ReportRequest(gateway=[jsonl])).report.rate_limits
+    assert rl is not None and rl.timestamp.value == "arrival"

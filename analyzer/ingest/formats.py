@@ -284,6 +284,10 @@ FORMATS: Final[list[Format]] = [
     Format(FormatName.CSV, lambda s, config: delimited.looks_like_csv(s.sample), _delimited_opener(",")),
 ]
 
+# Formats whose ts is written when the response ends (nginx's $time_local, an ALB's `time`), not when the
+# request arrived: the rate-limit audit moves their arrivals back by the latency ([limits] timestamp).
+COMPLETION_STAMPED: Final = frozenset({FormatName.NGINX, FormatName.INGRESS_NGINX, FormatName.ALB})
+
 
 def _open_empty(path: Path, sniff: Sniff, config: SourceConfig) -> Source:
     def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:

@@ -87,11 +87,12 @@ class RateLimits:
     explanations: tuple[Explanation, ...] = field(default_factory=tuple)
 
 
-def prepare(gateway: pl.LazyFrame, settings: LimitSettings | None) -> pl.DataFrame:
+def prepare(
+    gateway: pl.LazyFrame, settings: LimitSettings | None, stamp: Stamp = Stamp.ARRIVAL
+) -> pl.DataFrame:
     """The replay's input: one row per request with an account, sorted by (KEY, T, arrival order)."""
     per_model = settings is not None and settings.per_model
     count_rejected = settings is not None and settings.count_rejected
-    stamp = Stamp.ARRIVAL if settings is None else settings.timestamp
     reset_us = 0 if settings is None else int(settings.day_reset / timedelta(microseconds=1))
     latency_us = (pl.col(s.LATENCY_MS).fill_null(0.0).clip(lower_bound=0.0) * 1000).round().cast(pl.Int64)
     ts_us = pl.col(s.TS).dt.epoch("us")
@@ -178,9 +179,15 @@ def _count(flagged: pl.DataFrame, verdict: Verdict) -> int:
     return int((flagged[VERDICT] == verdict.value).sum())
 
 
-def audit(gateway: pl.LazyFrame, settings: LimitSettings | None) -> tuple[RateLimits, pl.DataFrame]:
-    """The audit of every request with an account; also the classified frame the explanations search."""
-    prepared = prepare(gateway, settings)
+def audit(
+    gateway: pl.LazyFrame, settings: LimitSettings | None, *, completion_logged: bool = False
+) -> tuple[RateLimits, pl.DataFrame]:
+    """The audit of every request with an account; also the classified frame the explanations search.
+    `completion_logged`: the gateway's format writes ts when the response ends (unless the setting says)."""
+    stamp = settings.timestamp if settings is not None and settings.timestamp is not None else None
+    if stamp is None:
+        stamp = Stamp.COMPLETION if completion_logged else Stamp.ARRIVAL
+    prepared = prepare(gateway, settings, stamp)
     replayed = replay(prepared)
     limited = _observed_limits(replayed) if settings is None else _configured_limits(replayed, settings)
     tolerance = 0.0 if settings is None else settings.tolerance
@@ -193,14 +200,16 @@ def audit(gateway: pl.LazyFrame, settings: LimitSettings | None) -> tuple[RateLi
         .rename(names)
         .sort(s.TS, s.ACCOUNT_ID, s.REQUEST_ID, nulls_last=True)
     )
-    return _result(flagged, settings, skipped=_skipped(gateway)), full
+    return _result(flagged, settings, stamp, skipped=_skipped(gateway)), full
 
 
 def _skipped(gateway: pl.LazyFrame) -> int:
     return int(gateway.select(pl.col(s.ACCOUNT_ID).is_null().sum()).collect().item())
 
 
-def _result(flagged: pl.DataFrame, settings: LimitSettings | None, *, skipped: int) -> RateLimits:
+def _result(
+    flagged: pl.DataFrame, settings: LimitSettings | None, stamp: Stamp, *, skipped: int
+) -> RateLimits:
     verdicts = (*CLASSES, Verdict.ADMITTED_OVER_LIMIT)
     counts = {v.value: _count(flagged, v) for v in verdicts}
     counts = {THROTTLED_COUNT: sum(counts[v.value] for v in CLASSES), **counts}
@@ -229,7 +238,7 @@ def _result(flagged: pl.DataFrame, settings: LimitSettings | None, *, skipped: i
         per_model=settings is not None and settings.per_model,
         count_rejected=settings is not None and settings.count_rejected,
         tolerance=0.0 if settings is None else settings.tolerance,
-        timestamp=Stamp.ARRIVAL if settings is None else settings.timestamp,
+        timestamp=stamp,
         counts=counts,
         by_limit=by_limit,
         accounts=accounts,
@@ -239,12 +248,16 @@ def _result(flagged: pl.DataFrame, settings: LimitSettings | None, *, skipped: i
 
 
 def audit_limits(
-    gateway: pl.LazyFrame, ledger: pl.LazyFrame | None, settings: LimitSettings | None
+    gateway: pl.LazyFrame,
+    ledger: pl.LazyFrame | None,
+    settings: LimitSettings | None,
+    *,
+    completion_logged: bool = False,
 ) -> RateLimits:
     """The audit the report shows (the ledger feeds the explanations of wrong 429s)."""
     from analyzer.limits.explain import explain
 
-    result, full = audit(gateway, settings)
+    result, full = audit(gateway, settings, completion_logged=completion_logged)
     return replace(result, explanations=explain(full, ledger, settings))
 
 

@@ -89,7 +89,7 @@ class LimitSettings:
     per_model: bool = False
     count_rejected: bool = False
     tolerance: float = 0.0
-    timestamp: Stamp = Stamp.ARRIVAL
+    timestamp: Stamp | None = None  # None: by the gateway format (ingest.formats.COMPLETION_STAMPED)
 
 
 def limits_from_table(t: Mapping[str, Any], where: str) -> LimitSettings:
@@ -125,8 +125,8 @@ def limits_from_table(t: Mapping[str, Any], where: str) -> LimitSettings:
         raise ConfigError(
             f"must be a number in [0, 1), got {tolerance!r}", path=where, field="limits.tolerance"
         )
-    stamp = t.get("timestamp", Stamp.ARRIVAL.value)
-    if stamp not in tuple(Stamp):
+    stamp = t.get("timestamp")
+    if stamp is not None and stamp not in tuple(Stamp):
         known = ", ".join(Stamp)
         raise ConfigError(f"unknown value {stamp!r} (known: {known})", path=where, field="limits.timestamp")
     return LimitSettings(
@@ -138,7 +138,7 @@ def limits_from_table(t: Mapping[str, Any], where: str) -> LimitSettings:
         per_model=_bool(t, "per_model", where),
         count_rejected=_bool(t, "count_rejected", where),
         tolerance=float(tolerance),
-        timestamp=Stamp(stamp),
+        timestamp=None if stamp is None else Stamp(stamp),
     )
 
 
