@@ -248,6 +248,8 @@ def test_container_wrappers_are_taken_off_before_detection(
     loaded = load("gateway", [FIXTURES / f"{wrapped}.log"], SPREAD)
     (report,) = loaded.inputs
     assert (report.format, report.rows_rejected) == (fmt, 0)
+    wrapper = wrapped.split("_")[0]  # what `inspect` says of the file
+    assert f"gateway: {FIXTURES / wrapped}.log: {fmt} lines inside {wrapper} container logs" in loaded.notes
     got = loaded.frame.sort("_line").select(*COLUMNS).collect()
     if inner is None:
         assert got.select("status", "latency_ms").rows() == lines

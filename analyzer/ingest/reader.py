@@ -77,6 +77,7 @@ class Opened:
     batch: Hashable  # equal (not None) for small inputs that one scan can read together
     shape: presets.Shape = presets.NO_SHAPE  # a preset's constants, status words and latency span
     ts_ceiling: datetime | None = None  # later times cannot be real (see `batches`)
+    wrapper: str | None = None  # the container wrapper taken off its lines (module wrappers)
 
     @property
     def label(self) -> str:
@@ -118,7 +119,8 @@ def open_input(kind: str, path: Path, config: SourceConfig) -> Opened:
     if source.batch is not None and text <= BATCH_FILE_BYTES:
         frozen = map(_frozen, (fields, unverified, units))
         batch = (fmt.name, sniffed.compression, source.batch, *frozen, shape)
-    return Opened(path, sniffed.compression, fmt, source, fields, unverified, units, text, batch, shape)
+    opened = Opened(path, sniffed.compression, fmt, source, fields, unverified, units, text, batch, shape)
+    return dataclasses.replace(opened, wrapper=sniffed.wrapper)
 
 
 def _text_bytes(path: Path, compression: str) -> int:
@@ -196,9 +198,7 @@ def read_batch(kind: str, batch: Sequence[Opened], config: SourceConfig, sink: P
     counts = _counts(kind, pl.scan_parquet(sink), first.unverified, by_file=True)
     mine = {o.label: counts.filter(pl.col(SOURCE_FILE) == o.label) for o in batch}
     return [
-        FileRead(
-            _report(kind, o, mine[o.label]), sink, _damage_notes(kind, o.label, mine[o.label]), batched=True
-        )
+        FileRead(_report(kind, o, mine[o.label]), sink, _input_notes(kind, o, mine[o.label]), batched=True)
         for o in batch
     ]
 
@@ -243,7 +243,7 @@ def _staged(kind: str, opened: Opened, config: SourceConfig, sink: Path) -> File
             f"{kind}: {label} is a truncated or damaged {opened.compression} stream; read up to the break",
         )
     counts = _counts(kind, pl.scan_parquet(sink), opened.unverified)
-    return FileRead(_report(kind, opened, counts), sink, notes + _damage_notes(kind, label, counts))
+    return FileRead(_report(kind, opened, counts), sink, notes + _input_notes(kind, opened, counts))
 
 
 def _plan_of(
@@ -324,6 +324,12 @@ def _counts(
         )
         .collect()
     )
+
+
+def _input_notes(kind: str, opened: Opened, counts: pl.DataFrame) -> tuple[str, ...]:
+    """What `inspect` and the report say of how an input was read: its wrapper, its damaged lines."""
+    wrapped = (f"{kind}: {opened.label}: {opened.fmt.name} lines inside {opened.wrapper} container logs",)
+    return (wrapped if opened.wrapper else ()) + _damage_notes(kind, opened.label, counts)
 
 
 def _damage_notes(kind: str, label: str, counts: pl.DataFrame) -> tuple[str, ...]:
