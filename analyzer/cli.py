@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -621,6 +621,18 @@ def simulate(
             "(analyzer.toml), and two wrong billing rules injected (launch).",
         ),
     ] = False,
+    sync_failure: Annotated[
+        str | None,
+        typer.Option(
+            help="launch: the billing sync failure's stretch of the day, HH:MM-HH:MM (default 12:00-12:30)."
+        ),
+    ] = None,
+    quota_reset: Annotated[
+        str | None,
+        typer.Option(
+            help="launch: a full quota reset of every account at HH:MM (tokens 0, balance_after set)."
+        ),
+    ] = None,
 ) -> None:
     """Write a simulated launch-day outage with its ground truth (truth.json).
 
@@ -630,9 +642,11 @@ def simulate(
     from analyzer.simulate import simulate as run_simulation
 
     with _errors():
+        sync = None if sync_failure is None else _clock_span(sync_failure, "--sync-failure")
+        reset = None if quota_reset is None else _clock_time(quota_reset, "--quota-reset")
         spec = SimSpec(
             scenario=scenario.value, seed=seed, hours=hours, rate=rate, accounts=accounts,
-            format=fmt.value, compress=compress.value, cached=cached,
+            format=fmt.value, compress=compress.value, cached=cached, sync_window=sync, quota_reset=reset,
         )  # fmt: skip
         sim = run_simulation(out_dir, spec)
     truth = sim.truth
@@ -641,6 +655,22 @@ def simulate(
         f"{len(truth['latency_spikes'])} latency spikes to {out_dir}",
         markup=False,
     )
+
+
+def _clock_time(text: str, option: str) -> time:
+    """HH:MM as a time of day, or a ConfigError naming the option."""
+    try:
+        return datetime.strptime(text.strip(), "%H:%M").time()
+    except ValueError:
+        raise ConfigError(f"'{text}' is not a time of day HH:MM", field=option) from None
+
+
+def _clock_span(text: str, option: str) -> tuple[time, time]:
+    """HH:MM-HH:MM as two times of day, or a ConfigError naming the option."""
+    start, sep, end = text.partition("-")
+    if not sep:
+        raise ConfigError(f"'{text}' is not a stretch of the day HH:MM-HH:MM", field=option)
+    return _clock_time(start, option), _clock_time(end, option)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import time
 from pathlib import Path
 
 import polars as pl
@@ -99,6 +100,7 @@ def test_quiet_has_no_incident_and_an_all_ok_ledger() -> None:
         pytest.param(SimSpec(scenario="nope"), id="unknown-scenario"),
         pytest.param(SimSpec(rate=-1.0), id="negative-rate"),
         pytest.param(SimSpec(format="xml"), id="unknown-format"),
+        pytest.param(SimSpec(sync_window=(time(14), time(10))), id="sync-ends-before-it-starts"),
     ],
 )
 def test_bad_arguments_raise_config_error(spec: SimSpec) -> None:
@@ -172,3 +174,22 @@ def test_quiet_429s_are_all_genuine() -> None:
     truth = generate(SimSpec(scenario="quiet", rate=2.0, hours=18.0, accounts=200)).truth["rate_limits"]
     assert truth["fault"] is None and truth["wrong"] == 0 and truth["wrong_by_account"] == {}
     assert truth["justified"] == truth["throttled"] > 0
+
+
+def test_sync_window_and_full_quota_reset_options() -> None:
+    spec = SimSpec(
+        rate=0.5, hours=16.0, accounts=60, seed=3, sync_window=(time(10), time(14)), quota_reset=time(20, 30)
+    )
+    sim = generate(spec)
+    sync = sim.truth["faults"]["sync_failure"]
+    assert (sync["start"], sync["end"]) == ("2026-04-22T10:00:00Z", "2026-04-22T14:00:00Z")
+    assert "2026-04-22T20:30:00Z" in sim.truth["resets"]
+    resets = sim.ledger.filter(pl.col(s.KIND) == s.LEDGER_RESET)
+    # Every account once, within five seconds, as tokens 0 with the new quota in balance_after.
+    assert resets.height == 60 and resets[s.ACCOUNT_ID].n_unique() == 60
+    assert (resets[s.TS].max() - resets[s.TS].min()).total_seconds() < 5  # type: ignore[operator]
+    assert (resets[s.TOKENS] == 0).all() and (resets[s.BALANCE_AFTER] >= 1_000_000).all()
+    # The default story is unchanged by the options' existence: sync 12:00-12:30, no mid-day reset.
+    default = generate(SimSpec(rate=0.5, hours=16.0, accounts=60, seed=3))
+    assert default.truth["faults"]["sync_failure"]["start"] == "2026-04-22T12:00:00Z"
+    assert default.ledger.filter(pl.col(s.KIND) == s.LEDGER_RESET).is_empty()

@@ -16,7 +16,7 @@ import polars as pl
 from analyzer import schema as s
 from analyzer.findings import REQUEST_BUCKETS
 from analyzer.simulate.scenarios import Story
-from analyzer.simulate.spec import CACHED_WEIGHT, MODELS, SimSpec, to_us
+from analyzer.simulate.spec import CACHED_WEIGHT, MODELS, RESET_SPREAD_S, SimSpec, to_us
 from analyzer.simulate.traffic import NEW, US, Traffic, account_names, request_ids
 
 LABEL = (
@@ -77,13 +77,21 @@ def _parts(
 
 
 def resets(spec: SimSpec) -> list[datetime]:
-    """End-of-day quota resets (23:59:59) inside the span."""
+    """End-of-day quota resets (23:59:59) inside the span, and the spec's full quota reset if any."""
     day, out = spec.start.date(), []
     while (t := datetime.combine(day, time(23, 59, 59), tzinfo=spec.start.tzinfo)) < spec.end:
         if t >= spec.start:
             out.append(t)
         day += timedelta(days=1)
-    return out
+    return sorted(out + ([t] if (t := _full_reset(spec)) is not None else []))
+
+
+def _full_reset(spec: SimSpec) -> datetime | None:
+    """When the spec's full quota reset starts (on the start date), if it asks for one inside the span."""
+    if spec.quota_reset is None:
+        return None
+    t = datetime.combine(spec.start.date(), spec.quota_reset, tzinfo=spec.start.tzinfo)
+    return t if spec.start <= t < spec.end else None
 
 
 def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> Books:
@@ -145,13 +153,26 @@ def build(spec: SimSpec, story: Story, t: Traffic, rng: np.random.Generator) -> 
     accts = np.arange(spec.accounts)
     start = np.full(spec.accounts, to_us(spec.start), dtype=np.int64)
     parts = [_parts(s.LEDGER_GRANT, start, accts, np.full(spec.accounts, -1), grants, "grant", 0), body]
+    full_at = _full_reset(spec)
     for r in resets(spec) if story.daily_resets else []:
         at = np.full(spec.accounts, to_us(r), dtype=np.int64)
-        parts.append(_parts(s.LEDGER_RESET, at, accts, np.full(spec.accounts, -1), grants, "reset", 0))
+        label = "reset"
+        if r == full_at:
+            # Every account within a few seconds, as a batch job writes them.
+            at = at + (accts % RESET_SPREAD_S) * US + accts * 997 % US
+            label = "full_reset"
+        parts.append(_parts(s.LEDGER_RESET, at, accts, np.full(spec.accounts, -1), grants, label, 0))
     from analyzer.simulate import remedy  # the remedy scenario's resets and top-ups (it imports this module)
 
     parts += remedy.parts(spec, story, body, grants)
-    ledger = remedy.finish(_wipe_and_break(_number_and_balance(pl.concat(parts), spec), story, rng))
+    ledger = _number_and_balance(pl.concat(parts), spec)
+    # The full reset is written as tokens 0 with the new balance in balance_after (another convention).
+    full_reset = pl.col(LABEL) == "full_reset"
+    ledger = ledger.with_columns(
+        pl.when(full_reset).then(0).otherwise(pl.col(s.TOKENS)).alias(s.TOKENS),
+        pl.when(full_reset).then(pl.lit("reset")).otherwise(pl.col(LABEL)).alias(LABEL),
+    )
+    ledger = remedy.finish(_wipe_and_break(ledger, story, rng))
 
     bucket = np.where(served & (reported == 0), BUCKET["charged_ok"], BUCKET["failed_free"])
     bucket = np.where(unbilled, BUCKET["unbilled"], bucket)

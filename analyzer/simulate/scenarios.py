@@ -217,7 +217,7 @@ def _story(spec: SimSpec) -> Story:
         spikes=spike_plans,
         token_bug=_clip(spec, launch_at, _at(day, 11, 30)),
         token_multiplier=3,
-        sync=_clip(spec, _at(day, 12, 0), _at(day, 12, 30)),
+        sync=_clip(spec, *_sync_window(spec)),
         sync_lag_s=240,
         sync_duplicate_share=0.05,
         sync_unbilled_share=0.02,
@@ -239,3 +239,12 @@ def _storm_slots(day: datetime) -> tuple[tuple[datetime, str], ...]:
     return tuple(
         (_at(day, hh, mm), limit) for hh in range(7, 24, 2) for mm, limit in ((10, "rpm"), (40, "tpm"))
     )
+
+
+def _sync_window(spec: SimSpec) -> tuple[datetime, datetime]:
+    """The billing sync failure: 12:00-12:30 unless the spec asks for another stretch of the day."""
+    day = spec.start
+    if spec.sync_window is None:
+        return _at(day, 12, 0), _at(day, 12, 30)
+    (a, b) = spec.sync_window
+    return _at(day, a.hour, a.minute), _at(day, b.hour, b.minute)

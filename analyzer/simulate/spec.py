@@ -7,7 +7,7 @@ refer to names spelled once here.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from fractions import Fraction
 from typing import Any, Final
 
@@ -46,6 +46,7 @@ LONG_CONTEXT_MAX: Final = 262_144
 DEFAULT_START: Final = datetime(2026, 4, 22, 6, 0, tzinfo=UTC)
 # With `cached`: the price of a cached prompt token against an uncached one, for every model.
 CACHED_WEIGHT: Final = Fraction(1, 10)
+RESET_SPREAD_S: Final = 5  # a full quota reset writes every account's entry within this many seconds
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,11 @@ class SimSpec:
     # CACHED_WEIGHT (the weights are written to analyzer.toml), and in `launch` the two wrong
     # billing rules injected (cached at the full prompt price, reasoning counted twice).
     cached: bool = False
+    # Launch scenario options (None: the default story). A billing sync failure over this stretch of the
+    # start date instead of 12:00-12:30, and a full quota reset of every account at this time (written
+    # over RESET_SPREAD_S seconds as tokens 0 with balance_after the new quota).
+    sync_window: tuple[time, time] | None = None
+    quota_reset: time | None = None
 
     @property
     def end(self) -> datetime:
@@ -117,6 +123,11 @@ def validate(spec: SimSpec) -> None:
             spec.start.tzinfo is not None and spec.start.utcoffset() == timedelta(0),
             "start",
             "must be an aware UTC datetime",
+        ),
+        (
+            spec.sync_window is None or spec.sync_window[0] < spec.sync_window[1],
+            "sync_window",
+            "must start before it ends",
         ),
     ]
     for ok, name, message in checks:
