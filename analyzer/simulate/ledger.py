@@ -83,7 +83,8 @@ def resets(spec: SimSpec) -> list[datetime]:
         if t >= spec.start:
             out.append(t)
         day += timedelta(days=1)
-    return sorted(out + ([t] if (t := _full_reset(spec)) is not None else []))
+    full = _full_reset(spec)
+    return sorted(out + ([full] if full is not None else []))
 
 
 def _full_reset(spec: SimSpec) -> datetime | None:
