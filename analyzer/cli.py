@@ -203,6 +203,7 @@ def _request(
     refunds: Path | None = None,
     preset: Preset | None = None,
     usage: list[Path] | None = None,
+    full: bool = False,
 ) -> ReportRequest:
     from analyzer.pipeline import ReportRequest
 
@@ -217,6 +218,7 @@ def _request(
         refunds_path=refunds,
         preset=None if preset is None else preset.value,
         usage=tuple(usage or ()),
+        full=full,
     )
 
 
@@ -275,6 +277,12 @@ def report(
     ] = None,
     preset: PresetOpt = None,
     usage: UsageOpt = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full", help="Show every timeline row in the terminal and Markdown, not the first by rank."
+        ),
+    ] = False,
     quiet: QuietOpt = False,
     max_memory: MaxMemoryOpt = None,
     throttled: Annotated[
@@ -298,7 +306,9 @@ def report(
     with _errors(), _memory_guard(max_memory):
         rules = list(fail_on or [])
         parsed = parse_rules(rules)
-        request = _request(directory, gateway, ledger, events, config, since, until, refunds, preset, usage)
+        request = _request(
+            directory, gateway, ledger, events, config, since, until, refunds, preset, usage, full
+        )
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(
             request,

@@ -9,7 +9,7 @@ keys and values of the wrong type are a `ConfigError` naming the file and the ke
     log_format = '...'             # an nginx log_format string
     [gateway.fields]               # canonical name = source field (dotted path into nested JSON)
     [gateway.units]                # ts: iso|epoch_s|epoch_ms|epoch_us|epoch_ns; latency_ms/ttft_ms: ms|s|us
-    [bursts] [latency] [slo] [gaps] [reconcile] [report]
+    [bursts] [latency] [slo] [gaps] [reconcile] [report] [postmortem]
     [sla]                          # SLA credits: target, credits table, accounts file, tiers, window
     [prices.<model>]               # input_per_million / output_per_million, in USD
     [weights.<model>]              # prompt / completion / cached / image: exact weights of the expected charge
@@ -241,6 +241,21 @@ class SlaSettings:
 
 
 @dataclass(frozen=True)
+class PostmortemSettings:
+    """The post-mortem's shape: how many timeline rows it shows, what is background, the events' roles."""
+
+    timeline_rows: int = 40  # happenings the terminal timeline shows (--full: all)
+    markdown_timeline_rows: int = 80  # ...and the Markdown's
+    background_ratio: float = 3.0  # a finding kind at most this many times as frequent inside as outside
+    isolation_gap: timedelta = timedelta(hours=2)  # a symptom this far from the rest does not stretch it
+    # Operator event kinds (lower-cased) that mark when the incident was detected, mitigated, resolved.
+    detected: tuple[str, ...] = ("incident", "page", "alert")
+    mitigated: tuple[str, ...] = ("hotfix", "fix", "rollback", "mitigation")
+    resolved: tuple[str, ...] = ("recovery", "resolved")
+    slo_window: timedelta = timedelta(days=30)  # the error budget's rolling window
+
+
+@dataclass(frozen=True)
 class Settings:
     """Every setting of the analyzer; `Settings()` is the default that serves sample_logs/."""
 
@@ -255,6 +270,7 @@ class Settings:
     reconcile: ReconcileSettings = field(default_factory=ReconcileSettings)
     report: ReportSettings = field(default_factory=ReportSettings)
     sla: SlaSettings = field(default_factory=SlaSettings)
+    postmortem: PostmortemSettings = field(default_factory=PostmortemSettings)
     weights: Mapping[str, ModelWeights] = field(default_factory=dict)
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)
     limits: LimitSettings | None = None  # [limits]; None: the audit holds accounts to their own peaks
@@ -336,6 +352,7 @@ SECTIONS: dict[str, type[Any]] = {
     "gaps": GapSettings,
     "reconcile": ReconcileSettings,
     "report": ReportSettings,
+    "postmortem": PostmortemSettings,
 }
 
 
@@ -611,6 +628,11 @@ def _validate(s: Settings, where: str) -> None:
             "sla.tiers",
             "tiers are read from an accounts file: set sla.accounts (or [limits] accounts)",
         ),
+        (s.postmortem.timeline_rows >= 1, "postmortem.timeline_rows", "must be at least 1"),
+        (s.postmortem.markdown_timeline_rows >= 1, "postmortem.markdown_timeline_rows", "must be at least 1"),
+        (s.postmortem.background_ratio > 0, "postmortem.background_ratio", "must be positive"),
+        (s.postmortem.isolation_gap > timedelta(0), "postmortem.isolation_gap", "must be positive"),
+        (s.postmortem.slo_window > timedelta(0), "postmortem.slo_window", "must be positive"),
     ]
     for model, w in s.weights.items():
         parts = ("prompt", "completion", "cached", "image")

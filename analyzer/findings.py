@@ -179,6 +179,7 @@ REQUEST_BUCKETS: Final[tuple[str, ...]] = tuple(RequestBucket)
 FIRST_AT: Final = "first_at"
 LAST_AT: Final = "last_at"
 COUNT: Final = "count"
+RESET_ACCOUNTS: Final = "accounts"  # per quota reset time: the accounts reset then
 # Columns of `Reconciliation.accounts` read outside reconcile/ (with `schema.ACCOUNT_ID`).
 REFUND_TOKENS: Final = "refund_tokens"
 TOKENS_DEDUCTED: Final = "tokens_deducted"
@@ -259,6 +260,7 @@ class Reconciliation:
     patterns: tuple[FaultPattern, ...]
     invariants: tuple[Invariant, ...]
     resets: tuple[datetime, ...] = ()  # quota resets seen in the ledger (distinct times)
+    reset_accounts: tuple[int, ...] = ()  # accounts reset at each of `resets`
     notes: tuple[str, ...] = ()
     refund_usd: str | None = None  # Decimal as text, when prices are configured
     remedy: Remedy | None = None  # the resets against what each account was owed (reconcile/remedy.py)

@@ -71,6 +71,7 @@ class ReportRequest:
     refunds_path: Path | None = None
     preset: str | None = None  # `--preset`: every input read as this known record shape
     usage: Sequence[Path] = ()  # `--usage`: a provider's usage export, for the totals check
+    full: bool = False  # the human reports show every timeline happening
 
 
 @dataclass(frozen=True)
@@ -187,6 +188,7 @@ def run_report(
         reconciliation,
         events,
         settings,
+        full=request.full,
         notes=notes,
         refunds_path=None if request.refunds_path is None else str(request.refunds_path),
         rate_limits=rate_limits,

@@ -97,7 +97,10 @@ def test_markdown_sections_come_in_post_mortem_order() -> None:
     assert heads == [
         "## Summary",
         "## Impact",
+        "## Detection and response",
+        "## Contributing factors",
         "## Timeline",
+        "## Background",
         "## Bursts",
         "## Latency",
         "## Ledger findings",
@@ -105,6 +108,7 @@ def test_markdown_sections_come_in_post_mortem_order() -> None:
         "## Rate limits",
         "## Data quality",
         "## Method and settings",
+        "## Action items",
     ]
 
 

@@ -213,38 +213,3 @@ def test_up_to_max_inputs_are_all_listed() -> None:
     assert len(inputs()) <= MAX_INPUT_ROWS
     assert all(f"| {i.path} |" in text for i in inputs())
     assert "inputs listed" not in text
-
-
-@pytest.mark.parametrize(("count", "hidden"), [(40, 0), (80, 30)])
-def test_human_timelines_show_at_most_50_operator_events(count: int, hidden: int) -> None:
-    # A deploy log passed as events (5,000 rows) made a 600 kB page and a 5,000-line terminal timeline.
-    from datetime import UTC, datetime, timedelta
-
-    import polars as pl
-
-    from analyzer.report.formatting import MAX_SHOWN_EVENTS
-    from analyzer.schema import TS_DTYPE
-
-    start = datetime(2026, 4, 22, 9, 0, tzinfo=UTC)
-    many = pl.DataFrame(
-        {
-            "ts": [start + timedelta(minutes=i) for i in range(count)],
-            "kind": ["deploy"] * count,
-            "title": [f"deploy number {i:03d}" for i in range(count)],
-        },
-        schema={"ts": TS_DTYPE, "kind": pl.String, "title": pl.String},
-    )
-    report = build_report(inputs(), detection(), reconciliation(), many, Settings())
-    text = render_markdown(report)
-    section = text.split("## Timeline", 1)[1].split("\n## ", 1)[0]
-    table_rows = [line for line in section.splitlines() if line.startswith("| ") and "deploy number" in line]
-    shown = min(count, MAX_SHOWN_EVENTS)
-    assert [r.split("deploy number ")[1][:3] for r in table_rows] == [f"{i:03d}" for i in range(shown)]
-    note = f"{hidden:,} more operator events are not shown here"
-    assert (note in text) == bool(hidden)
-    console = Console(file=io.StringIO(), width=400)
-    render_terminal(report, console)
-    out = console.file.getvalue()  # type: ignore[attr-defined]
-    timeline = out.split("Timeline (", 1)[1]
-    assert timeline.count("deploy number") == shown and (note in out) == bool(hidden)
-    assert len(json.loads(render_json(report))["timeline"]) >= count  # the JSON keeps every event

@@ -28,6 +28,7 @@ from analyzer.findings import (
     DEDUCTION_KINDS,
     OTHER_FINDINGS,
     REQUEST_BUCKETS,
+    RESET_ACCOUNTS,
     Finding,
     KindTotal,
     Reconciliation,
@@ -99,7 +100,9 @@ def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.Data
         ),
         "breaks": bal.break_findings(checked),
         "balances": bal.account_balances(checked),
-        "resets": entries.filter(pl.col(KIND) == LEDGER_RESET).select(TS_COL).unique(),
+        "resets": entries.filter(pl.col(KIND) == LEDGER_RESET)
+        .group_by(TS_COL)
+        .agg(pl.col(ACCOUNT_ID).n_unique().alias(RESET_ACCOUNTS)),
         "reset_entries": rem.reset_entries(checked),
         "unknown": entries.filter(~pl.col(KIND).is_in(list(LEDGER_KINDS))).group_by(KIND).agg(pl.len()),
     }
@@ -185,6 +188,8 @@ def reconcile(
     others = findings.filter(pl.col(KIND).is_in(list(OTHER_FINDINGS)))
     accounts = acc.finish_accounts(acc.deduction_rows(deducted), others, expected, out["balances"], usd_rows)
     assert int(accounts[acc.EXPECTED_TOKENS].sum()) == tokens_expected, "expected tokens over accounts"
+    # Accounts are split between passes, never one account's entries: the counts per time add up.
+    resets = out["resets"].group_by(TS_COL).agg(pl.col(RESET_ACCOUNTS).sum()).sort(TS_COL)
     return Reconciliation(
         deductions=deductions,
         tokens_deducted=tokens_deducted,
@@ -207,7 +212,8 @@ def reconcile(
             balances=out["balances"],
             magnitude=float(gw[cls.MAGNITUDE] or 0) + float(lg[cls.MAGNITUDE] or 0),
         ),
-        resets=tuple(out["resets"].unique().sort(TS_COL)[TS_COL].to_list()),
+        resets=tuple(resets[TS_COL].to_list()),
+        reset_accounts=tuple(resets[RESET_ACCOUNTS].to_list()),
         notes=tuple(notes),
         refund_usd=refund_usd,
         remedy=rem.remedy(out["reset_entries"], findings),

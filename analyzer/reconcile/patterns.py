@@ -34,7 +34,8 @@ _HYPOTHESES: tuple[tuple[str, str, pl.Expr, pl.Expr], ...] = (
     (Pattern.PROMPT_MULTIPLIED, "{k} × prompt + completion", _AMOUNT - _E_COMPLETION, _E_PROMPT),
     (Pattern.CHARGE_MULTIPLIED, "{k} × (prompt + completion)", _AMOUNT, pl.col(EXPECTED)),
 )
-_HOT_FACTOR = 4  # a window's count must be this many times the mean per window to be a bunch
+_HOT_FACTOR = 4  # a window's count must be this many times the baseline per window to be a bunch
+_BASELINE_ROUNDS = 3  # re-estimates of the baseline without the hot windows
 _NO_MODEL = "\x00"  # stands for a null model where a key cannot be null
 # What a bunch of each finding kind is, in the pattern's description.
 _BUNCHED: dict[str, str] = {
@@ -162,30 +163,44 @@ def _count_between(events: pl.DataFrame, windows: pl.DataFrame, keys: list[str])
 
 
 def _hot(hits: pl.DataFrame, keys: list[str], windows: int, rs: ReconcileSettings) -> pl.DataFrame:
-    """Per key, runs of pattern windows whose count stands well above the key's mean per window."""
+    """Per key, runs of pattern windows whose count departs from the key's baseline per window.
+
+    The baseline is the mean count of the windows that are not hot, re-estimated (a fault running for
+    hours would otherwise raise its own bar and break into fragments); a window is hot at HOT_FACTOR
+    times it. Hot windows one window apart or less form one bunch."""
     every = polars_every(rs.pattern_window)
+
+    def over(e: pl.Expr) -> pl.Expr:
+        return e.over(keys) if keys else e
+
     per_window = (
         hits.sort(TS_COL)
         .group_by_dynamic(TS_COL, every=every, group_by=keys or None)
         .agg(pl.len().alias("_n"), pl.col(TS_COL).min().alias("_first"), pl.col(TS_COL).max().alias("_last"))
-        .with_columns((pl.col("_n").sum().over(keys) if keys else pl.col("_n").sum()).alias("_total"))
-        .filter(pl.col("_n") >= _HOT_FACTOR * pl.col("_total") / windows)
-        .sort(*keys, TS_COL)
+        .with_columns(over(pl.col("_n").sum()).alias("_total"))
+        .with_columns((pl.col("_n") >= _HOT_FACTOR * pl.col("_total") / windows).alias("_hot"))
     )
-    # Hot windows one window apart or less form one bunch.
+    for _ in range(_BASELINE_ROUNDS):
+        hot_n = over(pl.col("_n").filter(pl.col("_hot")).sum())
+        hot_w = over(pl.col("_hot").sum())
+        base = (pl.col("_total") - hot_n) / pl.max_horizontal(pl.lit(windows) - hot_w, pl.lit(1))
+        per_window = per_window.with_columns(
+            ((pl.col("_n") >= _HOT_FACTOR * base) & (pl.col("_n") > base)).alias("_hot")
+        )
+    per_window = per_window.filter(pl.col("_hot")).sort(*keys, TS_COL)
     gap = pl.col(TS_COL).diff() > 2 * rs.pattern_window
     new_run = (gap.over(keys) if keys else gap).fill_null(True)
     return (
         per_window.with_columns(new_run.cum_sum().alias("_run"))
         .group_by(*keys, "_run")
         .agg(
-            pl.col("_n").sum().alias(_ENTRIES),
-            pl.col("_first").min().alias(_START),
-            pl.col("_last").max().alias(_END),
+            pl.col("_n").sum().alias("entries"),
+            pl.col("_first").min().alias("start"),
+            pl.col("_last").max().alias("end"),
             pl.col("_total").first(),
         )
-        .filter(pl.col(_ENTRIES) >= rs.min_pattern_entries)
-        .sort(_START, *keys)
+        .filter(pl.col("entries") >= rs.min_pattern_entries)
+        .sort("start", *keys)
     )
 
 

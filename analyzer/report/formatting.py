@@ -13,16 +13,13 @@ from typing import cast
 import polars as pl
 
 from analyzer.findings import SERIES_WINDOW, Contributor
+from analyzer.report.happenings import END, FAMILY, NAME, RANK, Happening
 from analyzer.report.model import Report
-from analyzer.report.timeline import Entry, span_text
-from analyzer.schema import KIND, TS
+from analyzer.report.timeline import span_text
+from analyzer.schema import TS
 
 DASH = "—"
 CONTRIBUTORS = 3  # slices named per burst
-# Operator events shown in the human timelines: a deploy log passed as events (thousands of rows) would
-# bury the findings. Those nearest the incident are kept; the JSON timeline has every one.
-MAX_SHOWN_EVENTS = 50
-_EVENT_MARGIN = timedelta(hours=1)
 _MIN_ERROR_SHARE = 0.1  # a slice with fewer of the errors explains little, however skewed
 _MIN_LIFT = 1.5  # error share over traffic share: below it a slice failed about as much as the rest
 
@@ -149,32 +146,44 @@ def telling_contributors(top: Sequence[Contributor], n: int = CONTRIBUTORS) -> l
     return sorted(telling, key=lambda c: (-c.error_share / max(c.traffic_share, 1e-9), c.column, c.value))[:n]
 
 
-def shown_timeline(report: Report) -> tuple[pl.DataFrame, int]:
-    """The timeline rows the Markdown and terminal show, and how many operator events they leave out.
+def shown_happenings(report: Report, limit: int) -> tuple[pl.DataFrame, int]:
+    """The happenings the human timelines show, in time order, and how many they leave out.
 
-    Every finding is shown. Above MAX_SHOWN_EVENTS operator events, those from an hour before the
-    first finding to an hour after the last are kept (all of them when there is no finding), then the
-    first MAX_SHOWN_EVENTS of those; the rows keep the timeline's order.
+    Background finding kinds are left to the Background section. Above `limit` rows (unless the
+    report is `full`), the rows kept are those inside the incident window first, then by what a
+    responder needs first (operator events, bursts, spikes, gaps, faults, resets, alerts), then time.
     """
-    is_event = pl.col(KIND) == Entry.EVENT
-    timeline = report.timeline.with_row_index("_n")
-    events = timeline.filter(is_event)
-    if events.height <= MAX_SHOWN_EVENTS:
-        return report.timeline, 0
-    findings = timeline.filter(~is_event)
-    near = events
-    if findings.height:
-        first: datetime = findings[TS].min()  # type: ignore[assignment]
-        last: datetime = findings[TS].max()  # type: ignore[assignment]
-        near = events.filter(pl.col(TS).is_between(first - _EVENT_MARGIN, last + _EVENT_MARGIN))
-    kept = near.head(MAX_SHOWN_EVENTS)["_n"]
-    shown = timeline.filter(~is_event | pl.col("_n").is_in(kept.implode()))
-    return shown.drop("_n"), events.height - kept.len()
-
-
-def shown_events_note(hidden: int) -> str:
-    """The line said under a timeline that leaves operator events out."""
-    return (
-        f"{hidden:,} more operator events are not shown here (only those nearest the incident, at most "
-        f"{MAX_SHOWN_EVENTS}); the JSON report's timeline lists every one."
+    rows = report.happenings
+    if rows.is_empty():
+        return rows, 0
+    background = list(report.incident.background_kinds)
+    rows = rows.filter(~((pl.col(FAMILY) == Happening.FAULT) & pl.col(NAME).is_in(background)))
+    if report.full or rows.height <= limit:
+        return rows, 0
+    inc = report.incident
+    outside = (
+        pl.lit(False)
+        if inc.start is None or inc.end is None
+        else (pl.col(END) < inc.start) | (pl.col(TS) > inc.end)
     )
+    rank = pl.col(FAMILY).replace_strict(RANK, default=len(RANK), return_dtype=pl.Int32)
+    ranked = rows.with_row_index("_n").with_columns(outside.alias("_out"), rank.alias("_rank"))
+    kept = ranked.sort("_out", "_rank", TS, "_n").head(limit)["_n"]
+    shown = ranked.filter(pl.col("_n").is_in(kept.implode())).drop("_n", "_out", "_rank")
+    return shown, rows.height - limit
+
+
+def left_out_note(hidden: int) -> str:
+    """The line said under a timeline that leaves happenings out."""
+    return (
+        f"{hidden:,} more timeline rows are left out here (those outside the incident window and of the "
+        "least urgent kinds go first); `analyzer report --full` shows every one, and the JSON report's "
+        "timeline lists every entry."
+    )
+
+
+def when(clock: Clock, start: datetime, end: datetime | None) -> str:
+    """A happening's time cell: its start, or 'start–end' when it lasted."""
+    if end is None or end <= start:
+        return clock.at(start)
+    return f"{clock.at(start)}–{clock.at(end)}"

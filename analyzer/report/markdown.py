@@ -21,19 +21,28 @@ from analyzer.report.formatting import (
     Clock,
     count,
     duration,
-    headline,
+    left_out_note,
     ms,
     percent,
     report_day,
-    shown_events_note,
-    shown_timeline,
+    shown_happenings,
     table,
     telling_contributors,
     times,
+    when,
 )
+from analyzer.report.happenings import END
 from analyzer.report.ledger_md import ledger_section, refunds_section, usage_section
 from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
+from analyzer.report.postmortem import (
+    actions_md,
+    background_md,
+    detection_md,
+    factors_md,
+    impact_extra,
+    summary_md,
+)
 from analyzer.report.ratelimits import markdown_section as rate_limits_section
 from analyzer.report.timeline import DETAIL, Entry, span_text
 from analyzer.schema import KIND, TITLE, TS
@@ -68,17 +77,22 @@ def _what_at(report: Report, t: object, kinds: tuple[str, ...]) -> str:
 
 def _summary(report: Report, clock: Clock) -> list[str]:
     s = report.summary
-    out = ["## Summary", "", headline(report), "", escape(s["what_moved_first"]), ""]
+    out = summary_md(report, clock)
     rows = []
     for label, at_key, secs_key, kinds in (
         ("First symptom", "first_symptom_at", None, _FIRST_KINDS),
         ("First operator event", "first_response_at", "symptom_to_response_seconds", (Entry.EVENT,)),
         ("Fix", "fix_at", "symptom_to_fix_seconds", (Entry.EVENT,)),
-        ("Last symptom (incident length)", "last_symptom_at", "incident_seconds", _LAST_KINDS),
+        ("End of the incident window (its length)", "last_symptom_at", "incident_seconds", _LAST_KINDS),
     ):
         at = s[at_key]
         after = DASH if secs_key is None else duration(s[secs_key])
-        rows.append([label, clock.at(at), after, _what_at(report, at, kinds)])  # type: ignore[arg-type]
+        what = _what_at(report, at, kinds)
+        if at_key == "first_symptom_at" and report.incident.opened_by:
+            what = escape(report.incident.opened_by)
+        if at_key == "last_symptom_at" and report.incident.closed_by:
+            what = escape(report.incident.closed_by)
+        rows.append([label, clock.at(at), after, what])  # type: ignore[arg-type]
     return out + table(["Milestone", "Time", "After the first symptom", "What"], rows)
 
 
@@ -104,21 +118,23 @@ def _impact(report: Report, clock: Clock) -> list[str]:
                 ", ".join(f"{escape(a['account_id'])} ({a['refund_tokens']:,})" for a in top) or DASH,
             ],
         ]
+    rows += [[label, escape(value)] for label, value in impact_extra(report)]
     return ["## Impact", "", *table(["Measure", "Value"], rows)]
 
 
 def _timeline(report: Report, clock: Clock) -> list[str]:
-    shown, hidden = shown_timeline(report)
+    shown, hidden = shown_happenings(report, report.settings.postmortem.markdown_timeline_rows)
     out = ["## Timeline", "", *gantt(report, clock, shown)]
     rows = []
     for r in shown.iter_rows(named=True):
         what = escape(r[TITLE])
         # Operator notes stand out among the findings: they are what people did.
-        rows.append([clock.at(r[TS]), f"**{what}**" if r[KIND] == Entry.EVENT else what, escape(r[DETAIL])])
+        bold = r[KIND] == Entry.EVENT
+        rows.append([when(clock, r[TS], r[END]), f"**{what}**" if bold else what, escape(r[DETAIL])])
     out += table(
         ["Time", "What", "Detail"], rows, empty="Nothing happened: no finding and no operator event."
     )
-    return out + ([shown_events_note(hidden), ""] if hidden else [])
+    return out + ([left_out_note(hidden), ""] if hidden else [])
 
 
 def _contributors(top: tuple[Contributor, ...]) -> str:
@@ -326,7 +342,10 @@ SECTIONS: tuple[Section, ...] = (
     _summary,
     _impact,
     compensation_section,
+    detection_md,
+    factors_md,
     _timeline,
+    background_md,
     _bursts,
     _latency,
     ledger_section,
@@ -335,4 +354,5 @@ SECTIONS: tuple[Section, ...] = (
     rate_limits_section,
     _data_quality,
     _method,
+    actions_md,
 )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Final
 
@@ -32,6 +32,10 @@ from analyzer.findings import (
 )
 from analyzer.limits import RateLimits
 from analyzer.reconcile.compensation import Compensation
+from analyzer.report.happenings import happenings, with_groups
+from analyzer.report.incident import Incident, find_incident
+from analyzer.report.response import error_budget_consumed
+from analyzer.report.response import response as respond
 from analyzer.report.timeline import build_timeline, clock, span_text
 from analyzer.schema import ACCOUNT_ID, KIND, TITLE, TS
 
@@ -86,6 +90,10 @@ class Report:
     )
     # A provider's usage export against the gateway per day and model (reconcile/totals.py); None: no export.
     usage_totals: pl.DataFrame | None = None
+    # One row per happening (happenings.py) and the incident window (incident.py); `timeline` has GROUP.
+    happenings: pl.DataFrame = field(default_factory=pl.DataFrame)
+    incident: Incident = field(default_factory=lambda: Incident(None, None, None, None, False))
+    full: bool = False  # the human reports show every happening, not only the first rows by rank
 
 
 def build_report(
@@ -99,13 +107,16 @@ def build_report(
     refunds_path: str | None = None,
     rate_limits: RateLimits | None = None,
     usage_totals: pl.DataFrame | None = None,
+    full: bool = False,
 ) -> Report:
     """Assemble the report from the inputs' reports and the detection and reconciliation records."""
-    timeline = build_timeline(detection, reconciliation, events, rate_limits)
+    timeline = with_groups(build_timeline(detection, reconciliation, events, rate_limits))
+    rows = happenings(timeline, reconciliation)
+    incident = find_incident(rows, reconciliation, events, detection.series, settings.postmortem)
     rec_notes = () if reconciliation is None else reconciliation.notes
     return Report(
         inputs=tuple(inputs),
-        summary=_summary(detection, reconciliation, events, settings),
+        summary=_summary(detection, reconciliation, events, settings, incident),
         bursts=detection.bursts,
         spikes=detection.spikes,
         alerts=detection.alerts,
@@ -120,7 +131,18 @@ def build_report(
         refunds_path=refunds_path,
         slices=detection.scopes,
         rate_limits=rate_limits,
+        happenings=rows,
+        incident=incident,
+        full=full,
     )
+
+
+def _span(detection: Detection) -> tuple[datetime, datetime] | None:
+    """The first and last window of the gateway series."""
+    s = detection.series
+    if s.is_empty():
+        return None
+    return s[SERIES_WINDOW].min(), s[SERIES_WINDOW].max()  # type: ignore[return-value]
 
 
 def downsample(series: pl.DataFrame, points: int) -> pl.DataFrame:
@@ -230,7 +252,11 @@ def owed_accounts(accounts: pl.DataFrame) -> pl.DataFrame:
 
 
 def _summary(
-    detection: Detection, reconciliation: Reconciliation | None, events: pl.DataFrame, settings: Settings
+    detection: Detection,
+    reconciliation: Reconciliation | None,
+    events: pl.DataFrame,
+    settings: Settings,
+    incident: Incident,
 ) -> dict[str, object]:
     s = detection.series
     requests = int(s[SERIES_REQUESTS].sum()) if not s.is_empty() else 0
@@ -246,7 +272,23 @@ def _summary(
     if reconciliation is not None:
         ends += [p.end for p in reconciliation.patterns]
     last_symptom = max(ends, default=first_symptom)
+    if incident.start is not None:
+        # The incident window: background kinds and isolated symptoms far from the rest do not stretch it.
+        first_symptom, last_symptom = incident.start, incident.end
     response, fix = _first_response_and_fix(events, first_symptom)
+    roles = respond(incident, events, detection.alerts, settings.postmortem)
+    span = _span(detection)
+    consumed = (
+        None
+        if span is None
+        else error_budget_consumed(
+            requests,
+            errors,
+            span[1] - span[0] + settings.bursts.window,
+            settings.slo.target,
+            settings.postmortem.slo_window,
+        )
+    )
 
     def secs(a: datetime | None, b: datetime | None) -> int | None:
         return None if a is None or b is None else int((a - b).total_seconds())
@@ -282,4 +324,16 @@ def _summary(
         "symptom_to_fix_seconds": secs(fix, first_symptom),
         "onsets": onsets,
         "what_moved_first": what_moved_first(onsets),
+        "error_budget_consumed": consumed,
+        "window_opened_by": incident.opened_by,
+        "window_closed_by": incident.closed_by,
+        "isolated_symptoms": list(incident.isolated),
+        "background": [asdict(b) for b in incident.background],
+        "detected_at": roles.detected_at,
+        "mitigated_at": roles.mitigated_at,
+        "resolved_at": roles.resolved_at,
+        "page_at": roles.page_at,
+        "time_to_detect_seconds": secs(roles.detected_at, first_symptom),
+        "time_to_mitigate_seconds": secs(roles.mitigated_at, first_symptom),
+        "time_to_resolve_seconds": secs(roles.resolved_at, first_symptom),
     }

@@ -22,17 +22,24 @@ from analyzer.report.escape import escape
 from analyzer.report.formatting import (
     Clock,
     count,
-    duration,
-    headline,
+    left_out_note,
     ms,
     percent,
     report_day,
-    shown_events_note,
-    shown_timeline,
+    shown_happenings,
     telling_contributors,
     times,
+    when,
 )
+from analyzer.report.happenings import END
 from analyzer.report.model import OWED_FINDINGS, Report, downsample
+from analyzer.report.postmortem import (
+    action_items,
+    background_rows,
+    page_sentence,
+    response_rows,
+    summary_sentences,
+)
 from analyzer.report.ratelimits import terminal_section
 from analyzer.report.timeline import DETAIL, Entry, span_text
 from analyzer.schema import ACCOUNT_ID, KIND, MODEL, TITLE, TS
@@ -77,28 +84,17 @@ def _sparklines(report: Report, clock: Clock) -> list[Text]:
     ]
 
 
-def _milestones(report: Report, clock: Clock) -> Text:
-    s = report.summary
-    parts = [f"first symptom {clock.short(s['first_symptom_at'])}"]  # type: ignore[arg-type]
-    for label, at_key, secs_key in (
-        ("first operator event", "first_response_at", "symptom_to_response_seconds"),
-        ("fix", "fix_at", "symptom_to_fix_seconds"),
-    ):
-        if s[at_key] is not None:
-            parts.append(f"{label} {clock.short(s[at_key])} (+{duration(s[secs_key])})")  # type: ignore[arg-type]
-    parts.append(f"incident length {duration(s['incident_seconds'])}")
-    return Text(" · ".join(parts))
-
-
 def _timeline(report: Report, clock: Clock) -> Table:
-    shown, hidden = shown_timeline(report)
+    shown, hidden = shown_happenings(report, report.settings.postmortem.timeline_rows)
     table = _table(f"Timeline ({clock.heading()})", ("Time", "What", "Detail"))
     if hidden:
-        table.caption = shown_events_note(hidden)
+        table.caption = left_out_note(hidden)
     for r in shown.iter_rows(named=True):
         style = "bold" if r[KIND] == Entry.EVENT else ""
         table.add_row(
-            Text(clock.at(r[TS])), Text(escape(r[TITLE], "terminal"), style=style), _text(r[DETAIL])
+            Text(when(clock, r[TS], r[END])),
+            Text(escape(r[TITLE], "terminal"), style=style),
+            _text(r[DETAIL]),
         )
     return table
 
@@ -164,11 +160,38 @@ def _refunds(report: Report) -> Table:
 def _summary(report: Report, clock: Clock) -> list[RenderableType]:
     return [
         Text(f"Incident summary ({clock.heading()})", style="bold"),
-        _text(headline(report)),
+        *(_text(x) for x in summary_sentences(report, clock)),
         _text(report.summary["what_moved_first"]),
-        _milestones(report, clock),
         *_sparklines(report, clock),
     ]
+
+
+def _response(report: Report, clock: Clock) -> list[RenderableType]:
+    parts = [
+        f"{label.split(' (')[0].lower()} {at} (+{after})" for label, at, after in response_rows(report, clock)
+    ]
+    return [Text("Detection and response: " + " · ".join(parts)), _text(page_sentence(report, clock))]
+
+
+def _background(report: Report, clock: Clock) -> list[RenderableType]:
+    rows = background_rows(report)
+    if not rows:
+        return []
+    table = _table(
+        "Background (same rate all day; not in the incident window)",
+        ("Kind", "Meaning", "Entries", "Per day", "Per 1,000 requests in / out"),
+        right=("Entries", "Per day", "Per 1,000 requests in / out"),
+    )
+    for row in rows:
+        table.add_row(*(Text(cell) for cell in row))
+    return [table]
+
+
+def _actions(report: Report, clock: Clock) -> list[RenderableType]:
+    items = action_items(report)
+    if not items:
+        return []
+    return [Text(f"Action items ({len(items)}, owners to fill in the Markdown): " + "; ".join(items))]
 
 
 def _timeline_section(report: Report, clock: Clock) -> list[RenderableType]:
@@ -220,12 +243,15 @@ Section = Callable[[Report, Clock], list[RenderableType]]
 SECTIONS: tuple[Section, ...] = (
     _summary,
     compensation_terminal,
+    _response,
     _timeline_section,
+    _background,
     _bursts,
     _spikes,
     _top_refunds,
     terminal_section,
     _usage_export,
+    _actions,
     _broken_invariants,
 )
 

@@ -94,8 +94,8 @@ def build_timeline(
                 [
                     *_pattern_rows(reconciliation),
                     *(
-                        (t, Entry.QUOTA_RESET, "Quota reset", "balances set anew", None)
-                        for t in reconciliation.resets
+                        (t, Entry.QUOTA_RESET, "Quota reset", _reset_detail(n), None)
+                        for t, n in zip(reconciliation.resets, reset_accounts(reconciliation), strict=True)
                     ),
                 ]
             )
@@ -111,6 +111,16 @@ def build_timeline(
         .sort([TS, "_rank", TITLE, SCOPE, DETAIL], nulls_last=True)
         .drop("_rank")
     )
+
+
+def reset_accounts(reconciliation: Reconciliation) -> tuple[int | None, ...]:
+    """Accounts reset at each reset time (None each when the reconciliation did not count them)."""
+    counts = reconciliation.reset_accounts
+    return counts if len(counts) == len(reconciliation.resets) else (None,) * len(reconciliation.resets)
+
+
+def _reset_detail(accounts: int | None) -> str:
+    return "balances set anew" if accounts is None else f"balances of {accounts:,} accounts set anew"
 
 
 def clock(t: datetime) -> str:
@@ -288,7 +298,7 @@ def _events_frame(events: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def _grouped(n: pl.Expr) -> pl.Expr:
+def grouped(n: pl.Expr) -> pl.Expr:
     """An integer as text with thousands separators (2,145), like the f"{n:,}" of the other items."""
     return (
         n.cast(pl.String).str.reverse().str.replace_all(r"(\d{3})", "$1,").str.reverse().str.strip_prefix(",")
@@ -312,7 +322,7 @@ def _spans_frame(spans: pl.DataFrame) -> pl.DataFrame:
     model = pl.col(MODEL)
     where = pl.when(model.is_null()).then(pl.lit("")).otherwise(pl.format(" ({})", model))
     scope = pl.when(model.is_null()).then(None).otherwise(pl.format("model={}", model))
-    count = _grouped(pl.col(COUNT).cast(pl.Int64))
+    count = grouped(pl.col(COUNT).cast(pl.Int64))
     first = spans.select(
         pl.col(FIRST_AT).cast(TS_DTYPE).alias(TS),
         pl.lit(Entry.FAULT_FIRST).alias(KIND),
