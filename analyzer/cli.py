@@ -271,6 +271,10 @@ def report(
         Path | None,
         typer.Option("--junit", help="Write JUnit XML: a test case per --fail-on rule and per invariant."),
     ] = None,
+    openslo: Annotated[
+        Path | None,
+        typer.Option("--openslo", help="Write the SLO the report used as an OpenSLO v1 SLO document (YAML)."),
+    ] = None,
     annotations: Annotated[
         Annotations | None,
         typer.Option("--annotations", help="Write CI annotations on stderr (github: workflow commands)."),
@@ -312,7 +316,7 @@ def report(
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(
             request,
-            files=(json_path, markdown, junit),
+            files=(json_path, markdown, junit, openslo),
             tables=(refunds, findings, rejects, compensation, throttled),
         )
         with _progress(quiet) as say:
@@ -326,6 +330,7 @@ def report(
             findings_path=findings,
             rejects_path=rejects,
             junit_path=junit,
+            openslo_path=openslo,
             rules=rules,
             append_markdown=_is_step_summary(markdown),
             compensation_path=compensation,

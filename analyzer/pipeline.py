@@ -351,6 +351,7 @@ def write_outputs(
     findings_path: Path | None = None,
     rejects_path: Path | None = None,
     junit_path: Path | None = None,
+    openslo_path: Path | None = None,
     rules: Sequence[str] = (),
     append_markdown: bool = False,
     compensation_path: Path | None = None,
@@ -377,6 +378,11 @@ def write_outputs(
 
         write_text(junit_path, render_junit(analysis.report, rules), inputs)
         written.append(junit_path)
+    if openslo_path is not None:
+        from analyzer.report.openslo import render_openslo
+
+        write_text(openslo_path, render_openslo(analysis.report.settings), inputs)
+        written.append(openslo_path)
     rec = analysis.reconciliation
     for path, frame in (
         (refunds_path, None if rec is None else rec.accounts.filter(pl.col(REFUND_TOKENS) > 0)),
