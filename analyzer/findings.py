@@ -126,6 +126,7 @@ class Finding(StrEnum):
     # Kinds of a deduction, in the order they are checked; every deduction gets exactly one.
     DUPLICATE = "duplicate"
     ORPHAN = "orphan"
+    IN_LOG_GAP = "in_log_gap"  # its request id not in the logs, at a time inside a detected log gap
     OUT_OF_SPAN = "out_of_span"
     FAILED_CHARGED = "failed_charged"
     # Overcharges equal to what a known wrong billing rule charges (reconcile/charges.py).
@@ -142,6 +143,7 @@ class Finding(StrEnum):
 DEDUCTION_KINDS: Final[tuple[str, ...]] = (
     Finding.DUPLICATE,
     Finding.ORPHAN,
+    Finding.IN_LOG_GAP,
     Finding.OUT_OF_SPAN,
     Finding.FAILED_CHARGED,
     Finding.CACHED_AT_FULL_PRICE,

@@ -157,7 +157,7 @@ def run_report(
         say("reconciling the ledger")
         ledger = _window(by_kind["ledger"].frame, request.since, request.until)
         money = any(i.amounts == USD for i in by_kind["ledger"].inputs)  # a ledger in dollars
-        reconciliation = reconcile(gateway, ledger, settings, money=money)
+        reconciliation = reconcile(gateway, ledger, settings, money=money, gaps=detection.gaps)
     rate_limits = None
     if Part.LIMITS in parts:
         say("auditing the rate limiter")

@@ -376,3 +376,24 @@ def test_ledger_kinds_map_only_to_known_kinds(tmp_path: Path) -> None:
     (tmp_path / "b.toml").write_text('[gateway.kinds]\ndebit = "deduct"\n')
     with pytest.raises(ConfigError, match="only the ledger"):
         load_settings(tmp_path / "b.toml")
+
+
+def test_a_deduction_missing_inside_a_log_gap_is_in_log_gap_not_orphan() -> None:
+    from analyzer.findings import LogGap
+
+    gw = _gateway([(10, "r1", "a", "m", 200, 10, 5)])
+    lg = _ledger(
+        [
+            (10, "e1", "a", "r1", "deduct", 15, 85),
+            (40, "e2", "a", "lost-in-gap", "deduct", 5, 80),  # inside the gap: the gateway's line is missing
+            (70, "e3", "a", "gone", "deduct", 5, 70),  # after the gap: an orphan
+            (45, "e4", "a", None, "deduct", 5, 75),  # no request id at all: an orphan even in the gap
+        ]
+    )
+    gap = LogGap(start=_t(30), end=_t(60), expected_requests=30.0)
+    r = reconcile(gw, lg, Settings(reconcile=ReconcileSettings(refund_orphans=True)), gaps=(gap,))
+    assert {k: v.count for k, v in r.by_kind.items() if v.count} == {"ok": 1, "in_log_gap": 1, "orphan": 2}
+    assert r.by_kind["in_log_gap"].refund_tokens == 0  # not judged, even when orphans are refunded
+    assert all(i.holds for i in r.invariants), r.invariants
+    # Without the gap (the gate), the same deduction is an orphan.
+    assert _kinds(gw, lg) == {"ok": 1, "orphan": 3}

@@ -17,6 +17,7 @@ then added up. Up to 500k rows there is one pass over the inputs themselves.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -31,6 +32,7 @@ from analyzer.findings import (
     RESET_ACCOUNTS,
     Finding,
     KindTotal,
+    LogGap,
     Reconciliation,
     RequestBucket,
 )
@@ -65,10 +67,11 @@ def _pass(
     settings: Settings,
     span: tuple[datetime | None, datetime | None],
     exact: bool,
+    gaps: Sequence[tuple[datetime, datetime]] = (),
 ) -> dict[str, pl.LazyFrame]:
     """The plans of one pass: the requests and deductions of its request_ids, the entries of its accounts."""
     requests = cls.requests(parts.requests_of(index), settings)
-    joined = cls.joined(requests, parts.entries_by_request(index), settings, span, exact=exact)
+    joined = cls.joined(requests, parts.entries_by_request(index), settings, span, exact=exact, gaps=gaps)
     plans: dict[str, pl.LazyFrame] = {
         # Collected once, then summed in memory: two streaming consumers would each redo the join.
         "joined": joined,
@@ -111,7 +114,12 @@ def _sums(out: dict[str, pl.DataFrame], settings: Settings) -> dict[str, pl.Data
     return out | dict(zip(plans, pl.collect_all(plans.values(), engine="in-memory"), strict=True))
 
 
-def _collect(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) -> dict[str, pl.DataFrame]:
+def _collect(
+    gateway: pl.LazyFrame,
+    ledger: pl.LazyFrame,
+    settings: Settings,
+    gaps: Sequence[tuple[datetime, datetime]] = (),
+) -> dict[str, pl.DataFrame]:
     """Every plan over every pass, concatenated; again on request_id's text if a hash clashed."""
     sizes, span_df = pl.collect_all(
         [
@@ -124,7 +132,7 @@ def _collect(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) ->
         for exact in (False, True):
             frames: dict[str, list[pl.DataFrame]] = {}
             for index in range(parts.count):
-                plans = _pass(parts, index, settings, span, exact)
+                plans = _pass(parts, index, settings, span, exact, gaps)
                 collected = dict(zip(plans, pl.collect_all(plans.values()), strict=True))
                 for name, frame in _sums(collected, settings).items():
                     frames.setdefault(name, []).append(frame)
@@ -136,17 +144,23 @@ def _collect(gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings) ->
 
 
 def reconcile(
-    gateway: pl.LazyFrame, ledger: pl.LazyFrame, settings: Settings, *, money: bool = False
+    gateway: pl.LazyFrame,
+    ledger: pl.LazyFrame,
+    settings: Settings,
+    *,
+    money: bool = False,
+    gaps: Sequence[LogGap] = (),
 ) -> Reconciliation:
     """Classify every deduction, bucket every request, check balances, and total refunds per account.
 
     `money`: the ledger's amounts are micro-dollars (a ledger in US dollars): each request's expected
     charge is then priced by `[prices.<model>]`, and every token figure of the result is micro-dollars.
+    `gaps`: detected log gaps; a deduction missing from the logs inside one is `in_log_gap`.
     """
     priced = settings
     if money:
         priced = replace(settings, weights=charges.price_weights(settings.prices), prices={})
-    out = _collect(gateway, ledger, priced)
+    out = _collect(gateway, ledger, priced, tuple((g.start, g.end) for g in gaps))
     rows = out["rows"]
     flagged = rows.filter(pl.col(KIND) != Finding.UNBILLED)
     findings = pl.concat(

@@ -13,6 +13,7 @@ have happened, and the caller redoes the work on the text (`exact=True`) when it
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Final
 
@@ -191,8 +192,12 @@ def joined(
     span: tuple[datetime | None, datetime | None],
     *,
     exact: bool = False,
+    gaps: Sequence[tuple[datetime, datetime]] = (),
 ) -> pl.LazyFrame:
     """Every deduction with its request, kind and refund; and one row per request with no deduction.
+
+    `gaps` are the detected log gaps: a deduction whose request is not in the logs, at a time inside
+    one, is `in_log_gap` (the gateway's line is missing, not the request; not judged, refund 0).
 
     `span` is the first and last time of the whole gateway (not just these requests). Deduction
     rows have DEDUCT true; the others have a null DEDUCT, KIND and REQUEST_ID (the id is in GW_ID).
@@ -211,6 +216,9 @@ def joined(
         if first is None or last is None
         else (pl.col(TS_COL) < first + rs.edge_margin) | (pl.col(TS_COL) > last - rs.edge_margin)
     )
+    in_gap = pl.any_horizontal(
+        pl.lit(False), *(pl.col(TS_COL).is_between(a, b, closed="left") for a, b in gaps)
+    )
     amount, expected, tol = pl.col(TOKENS), pl.col(EXPECTED), rs.tolerance_tokens
     over = amount > expected + tol
     kind = (
@@ -218,6 +226,8 @@ def joined(
         .then(pl.lit(Finding.DUPLICATE))
         .when(pl.col(REQUEST_ID).is_null())
         .then(pl.lit(Finding.ORPHAN))
+        .when(~found & in_gap)
+        .then(pl.lit(Finding.IN_LOG_GAP))
         .when(~found & near_edge)
         .then(pl.lit(Finding.OUT_OF_SPAN))
         .when(~found)

@@ -21,6 +21,7 @@ KIND_MEANING: dict[str, str] = {
     Finding.DUPLICATE: "the same request charged again",
     Finding.FAILED_CHARGED: "a failed request charged",
     Finding.ORPHAN: "no such request in the gateway logs",
+    Finding.IN_LOG_GAP: "request missing inside a gap in the gateway logs (not judged)",
     Finding.OUT_OF_SPAN: "request outside the logs given (not judged)",
     Finding.UNBILLED: "a served request never charged",
     Finding.BALANCE_BREAK: "balance_after does not follow from the previous balance",

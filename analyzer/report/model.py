@@ -50,6 +50,7 @@ FINDING_KINDS = (
     Finding.DUPLICATE,
     Finding.FAILED_CHARGED,
     Finding.ORPHAN,
+    Finding.IN_LOG_GAP,
     Finding.OUT_OF_SPAN,
     Finding.UNBILLED,
     Finding.BALANCE_BREAK,
