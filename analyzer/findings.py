@@ -229,6 +229,7 @@ class FaultPattern:
     share: float  # of the entries of its finding kind in that model and window
     description: str  # "amount = prompt + 3 × completion for 99.8% of overcharged kimi-k2.6 entries"
     multiplier: int | None = None
+    rate_per_hour: float | None = None  # a rate-based fault (a bunch): its entries per hour over its window
 
 
 @dataclass(frozen=True)

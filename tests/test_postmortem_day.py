@@ -82,6 +82,9 @@ def test_the_sync_failure_is_one_fault_near_the_injected_window(
     end = datetime.fromisoformat(injected["end"])
     assert abs(sync[0].start - start) <= TEN_MINUTES and abs(sync[0].end - end) <= TEN_MINUTES
     assert sync[0].entries == truth["ledger"]["findings_by_kind"]["duplicate"]  # type: ignore[index]
+    # It carries its rate: its entries over its window, per hour.
+    hours = (sync[0].end - sync[0].start).total_seconds() / 3600
+    assert sync[0].rate_per_hour == pytest.approx(sync[0].entries / hours, abs=0.1)
 
 
 def test_no_balance_break_where_the_balances_follow(day: tuple[Report, dict[str, object]]) -> None:

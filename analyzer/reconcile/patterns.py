@@ -242,6 +242,7 @@ def _bunch(
 ) -> FaultPattern:
     whose = f"{model} " if model else ""
     scope = f"of {model}'s" if model else "of all"
+    rate = round(entries / max((end - start) / timedelta(hours=1), 1 / 60), 1)
     return FaultPattern(
         kind=pattern,
         model=model,
@@ -249,7 +250,10 @@ def _bunch(
         end=end,
         entries=int(entries),
         share=entries / of,
-        description=(f"{entries} {whose}{what} ({_pct(entries / of)} {scope}) bunched {_span(start, end)}"),
+        description=(
+            f"{entries} {whose}{what} ({_pct(entries / of)} {scope}) bunched {_span(start, end)}, {rate:g} an hour"
+        ),
+        rate_per_hour=rate,
     )
 
 

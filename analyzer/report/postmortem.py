@@ -173,7 +173,7 @@ def detection_md(report: Report, clock: Clock) -> list[str]:
 def factors_md(report: Report, clock: Clock) -> list[str]:
     """Contributing factors: the fault patterns and windows of trouble, and what moved first."""
     lines = factors(report)
-    out = ["## Contributing factors", ""]
+    out = ["## Contributing factors", "", escape(report.summary["what_moved_first"]), ""]
     if not lines:
         return [*out, "No fault pattern or window of trouble was found.", ""]
     return out + [f"- {escape(x)}" for x in lines] + [""]
