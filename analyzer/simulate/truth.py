@@ -9,7 +9,7 @@ import numpy as np
 import polars as pl
 
 from analyzer import schema as s
-from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, REQUEST_BUCKETS
+from analyzer.findings import DEDUCTION_KINDS, OTHER_FINDINGS, REQUEST_BUCKETS, Finding
 from analyzer.simulate.ledger import BREAK, LABEL, WIPED, Books
 from analyzer.simulate.limiter import TIERS, Limited
 from analyzer.simulate.remedy import owed_expr, remedy_truth, sla_truth
@@ -72,7 +72,9 @@ def ledger_truth(t: Traffic, books: Books) -> dict[str, Any]:
     labels = deductions[LABEL].value_counts()
     by_label = {str(k): int(v) for k, v in zip(labels[LABEL], labels["count"], strict=True)}
     # The kinds only usage detail can show are listed only when the traffic has it.
-    usage_only = () if t.cached is not None else USAGE_KINDS
+    # The kinds it cannot produce are not listed: usage kinds without usage detail, and in_log_gap
+    # (the simulator writes no log gap).
+    usage_only = (*(() if t.cached is not None else USAGE_KINDS), Finding.IN_LOG_GAP)
     findings = {k: by_label.get(k, 0) for k in DEDUCTION_KINDS if k not in usage_only}
     findings["unbilled"] = int(books.unbilled.sum())
     findings["balance_break"] = int(led[BREAK].sum())
