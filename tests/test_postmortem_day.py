@@ -114,3 +114,11 @@ def test_the_samples_background_kinds_are_in_background_only(sample: Report) -> 
     for kind in background:
         assert f"| {kind}: " not in timeline
         assert f"| {kind} |" in section
+
+
+def test_the_samples_impact_names_the_wrong_429s_and_the_budget(sample: Report) -> None:
+    assert sample.rate_limits is not None
+    wrong, throttled = sample.rate_limits.counts["wrong"], sample.rate_limits.counts["throttled"]
+    impact = render_markdown(sample).split("\n## Impact", 1)[1].split("\n## ", 1)[0]
+    assert f"| 429s wrongly given (rate-limit audit) | {wrong:,} of {throttled:,} 429s |" in impact
+    assert "of the 30-day error budget (SLO 99.9%)" in impact

@@ -222,5 +222,9 @@ def impact_extra(report: Report) -> list[list[str]]:
                 f"{hit:,} of {rec.accounts.height:,} ({percent(hit / rec.accounts.height)})",
             ]
         )
+    limits = report.rate_limits
+    if limits is not None:
+        wrong, throttled = limits.counts.get("wrong", 0), limits.counts.get("throttled", 0)
+        rows.append(["429s wrongly given (rate-limit audit)", f"{wrong:,} of {throttled:,} 429s"])
     rows.append(["Error budget consumed", budget_text(report)])
     return rows
