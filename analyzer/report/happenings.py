@@ -42,6 +42,7 @@ class Happening(StrEnum):
     GAP = "gap"
     PATTERN = "pattern"
     FAULT = "fault"
+    WRONG_429 = "wrong_429"  # the rate-limit audit's wrong 429s, first to last, per scope
     QUOTA_RESET = "quota_reset"
     ALERT = "alert"
 
@@ -63,6 +64,10 @@ _FAMILY_OF: Final = {
     Entry.FAULT_FIRST: Happening.FAULT,
     Entry.FAULT_LAST: Happening.FAULT,
     Entry.QUOTA_RESET: Happening.QUOTA_RESET,
+    Entry.WRONG_429_FIRST: Happening.WRONG_429,
+    Entry.WRONG_429_LAST: Happening.WRONG_429,
+    Entry.LIMITER_FIT_START: Happening.PATTERN,
+    Entry.LIMITER_FIT_END: Happening.PATTERN,
 }
 # Entries that open a happening of their family: each one starts a new one.
 _OPENERS: Final = (
@@ -86,7 +91,9 @@ def _keyed(timeline: pl.DataFrame) -> pl.DataFrame:
         .when(fam == Happening.ALERT)
         .then(pl.col(TITLE).str.extract(r"^Burn-rate alert (\S+)"))
         .when(fam == Happening.PATTERN)
-        .then(pl.col(TITLE).str.extract(r"^(?:Likely fault|Fault stops): (.*)$"))
+        .then(
+            pl.col(TITLE).str.extract(r"^(?:Likely fault:|Fault stops:|Limiter fits|Limiter fit ends:) (.*)$")
+        )
         .when(fam == Happening.FAULT)
         .then(pl.col(TITLE).str.extract(r"^(?:First|Last) (\S+)"))
         .otherwise(pl.lit(""))
@@ -96,7 +103,7 @@ def _keyed(timeline: pl.DataFrame) -> pl.DataFrame:
     index = (
         pl.when(fam == Happening.EVENT)
         .then(pl.int_range(pl.len(), dtype=pl.Int64))
-        .when(fam == Happening.FAULT)
+        .when(fam.is_in([Happening.FAULT, Happening.WRONG_429]))
         .then(pl.lit(0, dtype=pl.Int64))
         .when(fam == Happening.QUOTA_RESET)
         .then(new_batch.cast(pl.Int64).cum_sum().over(FAMILY))
@@ -146,6 +153,8 @@ def happenings(timeline: pl.DataFrame, reconciliation: Reconciliation | None) ->
         .then(pl.format("Quota reset: {} accounts", grouped(accounts)))
         .when(fam == Happening.QUOTA_RESET)
         .then(pl.format("Quota reset ({} times)", grouped(pl.col(ENTRIES))))
+        .when(fam == Happening.WRONG_429)
+        .then(pl.col(TITLE).str.replace(r"^First wrong 429", "Wrong 429s"))
         .otherwise(pl.col(TITLE).str.replace(_OPENING_WORDS, "$2"))
     )
     detail = (
@@ -153,6 +162,8 @@ def happenings(timeline: pl.DataFrame, reconciliation: Reconciliation | None) ->
         .then(pl.col("_models"))
         .when(fam == Happening.QUOTA_RESET)
         .then(pl.lit("balances set anew"))
+        .when(fam == Happening.WRONG_429)
+        .then(pl.col(DETAIL).str.replace(r" until \S+", ""))
         .otherwise(pl.col(DETAIL))
     )
     return (
