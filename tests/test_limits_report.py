@@ -108,10 +108,9 @@ def test_markdown_and_terminal_have_the_rate_limits_section(sample: Path, tmp_pa
     assert expected in section.splitlines()
     top = max(TRUTH["wrong_by_account"].values())
     assert any(line.startswith("| acct-") and f"| {top} |" in line for line in section.splitlines())
-    # The timeline has the first and last wrong 429 and the explanation's span.
-    assert f"| {first} | First wrong 429 (kimi-k2.6) | {TRUTH['wrong']}× wrong 429 until {last} on " in text
-    assert f"| {last} | Last wrong 429 (kimi-k2.6) |" in text
-    assert f"| {first} | Limiter fits fixed_cost (kimi-k2.6) |" in text
+    # The timeline has the wrong 429s from first to last as one row, and the explanation's span as one.
+    assert f"| {first}–{last} | Wrong 429s (kimi-k2.6) | {TRUTH['wrong']}× wrong 429 on " in text
+    assert f"| {first}–{last} | Limiter fits fixed_cost (kimi-k2.6) |" in text
     assert "Rate limits" in result.stdout and "262,144 tokens per request" in result.stdout
 
 

@@ -122,3 +122,14 @@ def test_the_samples_impact_names_the_wrong_429s_and_the_budget(sample: Report) 
     impact = render_markdown(sample).split("\n## Impact", 1)[1].split("\n## ", 1)[0]
     assert f"| 429s wrongly given (rate-limit audit) | {wrong:,} of {throttled:,} 429s |" in impact
     assert "of the 30-day error budget (SLO 99.9%)" in impact
+
+
+def test_the_samples_wrong_429s_are_one_row_per_scope(sample: Report) -> None:
+    from analyzer.report.timeline import Entry
+
+    rows = sample.happenings.filter(sample.happenings[FAMILY] == Happening.WRONG_429)
+    entries = sample.timeline.filter(
+        sample.timeline["kind"].is_in([Entry.WRONG_429_FIRST, Entry.WRONG_429_LAST])
+    )
+    assert rows.height == entries["scope"].n_unique() >= 1
+    assert rows[TITLE].str.starts_with("Wrong 429s").all()

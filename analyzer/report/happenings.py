@@ -43,6 +43,7 @@ class Happening(StrEnum):
     PATTERN = "pattern"
     FAULT = "fault"
     WRONG_429 = "wrong_429"  # the rate-limit audit's wrong 429s, first to last, per scope
+    LIMITER_FIT = "limiter_fit"  # what the limiter behaved as if it counted, over a span
     QUOTA_RESET = "quota_reset"
     ALERT = "alert"
 
@@ -66,8 +67,8 @@ _FAMILY_OF: Final = {
     Entry.QUOTA_RESET: Happening.QUOTA_RESET,
     Entry.WRONG_429_FIRST: Happening.WRONG_429,
     Entry.WRONG_429_LAST: Happening.WRONG_429,
-    Entry.LIMITER_FIT_START: Happening.PATTERN,
-    Entry.LIMITER_FIT_END: Happening.PATTERN,
+    Entry.LIMITER_FIT_START: Happening.LIMITER_FIT,
+    Entry.LIMITER_FIT_END: Happening.LIMITER_FIT,
 }
 # Entries that open a happening of their family: each one starts a new one.
 _OPENERS: Final = (
