@@ -148,3 +148,16 @@ def test_missing_latency_and_slices_are_noted() -> None:
     d = detect(frame, Settings(bursts=BurstSettings(slices=("model", "region"))))
     assert "latency: no latency_ms on successful requests, spikes not searched" in d.notes
     assert "bursts: no region values, that slice skipped" in d.notes
+
+
+def test_trailing_windows_do_not_reach_over_a_silence_the_grid_leaves_out() -> None:
+    # Two stretches two days apart (detect's grid has no windows between them): the first ends failing.
+    later = T0 + timedelta(days=2)
+    first = minutes([0] * 8 + [1000] * 2)
+    second = first.with_columns(
+        (pl.col("window") - T0 + later).alias("window"), pl.lit(0, pl.Int64).alias("server_errors")
+    )
+    (alert,) = replay(pl.concat([first, second]), ONE, MIN)
+    # Resolved at the second stretch's first minute: its trailing windows hold none of the first's
+    # failures (by rows, the last failing minute would still count there and it would resolve a minute later).
+    assert alert.firings == (AlertFiring(T0 + 8 * MIN, later),)
