@@ -152,6 +152,8 @@ def test_a_charge_on_a_failed_request(
         pytest.param(40, 1, (Finding.OVERCHARGE, 25, False), id="overcharge-leaving-one"),
         pytest.param(15, 0, (Finding.OK, 0, False), id="a-right-charge-to-zero-is-no-wipe"),
         pytest.param(14, 0, (Finding.UNDERCHARGE, 0, False), id="undercharges-are-not-refunded"),
+        # Charging nothing is fine for a failed request (failed_free), not for a served one.
+        pytest.param(0, 0, (Finding.UNDERCHARGE, 0, False), id="a-served-request-charged-nothing"),
     ],
 )
 def test_refunds_and_wiped_balances(amount: int, after: int, expected: tuple[str, int, bool]) -> None:
