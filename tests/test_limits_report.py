@@ -27,6 +27,8 @@ KEYS = {
     "rules",
 }
 runner = CliRunner()
+# Each test reads what the CLI writes of one analysis: the sample is analyzed once per configuration.
+pytestmark = pytest.mark.usefixtures("shared_analysis")
 
 
 @pytest.fixture(scope="module")
