@@ -33,6 +33,11 @@ from analyzer.limits.classify import THROTTLED, VERDICT, Verdict, over
 from analyzer.limits.replay import REQ, TOK, Rule, limit_column, replay, usage_column
 from analyzer.limits.settings import Limit, LimitSettings
 
+# Columns of the threshold sweep: a 429 or admission's threshold, and its weight (+1 a wrong 429 it
+# would justify, -1 an admitted request it would refuse).
+_THR = "thr"
+_W = "w"
+
 LEAD: Final = timedelta(minutes=1)
 FITTED: Final = (Rule.FIXED, Rule.SLIDING)  # the windows hypotheses are replayed under
 MIN_SHARE: Final = 0.5  # an explanation of fewer of a model's wrong 429s is not reported
@@ -80,16 +85,16 @@ def _sweep(thresholds: pl.DataFrame) -> tuple[int, float, float | None]:
     """(best score, lower, upper): over every cut c, the weights (+1 wrong, -1 admitted) of the rows
     with threshold < c summed; the best cut lies in (lower, upper]."""
     grouped = (
-        thresholds.group_by("thr")
-        .agg(pl.col("w").sum())
-        .sort("thr")
-        .with_columns(pl.col("w").cum_sum().alias("c"))
+        thresholds.group_by(_THR)
+        .agg(pl.col(_W).sum())
+        .sort(_THR)
+        .with_columns(pl.col(_W).cum_sum().alias("c"))
     )
     if grouped.is_empty():
         return 0, 0.0, None
     best = grouped.with_row_index("i").sort(["c", "i"], descending=[True, False]).row(0, named=True)
-    nxt = grouped["thr"].slice(int(best["i"]) + 1, 1)
-    return int(best["c"]), float(best["thr"]), None if nxt.is_empty() else float(nxt[0])
+    nxt = grouped[_THR].slice(int(best["i"]) + 1, 1)
+    return int(best["c"]), float(best[_THR]), None if nxt.is_empty() else float(nxt[0])
 
 
 def _pick(lower: float, upper: float | None) -> int:
@@ -107,16 +112,16 @@ def _fit(
 ) -> tuple[_Score, float, float | None] | None:
     """Sweep a cut c: a row is over when its threshold < c; wrong rows should be, admitted ones not."""
     rows = frame.select(
-        thr.alias("thr"),
-        pl.when(wrong).then(1).when(admitted).then(-1).otherwise(0).alias("w"),
+        thr.alias(_THR),
+        pl.when(wrong).then(1).when(admitted).then(-1).otherwise(0).alias(_W),
         wrong.alias("_w"),
     )
-    usable = rows.filter((pl.col("w") != 0) & pl.col("thr").is_not_null() & pl.col("thr").is_finite())
-    score, lower, upper = _sweep(usable.select("thr", "w"))
+    usable = rows.filter((pl.col(_W) != 0) & pl.col(_THR).is_not_null() & pl.col(_THR).is_finite())
+    score, lower, upper = _sweep(usable.select(_THR, _W))
     if score <= 0:
         return None
-    explained = rows.filter(pl.col("_w")).select((pl.col("thr") <= lower).fill_null(False)).to_series()
-    violations = int(usable.filter((pl.col("w") < 0) & (pl.col("thr") <= lower)).height)
+    explained = rows.filter(pl.col("_w")).select((pl.col(_THR) <= lower).fill_null(False)).to_series()
+    violations = int(usable.filter((pl.col(_W) < 0) & (pl.col(_THR) <= lower)).height)
     return _Score(hyp, 0, rule, explained, violations), lower, upper
 
 

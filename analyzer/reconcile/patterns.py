@@ -194,13 +194,13 @@ def _hot(hits: pl.DataFrame, keys: list[str], windows: int, rs: ReconcileSetting
         per_window.with_columns(new_run.cum_sum().alias("_run"))
         .group_by(*keys, "_run")
         .agg(
-            pl.col("_n").sum().alias("entries"),
-            pl.col("_first").min().alias("start"),
-            pl.col("_last").max().alias("end"),
+            pl.col("_n").sum().alias(_ENTRIES),
+            pl.col("_first").min().alias(_START),
+            pl.col("_last").max().alias(_END),
             pl.col("_total").first(),
         )
-        .filter(pl.col("entries") >= rs.min_pattern_entries)
-        .sort("start", *keys)
+        .filter(pl.col(_ENTRIES) >= rs.min_pattern_entries)
+        .sort(_START, *keys)
     )
 
 
