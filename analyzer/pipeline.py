@@ -35,6 +35,7 @@ from analyzer.limits import audit_limits
 from analyzer.limits.audit import TIER, questionable, with_tier
 from analyzer.reconcile import reconcile, totals
 from analyzer.reconcile.compensation import sla_accounts
+from analyzer.report.exports import check_table_path
 from analyzer.report.model import Report, build_report
 from analyzer.schema import EVENTS, REJECT_FILE, REJECT_LINE, TS
 
@@ -265,9 +266,6 @@ def run_convert(request: ReportRequest, out: Path, *, progress: Progress | None 
     return convert({k: v for k, v in sources.items() if v}, out, load_settings(config_path))
 
 
-TABLE_SUFFIXES = (".csv", ".parquet")
-
-
 def check_outputs(
     request: ReportRequest, *, files: Sequence[Path | None] = (), tables: Sequence[Path | None] = ()
 ) -> None:
@@ -281,8 +279,8 @@ def check_outputs(
     for path, table in [*((p, False) for p in files), *((p, True) for p in tables)]:
         if path is None:
             continue
-        if table and path.suffix.lower() not in TABLE_SUFFIXES:
-            raise OutputError("a table is written as .csv or .parquet", path=str(path))
+        if table:
+            check_table_path(path)
         if path.is_dir():
             raise OutputError("is a folder (give a file name)", path=str(path))
         folder = path.parent if str(path.parent) else Path(".")

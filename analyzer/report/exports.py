@@ -13,16 +13,20 @@ from analyzer.errors import OutputError
 _FORMULA_START = r"^[=+\-@\t\r]"
 
 
+def check_table_path(path: Path) -> None:
+    """An OutputError unless `path` names a table this module writes (.csv or .parquet)."""
+    if path.suffix.lower() not in (".csv", ".parquet"):
+        raise OutputError("a table is written as .csv or .parquet", path=str(path))
+
+
 def write_table(df: pl.DataFrame, path: Path) -> None:
     """Write `df` as .csv (formula-like text cells neutralized) or .parquet, by the path's suffix."""
-    suffix = path.suffix.lower()
+    check_table_path(path)
     try:
-        if suffix == ".csv":
+        if path.suffix.lower() == ".csv":
             _neutralized(df).write_csv(path)
-        elif suffix == ".parquet":
-            df.write_parquet(path)
         else:
-            raise OutputError("a table is written as .csv or .parquet", path=str(path))
+            df.write_parquet(path)
     except OSError as e:
         raise OutputError(f"cannot write: {e.strerror or e}", path=str(path)) from None
     except pl.exceptions.PolarsError as e:
