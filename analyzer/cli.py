@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import datetime, time
 from enum import StrEnum
 from pathlib import Path
@@ -20,6 +21,7 @@ import typer
 from rich.console import Console
 
 from analyzer import __version__
+from analyzer.engine import Engine
 from analyzer.errors import AnalyzerError, ConfigError
 
 if TYPE_CHECKING:
@@ -295,6 +297,17 @@ def report(
             "--throttled", help="Write every wrong or ambiguous 429 with its usage (CSV or Parquet)."
         ),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option("--engine", help="Where the work runs: local (this process) or ray (a Ray cluster)."),
+    ] = Engine.LOCAL,
+    ray_address: Annotated[
+        str | None,
+        typer.Option(
+            "--ray-address",
+            help="The Ray cluster for --engine ray: HOST:PORT or ray://HOST:PORT (default: RAY_ADDRESS, else local).",
+        ),
+    ] = None,
 ) -> None:
     """Write the incident timeline report: terminal, Markdown and JSON; gate CI with --fail-on.
 
@@ -313,6 +326,9 @@ def report(
         request = _request(
             directory, gateway, ledger, events, config, since, until, refunds, preset, usage, full
         )
+        if ray_address is not None and engine is not Engine.RAY:
+            raise ConfigError("is for --engine ray", field="--ray-address")
+        request = replace(request, engine=engine, ray_address=ray_address)
         json_path = None if json_out in (None, "-") else Path(json_out)
         check_outputs(
             request,

@@ -5,7 +5,8 @@
     ├── InputError                a path that does not exist, matches nothing, or cannot be read
     │   ├── UnknownFormatError    content matches no supported format
     │   └── MappingError          the mapping names a field the data lacks
-    └── OutputError               a report would overwrite an input, or cannot be written
+    ├── OutputError               a report would overwrite an input, or cannot be written
+    └── EngineError               a Ray cluster that cannot be reached, a task lost for good
 
 The library never prints or exits; a bad *row* is not an error but a counted reject.
 """
@@ -58,3 +59,7 @@ class MappingError(InputError):
 
 class OutputError(AnalyzerError):
     """An output that must not or cannot be written."""
+
+
+class EngineError(AnalyzerError):
+    """The cluster the work was to run on cannot be reached, or lost a task for good."""

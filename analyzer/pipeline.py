@@ -26,6 +26,7 @@ import polars as pl
 
 from analyzer.config import load_settings
 from analyzer.detect import detect
+from analyzer.engine import Engine
 from analyzer.errors import InputError, OutputError
 from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliation
 from analyzer.ingest import Loaded, find_inputs, load
@@ -73,6 +74,8 @@ class ReportRequest:
     preset: str | None = None  # `--preset`: every input read as this known record shape
     usage: Sequence[Path] = ()  # `--usage`: a provider's usage export, for the totals check
     full: bool = False  # the human reports show every timeline happening
+    engine: Engine = Engine.LOCAL  # `--engine ray`: inputs read by tasks on a Ray cluster
+    ray_address: str | None = None  # `--ray-address`: the cluster (None: a local one)
 
 
 @dataclass(frozen=True)
@@ -139,8 +142,12 @@ def run_report(
     # The SLA's accounts file is read first: a missing one is an error before a byte of logs is read.
     covered = sla_accounts(settings) if Part.LEDGER in parts else None
     loaded: list[Loaded] = []
+    if request.engine is Engine.RAY:
+        from analyzer.engine import load_on_ray
+
+        loaded = load_on_ray(sources, settings, address=request.ray_address, progress=say)
     for kind in ("gateway", "ledger", "events", "usage"):
-        if sources[kind]:
+        if sources[kind] and request.engine is Engine.LOCAL:
             say(f"loading {kind} ({len(sources[kind])} path(s))")
             loaded.append(load(kind, sources[kind], settings))
     by_kind = {item.kind: item for item in loaded}
@@ -194,6 +201,7 @@ def run_report(
         refunds_path=None if request.refunds_path is None else str(request.refunds_path),
         rate_limits=rate_limits,
         usage_totals=usage_totals,
+        engine=request.engine,
     )
     if Part.LEDGER in parts:
         report = _with_compensation(report, gateway, by_kind, request, reconciliation, covered)

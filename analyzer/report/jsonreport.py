@@ -83,6 +83,7 @@ def render_json(report: Report) -> str:
         }
     doc = {
         "schema_version": report.schema_version,
+        "engine": report.engine,
         "inputs": [input_dict(i) for i in report.inputs],
         "summary": report.summary,
         "bursts": [{**asdict(b), "top": [asdict(c) for c in b.top]} for b in report.bursts],

@@ -10,6 +10,7 @@ from typing import Final
 import polars as pl
 
 from analyzer.config import Settings
+from analyzer.engine import Engine
 from analyzer.findings import (
     FIRST_AT,
     MISMATCH_KINDS,
@@ -95,6 +96,9 @@ class Report:
     happenings: pl.DataFrame = field(default_factory=pl.DataFrame)
     incident: Incident = field(default_factory=lambda: Incident(None, None, None, None, False))
     full: bool = False  # the human reports show every happening, not only the first rows by rank
+    engine: Engine = (
+        Engine.LOCAL
+    )  # what read the inputs (engine/): the one thing two engines' reports differ in
 
 
 def build_report(
@@ -109,6 +113,7 @@ def build_report(
     rate_limits: RateLimits | None = None,
     usage_totals: pl.DataFrame | None = None,
     full: bool = False,
+    engine: Engine = Engine.LOCAL,
 ) -> Report:
     """Assemble the report from the inputs' reports and the detection and reconciliation records."""
     timeline = with_groups(build_timeline(detection, reconciliation, events, rate_limits))
@@ -135,6 +140,7 @@ def build_report(
         happenings=rows,
         incident=incident,
         full=full,
+        engine=engine,
     )
 
 
