@@ -5,6 +5,7 @@
     out/events.parquet                                 operator events (when given)
     out/rejects.parquet                                every rejected raw line: file, line, reason, raw
     out/manifest.json                                  the original InputReports and the load notes
+                                                       (each note's code and values, analyzer/notes.py)
 
 Only good rows are written, in canonical columns (the `_file`/`_line` provenance is dropped: the
 rejects keep theirs, and a finding is traced by its request_id and entry_id). `analyzer report out/`
@@ -30,6 +31,7 @@ from analyzer.errors import InputError, OutputError
 from analyzer.findings import InputReport
 from analyzer.ingest import Loaded, load
 from analyzer.ingest.sources import resolve
+from analyzer.notes import Note, NoteCode
 from analyzer.schema import REJECT_FILE, REJECT_LINE, SOURCE_FILE, SOURCE_LINE, TS
 
 __all__ = ["MANIFEST", "convert", "read_manifest"]
@@ -37,7 +39,9 @@ __all__ = ["MANIFEST", "convert", "read_manifest"]
 MANIFEST = "manifest.json"
 REJECTS = "rejects.parquet"
 HOUR = "hour"
-_VERSION = 1
+# 2: each note is its code and values (analyzer/notes.py); 1 (still read): each note was its sentence.
+_VERSION = 2
+_READABLE = (1, _VERSION)
 _PARTITIONED = ("gateway", "ledger")
 # What a conversion writes: the only entries a new conversion may replace in its folder.
 _OURS = (*_PARTITIONED, "events.parquet", REJECTS, MANIFEST)
@@ -75,21 +79,24 @@ def read_manifest(directory: Path) -> list[InputReport] | None:
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
-        if doc.get("version") != _VERSION:
+        if doc.get("version") not in _READABLE:
             raise InputError(f"manifest version {doc.get('version')!r}, expected {_VERSION}", path=str(path))
         return [_report(item) for item in doc["inputs"]]
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"unreadable manifest: {e}", path=str(path)) from None
 
 
-def read_manifest_notes(directory: Path) -> list[str]:
+def read_manifest_notes(directory: Path) -> list[Note]:
     """The load notes of a converted folder (e.g. columns no input had); empty without a manifest."""
     path = directory / MANIFEST
     if not path.is_file():
         return []
     try:
-        return [str(n) for n in json.loads(path.read_text(encoding="utf-8")).get("notes", [])]
-    except (OSError, ValueError) as e:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if doc.get("version") == 1:  # its notes are their sentences
+            return [Note(NoteCode.RECORDED, text=str(n)) for n in doc.get("notes", [])]
+        return [Note.from_dict(n) for n in doc.get("notes", [])]
+    except (OSError, ValueError, KeyError, TypeError) as e:
         raise InputError(f"unreadable manifest: {e}", path=str(path)) from None
 
 
@@ -130,14 +137,14 @@ def _write_rows(item: Loaded, out: Path) -> None:
         rows.sink_parquet(out / f"{item.kind}.parquet")
 
 
-def _manifest_text(reports: Sequence[InputReport], notes: Sequence[str]) -> str:
+def _manifest_text(reports: Sequence[InputReport], notes: Sequence[Note]) -> str:
     def plain(r: InputReport) -> dict[str, Any]:
         doc = asdict(r)
         for k in ("first_ts", "last_ts"):
             doc[k] = None if doc[k] is None else doc[k].isoformat()
         return doc
 
-    doc = {"version": _VERSION, "inputs": [plain(r) for r in reports], "notes": list(notes)}
+    doc = {"version": _VERSION, "inputs": [plain(r) for r in reports], "notes": [n.to_dict() for n in notes]}
     return json.dumps(doc, indent=2, sort_keys=True, ensure_ascii=False) + "\n"
 
 

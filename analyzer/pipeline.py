@@ -34,6 +34,7 @@ from analyzer.ingest.formats import COMPLETION_STAMPED
 from analyzer.ingest.presets import USD
 from analyzer.limits import audit_limits
 from analyzer.limits.audit import TIER, questionable, with_tier
+from analyzer.notes import Note
 from analyzer.reconcile import reconcile, totals
 from analyzer.reconcile.compensation import sla_accounts
 from analyzer.report.exports import check_table_path
@@ -231,7 +232,7 @@ def _with_compensation(
     return replace(report, compensation=found)
 
 
-def _converted(request: ReportRequest) -> tuple[list[InputReport], list[str], pl.DataFrame] | None:
+def _converted(request: ReportRequest) -> tuple[list[InputReport], list[Note], pl.DataFrame] | None:
     """For a folder written by `analyzer convert` (and nothing given explicitly): the original inputs'
     reports, notes and rejected lines from its manifest, so the report still says what they lost."""
     from analyzer.convert import REJECTS, read_manifest, read_manifest_notes

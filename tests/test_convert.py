@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from dataclasses import fields
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -17,7 +18,9 @@ from analyzer.detect import detect
 from analyzer.errors import InputError, OutputError
 from analyzer.findings import Detection, InputReport, Reconciliation
 from analyzer.ingest import find_inputs, load
+from analyzer.notes import Note, NoteCode
 from analyzer.reconcile import reconcile
+from analyzer.report.notes import sentences
 
 simulate = pytest.importorskip("analyzer.simulate")
 
@@ -53,7 +56,7 @@ def _analyses(directory: Path) -> tuple[Detection, Reconciliation]:
 
 
 def test_layout_is_hourly_hive_partitions_rejects_and_manifest(
-    converted: tuple[Path, list[InputReport]],
+    converted: tuple[Path, list[InputReport]], tmp_path: Path
 ) -> None:
     out, _ = converted
     hours = sorted(p.name for p in (out / "gateway").iterdir())
@@ -134,3 +137,22 @@ def test_read_manifest(tmp_path: Path) -> None:
     (tmp_path / MANIFEST).write_text(json.dumps({"version": 99, "inputs": []}))
     with pytest.raises(InputError, match="manifest version"):
         read_manifest(tmp_path)
+
+
+def test_a_manifest_stores_each_notes_code_and_an_earlier_ones_sentences_still_read(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    logs = Path(__file__).parent / "fixtures" / "ingest" / "gateway_offsets.jsonl"  # no region column
+    convert({"gateway": [logs]}, out, Settings())
+    doc = json.loads((out / MANIFEST).read_text())
+    assert doc["version"] == 2
+    assert [n["code"] for n in doc["notes"]] == [n.code.value for n in read_manifest_notes(out)]
+    assert {"code": "no_column", "kind": "gateway", "column": "region"} in doc["notes"]
+    assert all(set(n) <= {f.name for f in fields(Note)} for n in doc["notes"])
+    # Version 1 wrote each note as its sentence: read back as said then.
+    doc["version"] = 1
+    doc["notes"] = sentences(read_manifest_notes(out))
+    assert "gateway: no region column in any input; region is null" in doc["notes"]
+    (tmp_path / MANIFEST).write_text(json.dumps(doc))
+    assert read_manifest_notes(tmp_path) == [Note(NoteCode.RECORDED, text=t) for t in doc["notes"]]
+    assert sentences(read_manifest_notes(tmp_path)) == sentences(read_manifest_notes(out))
+    assert read_manifest(tmp_path) == read_manifest(out)

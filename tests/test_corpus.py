@@ -22,6 +22,7 @@ from analyzer.config import Settings
 from analyzer.detect import detect
 from analyzer.errors import AnalyzerError, InputError, UnknownFormatError
 from analyzer.ingest import Loaded, load, sources
+from analyzer.report.notes import sentences
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
 import make_corpus  # noqa: E402
@@ -81,7 +82,9 @@ def test_truncated_gzip_reads_every_line_before_the_cut(corpus: Path) -> None:
     assert 0 < analyzed < make_corpus.GOOD_LINES
     assert _counts(loaded) == [(read, analyzed, 1, {"malformed_json": 1})]
     assert _column(loaded, "request_id") == [f"r{i}" for i in range(analyzed)]
-    assert f"gateway: {path} is a truncated or damaged gzip stream; read up to the break" in loaded.notes
+    assert f"gateway: {path} is a truncated or damaged gzip stream; read up to the break" in sentences(
+        loaded.notes
+    )
 
 
 def test_corrupt_zstd_reads_the_blocks_before_the_damage(corpus: Path) -> None:
@@ -105,7 +108,9 @@ def test_corrupt_zstd_reads_the_blocks_before_the_damage(corpus: Path) -> None:
     )
     assert _column(loaded, "request_id") == ids[: report.rows_analyzed].to_list()
     assert _counts(loaded) == [(report.rows_analyzed + 1, report.rows_analyzed, 1, {"malformed_json": 1})]
-    assert f"gateway: {path} is a truncated or damaged zstd stream; read up to the break" in loaded.notes
+    assert f"gateway: {path} is a truncated or damaged zstd stream; read up to the break" in sentences(
+        loaded.notes
+    )
 
 
 @pytest.mark.parametrize(
@@ -346,7 +351,7 @@ def test_clock_skew_between_rotated_files_is_noted(corpus: Path) -> None:
     loaded = _load("gateway", corpus, "skew")
     assert _counts(loaded) == [(61, 61, 0, {})] * 5  # merged as written, not dropped
     skewed = corpus / "skew" / "gateway-2026-04-22T10.jsonl"
-    assert [n for n in loaded.notes if "clock skew" in n] == [
+    assert [n for n in sentences(loaded.notes) if "clock skew" in n] == [
         f"gateway: {skewed}: times look shifted by +2:00:00 against its neighbours (clock skew?); "
         "its rows, 2026-04-22 12:00:00 to 2026-04-22 12:59:00 UTC, are analyzed as written"
     ]

@@ -17,6 +17,7 @@ import pytest
 from analyzer import config
 from analyzer.config import Settings, SourceConfig
 from analyzer.ingest import accesslogs, formats, load
+from analyzer.report.notes import sentences
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest" / "formats"
 COLUMNS = ("ts", "status", "latency_ms", "request_id", "upstream", "endpoint")
@@ -249,7 +250,9 @@ def test_container_wrappers_are_taken_off_before_detection(
     (report,) = loaded.inputs
     assert (report.format, report.rows_rejected) == (fmt, 0)
     wrapper = wrapped.split("_")[0]  # what `inspect` says of the file
-    assert f"gateway: {FIXTURES / wrapped}.log: {fmt} lines inside {wrapper} container logs" in loaded.notes
+    assert f"gateway: {FIXTURES / wrapped}.log: {fmt} lines inside {wrapper} container logs" in sentences(
+        loaded.notes
+    )
     got = loaded.frame.sort("_line").select(*COLUMNS).collect()
     if inner is None:
         assert got.select("status", "latency_ms").rows() == lines
@@ -380,13 +383,15 @@ def test_damaged_combined_lines_are_analyzed_and_counted_in_the_notes() -> None:
     assert got.rows() == [(6, 502, None, CHAT), (7, 200, None, "/v1/models")]
     assert (
         f"gateway: {path}: 2 lines analyzed with a damaged http_referer or http_user_agent (cut short)"
-        in (loaded.notes)
+        in sentences(loaded.notes)
     )
 
 
 def test_a_whole_log_has_no_damage_note_and_common_lines_stay_common() -> None:
     assert not [
-        n for n in load("gateway", [FIXTURES / "ingress_nginx.log"], Settings()).notes if "damaged" in n
+        n
+        for n in sentences(load("gateway", [FIXTURES / "ingress_nginx.log"], Settings()).notes)
+        if "damaged" in n
     ]
     (report,) = load("gateway", [FIXTURES / "common.log"], Settings()).inputs
     assert report.format == "common"
@@ -398,7 +403,7 @@ def test_damage_is_counted_per_file_in_a_batch(tmp_path: Path) -> None:
     (tmp_path / "b.log").write_text(
         text.replace("10.0.0.", "10.0.9.") + text.splitlines()[0].replace("09:00:01", "09:01:01") + "\n"
     )
-    notes = [n for n in load("gateway", [tmp_path], Settings()).notes if "damaged" in n]
+    notes = [n for n in sentences(load("gateway", [tmp_path], Settings()).notes) if "damaged" in n]
     assert notes == [
         f"gateway: {tmp_path / name}: 2 lines analyzed with a damaged http_referer or http_user_agent (cut short)"
         for name in ("a.log", "b.log")

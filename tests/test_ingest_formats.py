@@ -17,6 +17,7 @@ import zstandard
 from analyzer.config import Settings, SourceConfig
 from analyzer.ingest import formats, jsonl, load
 from analyzer.ingest.sources import scan_raw_lines, sniff
+from analyzer.report.notes import sentences
 
 LINES = [f'{{"ts": "2026-04-22T09:00:{i:02d}Z", "status": 200, "request_id": "r{i}"}}' for i in range(40)]
 
@@ -74,7 +75,10 @@ def test_truncated_gzip_keeps_every_line_before_the_cut(tmp_path: Path) -> None:
     assert 0 < report.rows_analyzed < 40
     assert report.rows_analyzed + report.rows_rejected == cut_at
     assert report.rejects_by_reason in ({}, {"malformed_json": 1})  # the last line may end mid-object
-    assert loaded.notes[-1] == f"gateway: {path} is a truncated or damaged gzip stream; read up to the break"
+    assert (
+        sentences(loaded.notes)[-1]
+        == f"gateway: {path} is a truncated or damaged gzip stream; read up to the break"
+    )
 
 
 def test_truncated_zstd_keeps_every_line_before_the_cut(tmp_path: Path) -> None:

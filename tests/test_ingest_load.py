@@ -16,6 +16,7 @@ from analyzer.config import Settings, SourceConfig, load_settings, settings_from
 from analyzer.errors import InputError, MappingError, UnknownFormatError
 from analyzer.ingest import Loaded, find_inputs, load
 from analyzer.ingest import jsonl as jsonl_module
+from analyzer.report.notes import sentences
 from analyzer.schema import GATEWAY_COLUMNS, LEDGER, TS_DTYPE
 
 FIX = Path(__file__).parent / "fixtures" / "ingest"
@@ -85,7 +86,7 @@ def test_canonical_frame_has_every_column_with_its_dtype() -> None:
     loaded = load("gateway", [FIX / "gateway_offsets.jsonl"], Settings())
     schema = loaded.frame.collect_schema()
     assert dict(schema) == {**GATEWAY_COLUMNS, "_file": pl.String(), "_line": pl.Int64()}
-    assert "gateway: no region column in any input; region is null" in loaded.notes
+    assert "gateway: no region column in any input; region is null" in sentences(loaded.notes)
 
 
 def test_mixed_offsets_normalize_to_utc() -> None:
@@ -345,7 +346,10 @@ def test_csv_with_unbalanced_quotes_is_read_line_by_line(tmp_path: Path) -> None
     loaded = _checked(load("gateway", [path], Settings()))
     assert loaded.frame.select("model", "_line").collect().rows() == [('"a', 2), ("d", 4)]
     assert loaded.inputs[0].rejects_by_reason == {"too_many_fields": 1}  # the quoted comma splits
-    assert loaded.notes[-1] == f"gateway: {path}: unbalanced quotes; read line by line without quoting"
+    assert (
+        sentences(loaded.notes)[-1]
+        == f"gateway: {path}: unbalanced quotes; read line by line without quoting"
+    )
 
 
 def test_stream_flag_spellings(tmp_path: Path) -> None:
@@ -403,8 +407,11 @@ def test_raw_text_of_rejects_is_kept_for_the_first_raw_rows_only(monkeypatch) ->
         whole.rejects.select("file", "line", "reason")
     )
     assert capped.rejects["raw"].to_list() == whole.rejects["raw"].to_list()[:3] + [None] * 7
-    assert capped.notes[-1] == "rejects: the raw text of the first 3 of 10 rejected rows is kept, not all"
-    assert not any(n.startswith("rejects:") for n in whole.notes)
+    assert (
+        sentences(capped.notes)[-1]
+        == "rejects: the raw text of the first 3 of 10 rejected rows is kept, not all"
+    )
+    assert not any(n.startswith("rejects:") for n in sentences(whole.notes))
 
 
 def test_a_folder_s_readme_and_checksums_are_not_read_as_logs(tmp_path: Path) -> None:

@@ -9,6 +9,8 @@ import pytest
 
 from analyzer.findings import InputReport
 from analyzer.ingest.skew import skew_notes
+from analyzer.notes import Note, NoteCode
+from analyzer.report.notes import sentence, sentences
 
 
 def _at(hour: float) -> datetime:
@@ -25,8 +27,8 @@ def _hourly(host: str, hours: Sequence[int], shifted: dict[int, float] | None = 
     return [_report(f"{host}/gw-{h:02d}.log", h + moved.get(h, 0), h + 0.99 + moved.get(h, 0)) for h in hours]
 
 
-def _shifted(notes: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(n.split(": ")[1], n.split("shifted by ")[1].split(" ")[0]) for n in notes]
+def _shifted(notes: tuple[Note, ...]) -> list[tuple[str, str]]:
+    return [(n.split(": ")[1], n.split("shifted by ")[1].split(" ")[0]) for n in sentences(notes)]
 
 
 @pytest.mark.parametrize(
@@ -92,7 +94,13 @@ def test_no_note_without_skew(inputs: list[InputReport]) -> None:
 
 def test_note_names_kind_file_offset_and_range() -> None:
     (note,) = skew_notes("ledger", _hourly("a", range(8, 13), {10: 2}))
-    assert note == (
+    assert (note.code, note.kind, note.file, note.seconds) == (
+        NoteCode.CLOCK_SKEW,
+        "ledger",
+        "a/gw-10.log",
+        7200,
+    )
+    assert sentence(note) == (
         "ledger: a/gw-10.log: times look shifted by +2:00:00 against its neighbours (clock skew?); "
         "its rows, 2026-04-22 12:00:00 to 2026-04-22 12:59:24 UTC, are analyzed as written"
     )

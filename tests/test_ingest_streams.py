@@ -15,6 +15,7 @@ from analyzer.cli import app
 from analyzer.config import Settings, SourceConfig, load_settings
 from analyzer.errors import ConfigError, InputError
 from analyzer.ingest import delimited, load, sources
+from analyzer.report.notes import sentences
 
 FIXTURES = Path(__file__).parent / "fixtures" / "ingest" / "formats"
 
@@ -87,7 +88,9 @@ def test_a_cp1252_log_is_rejected_with_the_encoding_named_then_read_with_it(tmp_
     path = _legacy(tmp_path / "access.log", "cp1252")
     loaded = load("gateway", [path], Settings())
     assert loaded.inputs[0].rejects_by_reason == {"invalid_utf8": 3}
-    assert f'gateway: {path}: 3 lines are not UTF-8; [gateway] encoding = "cp1252" reads them' in loaded.notes
+    assert f'gateway: {path}: 3 lines are not UTF-8; [gateway] encoding = "cp1252" reads them' in sentences(
+        loaded.notes
+    )
     for source in (path, _legacy(tmp_path / "access.log.gz", "cp1252", gz=True)):
         decoded = load("gateway", [source], Settings(gateway=SourceConfig(encoding="cp1252")))
         assert decoded.inputs[0].rows_rejected == 0

@@ -52,6 +52,7 @@ from analyzer.ingest import duplicates, skew, sources
 from analyzer.ingest.mapping import INVALID_UTF8
 from analyzer.ingest.reader import FileRead, batches, read_batch
 from analyzer.ingest.sources import RAW, find_inputs, resolve
+from analyzer.notes import Note, NoteCode
 from analyzer.schema import (
     GATEWAY_OPTIONAL,
     REJECT_FILE,
@@ -83,7 +84,7 @@ class Loaded:
     inputs: tuple[InputReport, ...]  # one per file, in path order
     # file, line, reason, raw (first 1000 characters; null for a duplicate_line and beyond RAW_ROWS rows)
     rejects: pl.DataFrame
-    notes: tuple[str, ...]
+    notes: tuple[Note, ...]
     # The temporary folder of the Parquet sinks (also kept in _STAGING until the process exits).
     _workdir: object = field(default=None, repr=False, compare=False)
 
@@ -239,44 +240,47 @@ def _rows(read: FileRead) -> pl.LazyFrame:
     return pl.scan_parquet(read.sink) if read.sink is not None else read.plan  # type: ignore[return-value]
 
 
-def _raw_note(inputs: Sequence[InputReport]) -> tuple[str, ...]:
+def _raw_note(inputs: Sequence[InputReport]) -> tuple[Note, ...]:
     # Rows rejected after staging (copies) never had their raw text kept.
     later = (duplicates.DUPLICATE,)
     rejected = sum(r.rows_rejected - sum(r.rejects_by_reason.get(x, 0) for x in later) for r in inputs)
     if rejected <= RAW_ROWS:
         return ()
-    return (
-        f"rejects: the raw text of the first {RAW_ROWS:,} of {rejected:,} rejected rows is kept, not all",
-    )
+    return (Note(NoteCode.RAW_TEXT_CAPPED, count=RAW_ROWS, total=rejected),)
 
 
-def _encoding_notes(kind: str, inputs: Sequence[InputReport], encoding: str | None) -> tuple[str, ...]:
+def _encoding_notes(kind: str, inputs: Sequence[InputReport], encoding: str | None) -> tuple[Note, ...]:
     """For each input with lines that are not UTF-8: the legacy encoding that would read them."""
     if encoding is not None:
         return ()
     return tuple(
-        f"{kind}: {r.path}: {r.rejects_by_reason[INVALID_UTF8]:,} lines are not UTF-8; "
-        f'[{kind}] encoding = "{sources.suggest_encoding(Path(r.path))}" reads them'
+        Note(
+            NoteCode.NOT_UTF8,
+            kind=kind,
+            file=r.path,
+            count=r.rejects_by_reason[INVALID_UTF8],
+            encoding=sources.suggest_encoding(Path(r.path)),
+        )
         for r in inputs
         if r.rejects_by_reason.get(INVALID_UTF8) and Path(r.path).is_file()
     )
 
 
-def _notes(kind: str, inputs: Sequence[InputReport]) -> tuple[str, ...]:
-    notes: list[str] = []
+def _notes(kind: str, inputs: Sequence[InputReport]) -> tuple[Note, ...]:
+    notes: list[Note] = []
     if not inputs:
-        return (f"{kind}: no input",)
+        return (Note(NoteCode.NO_INPUT, kind=kind),)
     for column in SCHEMAS[kind]:
         if kind == "gateway" and column in GATEWAY_OPTIONAL:
             continue
         missing = [r.path for r in inputs if r.fields.get(column) is None]
         if len(missing) == len(inputs):
             if kind == "ledger" and column == "entry_id":
-                notes.append("ledger: no entry_id column in any input; entry_id is <file>:<line>")
+                notes.append(Note(NoteCode.NO_ENTRY_ID, kind=kind, column=column))
             elif kind == "events" and column == "kind":
-                notes.append("events: no kind column in any input; kind is 'note'")
+                notes.append(Note(NoteCode.NO_EVENT_KIND, kind=kind, column=column))
             else:
-                notes.append(f"{kind}: no {column} column in any input; {column} is null")
+                notes.append(Note(NoteCode.NO_COLUMN, kind=kind, column=column))
         elif missing:
-            notes.append(f"{kind}: no {column} column in {', '.join(missing)}; null for its rows")
+            notes.append(Note(NoteCode.COLUMN_MISSING_IN, kind=kind, column=column, names=tuple(missing)))
     return tuple(notes)

@@ -22,6 +22,7 @@ from analyzer.config import SourceConfig
 from analyzer.errors import UnknownFormatError
 from analyzer.ingest import accesslogs, delimited, jsonl, jsonlogs, nginx, parquet, wrappers
 from analyzer.ingest.sources import DAMAGED, RAW, SRC, Sniff, scan_raw_lines
+from analyzer.notes import NoteCode
 from analyzer.schema import REJECT_REASON, SOURCE_LINE, FormatName
 
 # Scan files (the one opened, or a batch of files opened alike: see Source.batch) for the wanted
@@ -41,7 +42,7 @@ class Source:
     units: Mapping[str, str] = field(default_factory=dict)
     text: bool = True  # rows come from decoded text lines (invalid UTF-8 is checked)
     plans: int = 1  # how many plans `scan` has
-    robust_note: str = ""  # said in the notes when the last plan (of two or more) had to be used
+    robust_note: NoteCode | None = None  # noted when the last plan (of two or more) had to be used
     # `_raw` is the record's own text (a line, a Parquet row as JSON); False: rebuilt from the cells
     # (CSV), so that two different records may share it and the cells must tell duplicates apart.
     raw_is_record: bool = True
@@ -124,7 +125,7 @@ def _delimited_opener(separator: str) -> Opener:
         def scan(files: Path | Sequence[Path], wanted: Sequence[str], attempt: int) -> pl.LazyFrame:
             return delimited.scan_delimited(files, names, separator, quoted=attempt == 0, strip=strip)
 
-        note = "unbalanced quotes; read line by line without quoting"
+        note = NoteCode.UNBALANCED_QUOTES
         fields: dict[str, pl.DataType] = {n: pl.String() for n in names}
         batch = ("delimited", separator, tuple(names), strip)
         return Source(fields, True, scan, plans=2, robust_note=note, raw_is_record=False, batch=batch)

@@ -25,6 +25,7 @@ from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
 from analyzer.ingest import duplicates, formats, mapping, presets, usage
 from analyzer.ingest.sources import DAMAGED, SRC, decompress_readable, sniff
+from analyzer.notes import Note, NoteCode
 from analyzer.schema import REJECT_REASON, ROW_REQUIRED, SCHEMAS, SOURCE_FILE, TOKENS, TS
 
 # The format read where it lies (columnar already): its rows are a lazy query, never a staged copy.
@@ -44,7 +45,7 @@ class FileRead:
 
     report: InputReport
     sink: Path | None  # staged rows (good and rejected); None: read in place through `plan`
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
     # Parquet read in place: `_file`, `_line`, `_reject`, `_raw`, canonical columns (and line hashes).
     plan: pl.LazyFrame | None = None
     # The sink (or plan) holds a batch of inputs, each row with its `_file`; else this input's rows only.
@@ -239,9 +240,7 @@ def _staged(kind: str, opened: Opened, config: SourceConfig, sink: Path) -> File
         decompress_readable(opened.path, opened.compression, readable)
         notes = _parse(kind, opened, readable, config, sink)
         readable.unlink()
-        notes += (
-            f"{kind}: {label} is a truncated or damaged {opened.compression} stream; read up to the break",
-        )
+        notes += (Note(NoteCode.TRUNCATED_STREAM, kind=kind, file=label, compression=opened.compression),)
     counts = _counts(kind, pl.scan_parquet(sink), opened.unverified)
     return FileRead(_report(kind, opened, counts), sink, notes + _input_notes(kind, opened, counts))
 
@@ -280,11 +279,11 @@ def _plan_of(
     return plan
 
 
-def _parse(kind: str, opened: Opened, path: Path, config: SourceConfig, sink: Path) -> tuple[str, ...]:
+def _parse(kind: str, opened: Opened, path: Path, config: SourceConfig, sink: Path) -> tuple[Note, ...]:
     """Sink the rows of `path` (the input, or its readable part) with the first plan that takes them."""
     source, label = opened.source, opened.label
     plan = _plan_of(kind, opened, path, config, file=label)
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
     # A plan stops with a ComputeError on rows it cannot take (a broken JSON object inside braces, a
     # row whose shape differs from the sample's, unbalanced quotes): the next plan reads them.
     for attempt in range(source.plans):
@@ -301,8 +300,8 @@ def _parse(kind: str, opened: Opened, path: Path, config: SourceConfig, sink: Pa
                 raise InputError(f"cannot be parsed as {opened.fmt.name}: {e}", path=label) from None
         except pl.exceptions.PolarsError as e:
             raise InputError(f"cannot be parsed as {opened.fmt.name}: {e}", path=label) from None
-    if attempt and attempt == source.plans - 1 and source.robust_note:
-        notes = (f"{kind}: {label}: {source.robust_note}",)
+    if attempt and attempt == source.plans - 1 and source.robust_note is not None:
+        notes = (Note(source.robust_note, kind=kind, file=label),)
     return notes
 
 
@@ -326,13 +325,21 @@ def _counts(
     )
 
 
-def _input_notes(kind: str, opened: Opened, counts: pl.DataFrame) -> tuple[str, ...]:
+def _input_notes(kind: str, opened: Opened, counts: pl.DataFrame) -> tuple[Note, ...]:
     """What `inspect` and the report say of how an input was read: its wrapper, its damaged lines."""
-    wrapped = (f"{kind}: {opened.label}: {opened.fmt.name} lines inside {opened.wrapper} container logs",)
-    return (wrapped if opened.wrapper else ()) + _damage_notes(kind, opened.label, counts)
+    wrapped = (
+        (
+            Note(
+                NoteCode.WRAPPED, kind=kind, file=opened.label, format=opened.fmt.name, wrapper=opened.wrapper
+            ),
+        )
+        if opened.wrapper
+        else ()
+    )
+    return wrapped + _damage_notes(kind, opened.label, counts)
 
 
-def _damage_notes(kind: str, label: str, counts: pl.DataFrame) -> tuple[str, ...]:
+def _damage_notes(kind: str, label: str, counts: pl.DataFrame) -> tuple[Note, ...]:
     """A note for the analyzed lines that were read although a field nothing needs was damaged."""
     if DAMAGED not in counts.columns:
         return ()
@@ -341,7 +348,7 @@ def _damage_notes(kind: str, label: str, counts: pl.DataFrame) -> tuple[str, ...
     if not fields:
         return ()
     n = int(good["_damaged_rows"].sum())
-    return (f"{kind}: {label}: {n:,} lines analyzed with a damaged {' or '.join(fields)} (cut short)",)
+    return (Note(NoteCode.DAMAGED_FIELDS, kind=kind, file=label, count=n, names=tuple(fields)),)
 
 
 def _report(kind: str, opened: Opened, counts: pl.DataFrame) -> InputReport:

@@ -24,6 +24,7 @@ from datetime import datetime, timedelta
 from typing import Final
 
 from analyzer.findings import InputReport
+from analyzer.notes import Note, NoteCode
 
 TOLERANCE: Final = timedelta(minutes=10)
 # What differs between the rotated files of one stream: dates and hours, or logrotate's `.1`, `.2.gz`;
@@ -33,7 +34,7 @@ _ROTATED: Final = re.compile(r"\d{2,}|(?<=\.)\d+(?=\.|$)")
 Span = tuple[str, datetime, datetime]  # path, first ts, last ts
 
 
-def skew_notes(kind: str, inputs: Sequence[InputReport]) -> tuple[str, ...]:
+def skew_notes(kind: str, inputs: Sequence[InputReport]) -> tuple[Note, ...]:
     """A note per file whose time range looks shifted against the other files of `kind`."""
     streams: dict[str, list[Span]] = {}
     for r in inputs:
@@ -44,8 +45,14 @@ def skew_notes(kind: str, inputs: Sequence[InputReport]) -> tuple[str, ...]:
         found.update(_within_stream(files))
     found.update({p: d for p, d in _across_streams(list(streams.values())).items() if p not in found})
     return tuple(
-        f"{kind}: {path}: times look shifted by {_offset(d)} against its neighbours (clock skew?); "
-        f"its rows, {first:%Y-%m-%d %H:%M:%S} to {last:%Y-%m-%d %H:%M:%S} UTC, are analyzed as written"
+        Note(
+            NoteCode.CLOCK_SKEW,
+            kind=kind,
+            file=path,
+            seconds=round(d.total_seconds()),
+            first=first,
+            last=last,
+        )
         for path, first, last in (s for files in streams.values() for s in files)
         if (d := found.get(path)) is not None
     )
@@ -87,8 +94,3 @@ def _across_streams(streams: Sequence[Sequence[Span]]) -> dict[str, timedelta]:
         if min(abs(d_first), abs(d_last)) > TOLERANCE and same_sign and abs(d_first - d_last) <= TOLERANCE:
             out.update({s[0]: (d_first + d_last) / 2 for s in streams[i]})
     return out
-
-
-def _offset(d: timedelta) -> str:
-    seconds = round(d.total_seconds())
-    return ("+" if seconds >= 0 else "-") + str(timedelta(seconds=abs(seconds)))

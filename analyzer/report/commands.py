@@ -7,9 +7,11 @@ from collections.abc import Sequence
 from rich.console import Console
 
 from analyzer.findings import InputReport
+from analyzer.notes import Note
 from analyzer.report.escape import escape
 from analyzer.report.formatting import Clock, report_day
 from analyzer.report.model import Report
+from analyzer.report.notes import sentences
 from analyzer.report.tables import alerts_table, fields_table, inputs_table, ledger_table, refunds_table
 from analyzer.report.terminal import bursts_table, spikes_table
 
@@ -46,9 +48,9 @@ def render_reconcile(report: Report, console: Console, top: int) -> None:
             console.print(escape(f"invariant broken: {i.name}: {i.detail}", "terminal"), markup=False)
 
 
-def render_inspect(kind: str, inputs: Sequence[InputReport], notes: Sequence[str], console: Console) -> None:
+def render_inspect(kind: str, inputs: Sequence[InputReport], notes: Sequence[Note], console: Console) -> None:
     """Each input of one kind: format, rows, rejects; the field mapping of the first; the loader's notes."""
     console.print(inputs_table(inputs, title=f"{kind} inputs"))
     console.print(fields_table(inputs[0].fields if inputs else {}))
-    for note in notes:
+    for note in sentences(notes):
         console.print(f"note: {note}", markup=False)

@@ -12,6 +12,7 @@ from typing import Any
 from analyzer.findings import InputReport
 from analyzer.report.compensation import compensation_json
 from analyzer.report.model import Report, owed_accounts
+from analyzer.report.notes import sentences
 from analyzer.report.ratelimits import rate_limits_json
 
 
@@ -99,6 +100,6 @@ def render_json(report: Report) -> str:
         "usage_totals": None if report.usage_totals is None else report.usage_totals.to_dicts(),
         "settings": report.settings.to_dict(),
         "quantile_method": report.quantile_method,
-        "notes": list(report.notes),
+        "notes": sentences(report.notes),
     }
     return json.dumps(_plain(doc), sort_keys=True, indent=2, ensure_ascii=False) + "\n"

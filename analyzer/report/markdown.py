@@ -35,6 +35,7 @@ from analyzer.report.happenings import END
 from analyzer.report.ledger_md import ledger_section, refunds_section, usage_section
 from analyzer.report.mermaid import gantt, xychart
 from analyzer.report.model import Report
+from analyzer.report.notes import sentences
 from analyzer.report.postmortem import (
     actions_md,
     background_md,
@@ -278,7 +279,7 @@ def _data_quality(report: Report, clock: Clock) -> list[str]:
             "",
         ]
     if report.notes:
-        out += [f"- {escape(n)}" for n in report.notes] + [""]
+        out += [f"- {escape(n)}" for n in sentences(report.notes)] + [""]
     return out
 
 

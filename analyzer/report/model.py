@@ -32,6 +32,7 @@ from analyzer.findings import (
     Reconciliation,
 )
 from analyzer.limits import RateLimits
+from analyzer.notes import Note
 from analyzer.reconcile.compensation import Compensation
 from analyzer.report.happenings import happenings, with_groups
 from analyzer.report.incident import Incident, find_incident
@@ -80,7 +81,7 @@ class Report:
     reconciliation: Reconciliation | None
     timeline: pl.DataFrame
     settings: Settings
-    notes: tuple[str, ...]
+    notes: tuple[Note | str, ...]  # said by report/notes.py
     series: pl.DataFrame
     quantile_method: str
     refunds_path: str | None = None
@@ -108,7 +109,7 @@ def build_report(
     events: pl.DataFrame,
     settings: Settings,
     *,
-    notes: Sequence[str] = (),
+    notes: Sequence[Note | str] = (),
     refunds_path: str | None = None,
     rate_limits: RateLimits | None = None,
     usage_totals: pl.DataFrame | None = None,
