@@ -37,6 +37,7 @@ from analyzer.ingest import (
 )
 from analyzer.ingest.reader import IN_PLACE, Opened, batches, read_batch
 from analyzer.ingest.sources import resolve
+from analyzer.notes import Note
 from analyzer.schema import REJECT_RAW, REJECTS, SCHEMAS, SOURCE_FILE, SOURCE_LINE
 
 _N = "_n"
@@ -50,7 +51,7 @@ class Part:
     inputs: tuple[InputReport, ...]  # one per file, in path order
     rows: pa.Table  # analyzed rows: canonical columns, `_file`, `_line` (and gateway line hashes)
     rejects: pa.Table  # file, line, reason, raw
-    notes: tuple[str, ...]
+    notes: tuple[Note, ...]
 
     @property
     def rows_read(self) -> int:
