@@ -26,7 +26,7 @@ import polars as pl
 
 from analyzer.config import load_settings
 from analyzer.detect import detect
-from analyzer.engine import Engine
+from analyzer.engine import Engine, collector
 from analyzer.errors import InputError, OutputError
 from analyzer.findings import REFUND_TOKENS, Detection, InputReport, Reconciliation
 from analyzer.ingest import Loaded, find_inputs, load
@@ -166,7 +166,14 @@ def run_report(
         say("reconciling the ledger")
         ledger = _window(by_kind["ledger"].frame, request.since, request.until)
         money = any(i.amounts == USD for i in by_kind["ledger"].inputs)  # a ledger in dollars
-        reconciliation = reconcile(gateway, ledger, settings, money=money, gaps=detection.gaps)
+        reconciliation = reconcile(
+            gateway,
+            ledger,
+            settings,
+            money=money,
+            gaps=detection.gaps,
+            collect=collector(request.engine, say),
+        )
     rate_limits = None
     if Part.LIMITS in parts:
         say("auditing the rate limiter")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import time
 from pathlib import Path
 
@@ -93,10 +93,10 @@ def cluster() -> Iterator[None]:
         ray.shutdown()
 
 
-def _reports(request: ReportRequest) -> tuple[str, str]:
+def _reports(request: ReportRequest, progress: Callable[[str], None] | None = None) -> tuple[str, str]:
     local = render_json(run_report(request).report)
-    on_ray = render_json(run_report(ReportRequest(**{**vars(request), "engine": Engine.RAY})).report)
-    return local, on_ray
+    ray_request = ReportRequest(**{**vars(request), "engine": Engine.RAY})
+    return local, render_json(run_report(ray_request, progress=progress).report)
 
 
 def _apart_from_engine(local: str, on_ray: str) -> None:
@@ -115,10 +115,22 @@ def test_the_sample_on_ray_is_the_local_report_byte_for_byte() -> None:
 
 
 @pytest.mark.usefixtures("cluster")
-def test_a_simulated_day_in_parquet_on_ray_is_the_local_report(tmp_path: Path) -> None:
+def test_a_simulated_day_in_parquet_on_ray_is_the_local_report(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from analyzer.engine import cluster
+
     truth = simulate(tmp_path, SimSpec(**{**vars(DAY), "format": "parquet"})).truth
-    local, on_ray = _reports(ReportRequest(directory=tmp_path))
+    monkeypatch.setattr(cluster, "ROWS_PER_PASS", 2_000)  # reconciled in many partitions, not one pass
+    seen: list[str] = []
+    local, on_ray = _reports(ReportRequest(directory=tmp_path), seen.append)
     _apart_from_engine(local, on_ray)
+    rows = max(
+        sum(i["rows_analyzed"] for i in json.loads(on_ray)["inputs"] if i["kind"] == kind)
+        for kind in ("gateway", "ledger")
+    )
+    partitions = -(-rows // 2_000)
+    assert partitions >= 4 and f"reconciling on Ray: {partitions}/{partitions} tasks done" in seen
     assert json.loads(on_ray)["ledger"]["refund_tokens_total"] == truth["ledger"]["refund_tokens_total"]  # type: ignore[index]
 
 

@@ -2,8 +2,11 @@
 
     Engine.LOCAL   ingest.load per kind of input, in this process
     Engine.RAY     engine.cluster.load_on_ray: one Ray task per batch of inputs (ingest.parts.read_part,
-                   the map), the parts merged here in path order (ingest.parts.merge_parts); the rest
-                   of the pipeline runs on the merged frames. `pip install 'analyzer[ray]'`.
+                   the map), the parts merged here in path order (ingest.parts.merge_parts);
+                   engine.cluster.collect_on_ray: one Ray task per hash partition of reconciliation
+                   (reconcile.reconcile_pass, the reduce), its results merged here. Detection, the
+                   rate-limit audit and the report run here on the merged frames.
+                   `pip install 'analyzer[ray]'`.
 
 Either engine gives the same report, byte for byte, apart from its `engine` field.
 """
@@ -20,6 +23,7 @@ from analyzer.errors import EngineError
 if TYPE_CHECKING:
     from analyzer.config import Settings
     from analyzer.ingest import Loaded
+    from analyzer.reconcile import Collector
 
 
 class Engine(StrEnum):
@@ -44,3 +48,14 @@ def load_on_ray(
             raise
         raise EngineError("--engine ray needs Ray on this machine: pip install 'analyzer[ray]'") from None
     return cluster.load_on_ray(sources, settings, address=address, progress=progress)
+
+
+def collector(engine: Engine, progress: Callable[[str], None] | None = None) -> Collector | None:
+    """What runs reconciliation's passes: None (here, one after the other) or a Ray task per partition."""
+    if engine is Engine.LOCAL:
+        return None
+    from functools import partial
+
+    from analyzer.engine import cluster
+
+    return partial(cluster.collect_on_ray, progress=progress)

@@ -1,13 +1,22 @@
-"""Loading on a Ray cluster: one task per batch of inputs (the map), the parts merged on the driver.
+"""The work on a Ray cluster: a task per batch of inputs (the map), a task per hash partition of the
+reconciliation (the reduce); their results merged on the driver.
 
     load_on_ray({"gateway": [...], "ledger": [...]}, settings, address="10.0.0.5:6379")
         -> [Loaded, ...]   as `ingest.load` gives for each kind, in the order the kinds are given
+    collect_on_ray(gateway, ledger, settings, gaps)
+        -> the passes' results `reconcile` adds up, one task per partition (reconcile.Collector)
 
 The driver opens every input (a sample of each, to group small files into the batches `load` reads),
 then submits a task per batch for every kind at once (a big ledger is read while the gateway's files
 are). A task runs `ingest.parts.read_part` where a worker has a CPU and returns its Part: the Arrow
 tables go through Ray's object store (spilled to disk when it is full) and are taken back on the
 driver by `pl.from_arrow` without a copy. Plain Ray tasks only: no scheduler or sockets of our own.
+
+The reduce: the driver splits the narrow columns billing needs (reconcile.partitions.split) by the
+hash of request_id (lines, deductions) and of account_id (entries: whole accounts in a partition),
+puts each partition in the object store, and a task per partition runs `reconcile.reconcile_pass` on
+it; the small results (findings rows, sums per account and kind) come back to be merged in partition
+order, as the local passes are.
 
 A task whose worker dies (killed, out of memory) is run again, MAX_RETRIES times; an error in the
 data (an InputError naming the file and line) is not retried: it is the run's error, as locally.
@@ -20,6 +29,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
+import polars as pl
 import ray
 
 from analyzer.config import Settings, SourceConfig
@@ -27,6 +37,8 @@ from analyzer.errors import AnalyzerError, EngineError
 from analyzer.ingest import Loaded
 from analyzer.ingest.parts import Part, merge_parts, plan_parts, read_part
 from analyzer.ingest.reader import Opened
+from analyzer.reconcile import Gaps, Span, clashed, gateway_span, merge_passes, reconcile_pass
+from analyzer.reconcile.partitions import ROWS_PER_PASS, split
 
 MAX_RETRIES: Final = 3  # runs of a task whose worker died, after the first
 REACH_TIMEOUT: Final = 5.0  # seconds to wait for the cluster's address to answer
@@ -95,32 +107,90 @@ def load_on_ray(
         kind: [_read_task.remote(read, kind, batch, settings.source(kind)) for batch in plans[kind]]
         for kind in kinds
     }
-    parts = _gather([ref for kind in kinds for ref in refs[kind]], say)
+    parts = _gather([ref for kind in kinds for ref in refs[kind]], say, "reading")
     return [merge_parts(kind, [parts[ref] for ref in refs[kind]], settings.source(kind)) for kind in kinds]
 
 
-def _gather(refs: Sequence[Any], say: Progress) -> dict[Any, Part]:
-    """Every task's Part as it finishes, saying how many are done and how many rows they read."""
-    done: dict[Any, Part] = {}
+# What every reconciliation pass is given besides its partition: settings, span, exact, gaps.
+PassContext = tuple[Settings, Span, bool, Gaps]
+
+
+@ray.remote(max_retries=MAX_RETRIES, runtime_env=WORKER_ENV)
+def _pass_task(lines: Any, by_request: Any, by_account: Any, context: PassContext) -> dict[str, pl.DataFrame]:
+    settings, span, exact, gaps = context
+    frames = [_frame(t).lazy() for t in (lines, by_request, by_account)]
+    return reconcile_pass(frames[0], frames[1], frames[2], settings, span, exact, gaps)
+
+
+def _frame(table: Any) -> pl.DataFrame:
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def _cpus() -> int:
+    resources: dict[str, float] = ray.cluster_resources()  # type: ignore[no-untyped-call]
+    return max(1, int(resources.get("CPU", 1)))
+
+
+def collect_on_ray(
+    gateway: pl.LazyFrame,
+    ledger: pl.LazyFrame,
+    settings: Settings,
+    gaps: Gaps,
+    *,
+    progress: Progress | None = None,
+) -> dict[str, pl.DataFrame]:
+    """Reconciliation's passes as a Ray task per hash partition (at least one per CPU of the cluster,
+    at most ROWS_PER_PASS rows each); their results merged in partition order (reconcile.Collector)."""
+    say = progress or (lambda _msg: None)
+    sizes, span_df = pl.collect_all(
+        [pl.concat([gateway.select(pl.len()), ledger.select(pl.len())]), gateway_span(gateway)]
+    )
+    span = (span_df["first"][0], span_df["last"][0])
+    count = max(_cpus(), -(-int(sizes["len"].max() or 0) // ROWS_PER_PASS))  # type: ignore[arg-type]
+    # Ray's own reducer takes large strings (not views) from the driver; the task takes them as they are.
+    old = pl.CompatLevel.oldest()
+    stored = [
+        tuple(ray.put(frame.to_arrow(compat_level=old)) for frame in part)
+        for part in split(gateway, ledger, count)
+    ]
+    for exact in (False, True):
+        context: PassContext = (settings, span, exact, gaps)
+        refs = [
+            _pass_task.remote(lines, by_request, by_account, context)
+            for lines, by_request, by_account in stored
+        ]
+        done = _gather(refs, say, "reconciling")
+        out = merge_passes([done[ref] for ref in refs])
+        if not clashed(out):
+            break
+    return out
+
+
+def _gather(refs: Sequence[Any], say: Progress, what: str) -> dict[Any, Any]:
+    """Every task's result as it finishes, saying how many are done (and how many rows they read)."""
+    done: dict[Any, Any] = {}
     pending = list(refs)
     rows = 0
-    say(f"reading on Ray: 0/{len(refs)} tasks done")
+    say(f"{what} on Ray: 0/{len(refs)} tasks done")
     while pending:
         ready, pending = ray.wait(pending, num_returns=1)
         for ref in ready:
             done[ref] = _result(ref)
-            rows += done[ref].rows_read
-        say(f"reading on Ray: {len(done)}/{len(refs)} tasks done, {rows:,} rows read")
+            rows += done[ref].rows_read if isinstance(done[ref], Part) else 0
+        read = f", {rows:,} rows read" if rows else ""
+        say(f"{what} on Ray: {len(done)}/{len(refs)} tasks done{read}")
     return done
 
 
-def _result(ref: Any) -> Part:
+def _result(ref: Any) -> Any:
     try:
-        part: Part = ray.get(ref)
+        result = ray.get(ref)
     except ray.exceptions.RayTaskError as e:
         if isinstance(e.cause, AnalyzerError):  # bad input: the same one line as a local run
             raise e.cause from None
         raise EngineError(f"a task failed: {e.cause!r}") from None
     except ray.exceptions.RayError as e:
         raise EngineError(f"a task was lost after {MAX_RETRIES} retries: {type(e).__name__}") from None
-    return part
+    return result

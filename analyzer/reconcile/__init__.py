@@ -17,7 +17,7 @@ then added up. Up to 500k rows there is one pass over the inputs themselves.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 
@@ -42,7 +42,7 @@ from analyzer.reconcile import charges
 from analyzer.reconcile import classify as cls
 from analyzer.reconcile import remedy as rem
 from analyzer.reconcile.invariants import check_invariants
-from analyzer.reconcile.partitions import Partitions, partition
+from analyzer.reconcile.partitions import partition
 from analyzer.reconcile.patterns import find_patterns
 from analyzer.schema import (
     ACCOUNT_ID,
@@ -61,17 +61,59 @@ from analyzer.schema import TS as TS_COL
 __all__ = ["reconcile"]
 
 
-def _pass(
-    parts: Partitions,
-    index: int,
+Span = tuple[datetime | None, datetime | None]  # the gateway's first and last time
+Gaps = Sequence[tuple[datetime, datetime]]
+# What collects every pass's small results (`_collect` here; engine/ on a Ray cluster).
+Collector = Callable[[pl.LazyFrame, pl.LazyFrame, Settings, Gaps], dict[str, pl.DataFrame]]
+
+
+def reconcile_pass(
+    lines: pl.LazyFrame,
+    by_request: pl.LazyFrame,
+    by_account: pl.LazyFrame,
     settings: Settings,
-    span: tuple[datetime | None, datetime | None],
+    span: Span,
     exact: bool,
-    gaps: Sequence[tuple[datetime, datetime]] = (),
+    gaps: Gaps = (),
+) -> dict[str, pl.DataFrame]:
+    """The small results of one pass: gateway `lines` and deductions `by_request` of some request_ids,
+    ledger entries `by_account` of some accounts (hash partitions; in one pass, the whole inputs)."""
+    plans = _pass(lines, by_request, by_account, settings, span, exact, gaps)
+    return _sums(dict(zip(plans, pl.collect_all(plans.values()), strict=True)), settings)
+
+
+def merge_passes(passes: Sequence[dict[str, pl.DataFrame]]) -> dict[str, pl.DataFrame]:
+    """Every pass's results, each kind of result concatenated in pass order."""
+    frames: dict[str, list[pl.DataFrame]] = {}
+    for sums in passes:
+        for name, frame in sums.items():
+            frames.setdefault(name, []).append(frame)
+    return {name: pl.concat(p, how="vertical_relaxed") for name, p in frames.items()}
+
+
+def clashed(out: dict[str, pl.DataFrame]) -> bool:
+    """Whether two request_ids met on one hash: the passes are then run again on the ids' text."""
+    groups = out["groups"]
+    return bool(int(groups[cls.CLASHES].sum()) + int(groups[cls.ID_CLASHES].sum()))
+
+
+def gateway_span(gateway: pl.LazyFrame) -> pl.LazyFrame:
+    """The plan of the gateway's first and last time (`first`, `last`): the span deductions fall in."""
+    return gateway.select(pl.col(TS_COL).min().alias("first"), pl.col(TS_COL).max().alias("last"))
+
+
+def _pass(
+    lines: pl.LazyFrame,
+    by_request: pl.LazyFrame,
+    by_account: pl.LazyFrame,
+    settings: Settings,
+    span: Span,
+    exact: bool,
+    gaps: Gaps = (),
 ) -> dict[str, pl.LazyFrame]:
     """The plans of one pass: the requests and deductions of its request_ids, the entries of its accounts."""
-    requests = cls.requests(parts.requests_of(index), settings)
-    joined = cls.joined(requests, parts.entries_by_request(index), settings, span, exact=exact, gaps=gaps)
+    requests = cls.requests(lines, settings)
+    joined = cls.joined(requests, by_request, settings, span, exact=exact, gaps=gaps)
     plans: dict[str, pl.LazyFrame] = {
         # Collected once, then summed in memory: two streaming consumers would each redo the join.
         "joined": joined,
@@ -79,7 +121,7 @@ def _pass(
         "gateway": cls.lines_without_id(requests),
         "expected": cls.expected_by_account(requests),
         # Read once: the order check, the balance windows and the counts then work in memory.
-        "entries": parts.entries_by_account(index),
+        "entries": by_account,
     }
     return plans
 
@@ -122,23 +164,26 @@ def _collect(
 ) -> dict[str, pl.DataFrame]:
     """Every plan over every pass, concatenated; again on request_id's text if a hash clashed."""
     sizes, span_df = pl.collect_all(
-        [
-            pl.concat([gateway.select(pl.len()), ledger.select(pl.len())]),
-            gateway.select(pl.col(TS_COL).min().alias("first"), pl.col(TS_COL).max().alias("last")),
-        ]
+        [pl.concat([gateway.select(pl.len()), ledger.select(pl.len())]), gateway_span(gateway)]
     )
     span = (span_df["first"][0], span_df["last"][0])
     with partition(gateway, ledger, int(sizes["len"].max() or 0)) as parts:  # type: ignore[arg-type]
         for exact in (False, True):
-            frames: dict[str, list[pl.DataFrame]] = {}
-            for index in range(parts.count):
-                plans = _pass(parts, index, settings, span, exact, gaps)
-                collected = dict(zip(plans, pl.collect_all(plans.values()), strict=True))
-                for name, frame in _sums(collected, settings).items():
-                    frames.setdefault(name, []).append(frame)
-            out = {name: pl.concat(p, how="vertical_relaxed") for name, p in frames.items()}
-            groups = out["groups"]
-            if not int(groups[cls.CLASHES].sum()) + int(groups[cls.ID_CLASHES].sum()):
+            out = merge_passes(
+                [
+                    reconcile_pass(
+                        parts.requests_of(index),
+                        parts.entries_by_request(index),
+                        parts.entries_by_account(index),
+                        settings,
+                        span,
+                        exact,
+                        gaps,
+                    )
+                    for index in range(parts.count)
+                ]
+            )
+            if not clashed(out):
                 break
     return out
 
@@ -150,17 +195,19 @@ def reconcile(
     *,
     money: bool = False,
     gaps: Sequence[LogGap] = (),
+    collect: Collector | None = None,
 ) -> Reconciliation:
     """Classify every deduction, bucket every request, check balances, and total refunds per account.
 
     `money`: the ledger's amounts are micro-dollars (a ledger in US dollars): each request's expected
     charge is then priced by `[prices.<model>]`, and every token figure of the result is micro-dollars.
     `gaps`: detected log gaps; a deduction missing from the logs inside one is `in_log_gap`.
+    `collect`: what runs the passes (default: one after the other here; engine/ on a Ray cluster).
     """
     priced = settings
     if money:
         priced = replace(settings, weights=charges.price_weights(settings.prices), prices={})
-    out = _collect(gateway, ledger, priced, tuple((g.start, g.end) for g in gaps))
+    out = (collect or _collect)(gateway, ledger, priced, tuple((g.start, g.end) for g in gaps))
     rows = out["rows"]
     flagged = rows.filter(pl.col(KIND) != Finding.UNBILLED)
     findings = pl.concat(
