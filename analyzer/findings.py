@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Final
 
 import polars as pl
 
+from analyzer.notes import Note
+
 if TYPE_CHECKING:
     from analyzer.reconcile.remedy import Remedy
 
@@ -109,7 +111,7 @@ class Detection:
     # One row per window: window (datetime), requests, errors, error_rate, p95_ms, p99_ms.
     series: pl.DataFrame
     quantile_method: str = "exact"  # or "approximate"
-    notes: tuple[str, ...] = ()  # e.g. "latency: no latency_ms column, spikes not searched"
+    notes: tuple[Note, ...] = ()  # e.g. NoteCode.NO_LATENCY (said by report/notes.py)
     # Distinct accounts with at least one 5xx inside any burst (bursts overlap in accounts, so not a sum).
     accounts_hit: int = 0
     # One row per scope (global, then each slice value) over the whole span: scope, requests, errors,

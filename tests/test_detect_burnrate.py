@@ -11,6 +11,7 @@ from analyzer.config import BurstSettings, Settings, SloSettings
 from analyzer.detect import detect
 from analyzer.detect.burnrate import replay
 from analyzer.findings import AlertFiring
+from analyzer.report.notes import sentences
 from analyzer.schema import GATEWAY_COLUMNS, empty
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -146,8 +147,8 @@ def test_silence_in_steady_traffic_is_a_log_gap() -> None:
 def test_missing_latency_and_slices_are_noted() -> None:
     frame = _rows([(1, 200, 30)]).with_columns(pl.lit(None, pl.Float64).alias("latency_ms"))
     d = detect(frame, Settings(bursts=BurstSettings(slices=("model", "region"))))
-    assert "latency: no latency_ms on successful requests, spikes not searched" in d.notes
-    assert "bursts: no region values, that slice skipped" in d.notes
+    assert "latency: no latency_ms on successful requests, spikes not searched" in sentences(d.notes)
+    assert "bursts: no region values, that slice skipped" in sentences(d.notes)
 
 
 def test_trailing_windows_do_not_reach_over_a_silence_the_grid_leaves_out() -> None:

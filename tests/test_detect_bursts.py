@@ -8,6 +8,7 @@ import polars as pl
 
 from analyzer.config import Settings
 from analyzer.detect import detect
+from analyzer.report.notes import sentences
 from analyzer.schema import GATEWAY_COLUMNS
 
 T0 = datetime(2026, 4, 22, 9, 0, tzinfo=UTC)
@@ -83,7 +84,7 @@ def test_a_slice_with_an_id_in_every_value_is_not_searched_and_said() -> None:
     expected = detect(frame, without)
     assert d.bursts == expected.bursts and len(d.bursts) == 1
     assert all(not b.scope.startswith("endpoint=") for b in d.bursts)
-    (note,) = [n for n in d.notes if "distinct values" in n]
+    (note,) = [n for n in sentences(d.notes) if "distinct values" in n]
     assert note == (
         "bursts: endpoint has about 1,200 distinct values, more than max_slice_values (1,000): "
         "not searched as a slice (an id in each value? map a coarser field)"
@@ -97,4 +98,4 @@ def test_a_slice_within_max_slice_values_is_searched() -> None:
     settings = Settings()
     settings = replace(settings, bursts=replace(settings.bursts, max_slice_values=5000))
     d = detect(frame, settings)
-    assert not [n for n in d.notes if "distinct values" in n]
+    assert not [n for n in sentences(d.notes) if "distinct values" in n]

@@ -12,6 +12,7 @@ from polars.testing import assert_frame_equal
 
 from analyzer.config import LatencySettings, Settings
 from analyzer.detect import detect
+from analyzer.report.notes import sentences
 from analyzer.schema import GATEWAY_COLUMNS
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
@@ -191,7 +192,7 @@ def test_without_prompt_tokens_spikes_are_still_found_and_the_note_says_unnormal
     d = detect(frame.lazy(), Settings())
     assert [s.scope for s in d.spikes] == ["global"]
     assert close(d.spikes[0].start, 50, 2) and close(d.spikes[0].end, 70, 5)
-    assert "latency: no prompt_tokens, latency not normalized for request size" in d.notes
+    assert "latency: no prompt_tokens, latency not normalized for request size" in sentences(d.notes)
 
 
 def test_series_counts_every_request_once_per_window() -> None:

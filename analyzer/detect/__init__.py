@@ -44,6 +44,7 @@ from analyzer.detect.windows import (
     window_index,
 )
 from analyzer.findings import SERIES_ERROR_RATE, Detection, LatencySpike
+from analyzer.notes import Note, NoteCode
 
 __all__ = ["detect"]
 
@@ -94,7 +95,7 @@ def detect(
     return Detection(found, slow, alerts, gaps, series, method, notes, accounts_hit, scopes)
 
 
-def _without_crowded_slices(gateway: pl.LazyFrame, settings: Settings) -> tuple[Settings, tuple[str, ...]]:
+def _without_crowded_slices(gateway: pl.LazyFrame, settings: Settings) -> tuple[Settings, tuple[Note, ...]]:
     """`settings` without the slice columns of more than `max_slice_values` distinct values, and a note
     for each. An id in every value (`/v1/threads/thread_8f2a/runs`) makes each request a scope of its
     own: at 1M requests detection took 20 s and 1.7 GB instead of 1.2 s. The distinct values are
@@ -108,17 +109,8 @@ def _without_crowded_slices(gateway: pl.LazyFrame, settings: Settings) -> tuple[
     if not crowded:
         return settings, ()
     kept = tuple(c for c in settings.bursts.slices if c not in crowded)
-    notes = tuple(
-        f"bursts: {c} has about {_rounded(counts[c]):,} distinct values, more than max_slice_values "
-        f"({limit:,}): not searched as a slice (an id in each value? map a coarser field)"
-        for c in crowded
-    )
+    notes = tuple(Note(NoteCode.CROWDED_SLICE, column=c, count=counts[c], limit=limit) for c in crowded)
     return replace(settings, bursts=replace(settings.bursts, slices=kept)), notes
-
-
-def _rounded(n: int) -> int:
-    # Two significant digits: the sketch's count is an estimate.
-    return round(n, 2 - len(str(n)))
 
 
 def _series(glob: pl.DataFrame) -> pl.DataFrame:
@@ -172,15 +164,15 @@ def _grid(glob: pl.DataFrame, quantiles: pl.DataFrame, settings: Settings) -> pl
     )
 
 
-def _notes(table: pl.DataFrame, settings: Settings) -> tuple[str, ...]:
+def _notes(table: pl.DataFrame, settings: Settings) -> tuple[Note, ...]:
     notes = []
     if table.height and not (table[OK] > 0).any():
-        notes.append("latency: no latency_ms on successful requests, spikes not searched")
+        notes.append(Note(NoteCode.NO_LATENCY))
     buckets = table[BUCKET]
     if table.height and buckets.len() and (buckets == UNKNOWN_SIZE).all():
-        notes.append("latency: no prompt_tokens, latency not normalized for request size")
+        notes.append(Note(NoteCode.NO_PROMPT_TOKENS))
     present = set(table[COLUMN].unique().to_list()) if table.height else set()
     for col in settings.bursts.slices:
         if table.height and col not in present:
-            notes.append(f"bursts: no {col} values, that slice skipped")
+            notes.append(Note(NoteCode.EMPTY_SLICE, column=col))
     return tuple(notes)
