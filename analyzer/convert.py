@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict
 from datetime import datetime
@@ -26,6 +27,7 @@ from typing import Any
 
 import polars as pl
 
+from analyzer import objstore
 from analyzer.config import Settings
 from analyzer.errors import InputError, OutputError
 from analyzer.findings import InputReport
@@ -51,6 +53,8 @@ def convert(sources: Mapping[str, Sequence[Path]], out: Path, settings: Settings
     """Load every input of each kind once and write canonical Parquet, rejects and a manifest to `out`."""
     if not sources.get("gateway"):
         raise InputError("no gateway logs to convert", path="(none given)")
+    if (url := objstore.url_of(out)) is not None:
+        return _convert_to_url(sources, url, settings)
     _check_target(out, [p for paths in sources.values() for p in resolve(paths)])
     loaded = [
         load(kind, sources[kind], settings) for kind in ("gateway", "ledger", "events") if sources.get(kind)
@@ -69,6 +73,23 @@ def convert(sources: Mapping[str, Sequence[Path]], out: Path, settings: Settings
         (out / MANIFEST).write_text(_manifest_text(reports, notes), encoding="utf-8")
     except OSError as e:
         raise OutputError(f"cannot write: {e.strerror}", path=str(out)) from None
+    return reports
+
+
+def _convert_to_url(sources: Mapping[str, Sequence[Path]], url: str, settings: Settings) -> list[InputReport]:
+    """Convert into a local folder, then upload it under the prefix `url` (replacing an earlier
+    conversion's outputs there): the partitioned sinks write local files, and the disk this takes is
+    the output's size, held until the upload ends."""
+    objstore.check_writable(
+        url, [str(p) for paths in sources.values() for p in resolve(paths)], marker=MANIFEST
+    )
+    with tempfile.TemporaryDirectory(prefix="analyzer-convert-") as folder:
+        local = Path(folder) / "out"
+        reports = convert(sources, local, settings)
+        try:
+            objstore.upload_tree(local, url, replace=_OURS)
+        except InputError as e:
+            raise OutputError(e.message, path=url) from None
     return reports
 
 

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from analyzer import objstore
 from analyzer.config import load_settings
 from analyzer.detect import detect
 from analyzer.engine import Engine, collector
@@ -99,6 +100,7 @@ def resolve_sources(request: ReportRequest) -> tuple[dict[str, list[Path]], Path
     if directory is None and not request.gateway:
         directory = Path(".")
     if directory is not None:
+        directory = objstore.local_path(directory)  # a URL's prefix fetched: found by name like a folder
         if not directory.exists():
             raise InputError("no such directory", path=str(directory))
         if not directory.is_dir():
@@ -246,12 +248,13 @@ def _converted(request: ReportRequest) -> tuple[list[InputReport], list[Note], p
 
     if request.directory is None or request.gateway or request.ledger or request.events:
         return None
-    reports = read_manifest(request.directory)
+    directory = objstore.local_path(request.directory)
+    reports = read_manifest(directory)
     if reports is None:
         return None
-    rejects_path = request.directory / REJECTS
+    rejects_path = directory / REJECTS
     rejects = pl.read_parquet(rejects_path) if rejects_path.is_file() else pl.DataFrame()
-    return reports, read_manifest_notes(request.directory), rejects
+    return reports, read_manifest_notes(directory), rejects
 
 
 def run_inspect(

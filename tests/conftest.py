@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from s3server import s3, s3_server  # noqa: F401  (the local S3 server's fixtures, for every module)
 
 from analyzer import pipeline
 

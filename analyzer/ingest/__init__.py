@@ -46,6 +46,7 @@ from pathlib import Path
 
 import polars as pl
 
+from analyzer import objstore
 from analyzer.config import Settings
 from analyzer.findings import InputReport
 from analyzer.ingest import duplicates, skew, sources
@@ -109,11 +110,12 @@ def load(
     # A folder per call: a second load into the same workdir must not overwrite the first one's rows.
     folder = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=workdir))
     config = settings.source(kind)
-    reads = [
-        read
-        for i, batch in enumerate(batches(kind, _decoded(resolve(paths), config.encoding), config))
-        for read in read_batch(kind, batch, config, folder / f"{i:05d}.parquet")
-    ]
+    with objstore.named_by_url():
+        reads = [
+            read
+            for i, batch in enumerate(batches(kind, _decoded(resolve(paths), config.encoding), config))
+            for read in read_batch(kind, batch, config, folder / f"{i:05d}.parquet")
+        ]
     inputs = tuple(r.report for r in reads)
     rejects = _rejects(reads)
     goods = _goods(kind, reads, rejects)
@@ -259,10 +261,10 @@ def _encoding_notes(kind: str, inputs: Sequence[InputReport], encoding: str | No
             kind=kind,
             file=r.path,
             count=r.rejects_by_reason[INVALID_UTF8],
-            encoding=sources.suggest_encoding(Path(r.path)),
+            encoding=sources.suggest_encoding(objstore.local_path(r.path)),
         )
         for r in inputs
-        if r.rejects_by_reason.get(INVALID_UTF8) and Path(r.path).is_file()
+        if r.rejects_by_reason.get(INVALID_UTF8) and objstore.local_path(r.path).is_file()
     )
 
 

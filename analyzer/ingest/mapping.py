@@ -21,6 +21,7 @@ from typing import Final
 
 import polars as pl
 
+from analyzer import objstore
 from analyzer.errors import MappingError
 from analyzer.ingest import presets, usage
 from analyzer.ingest.sources import RAW, RAW_LIMIT, SRC
@@ -348,7 +349,8 @@ def canonicalize(
 
 
 def _file(file: str | None) -> pl.Expr:
-    return pl.col(SOURCE_FILE) if file is None else pl.lit(file)
+    # A batch's paths as scanned; a local copy of an object is named by its URL.
+    return objstore.labelled(pl.col(SOURCE_FILE)) if file is None else pl.lit(file)
 
 
 def _derived(

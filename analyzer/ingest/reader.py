@@ -20,6 +20,7 @@ from typing import Final
 
 import polars as pl
 
+from analyzer import objstore
 from analyzer.config import SourceConfig
 from analyzer.errors import InputError, MappingError
 from analyzer.findings import InputReport
@@ -82,7 +83,7 @@ class Opened:
 
     @property
     def label(self) -> str:
-        return str(self.path)
+        return objstore.label(self.path)
 
 
 def open_input(kind: str, path: Path, config: SourceConfig) -> Opened:

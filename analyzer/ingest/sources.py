@@ -22,6 +22,7 @@ from typing import Any, BinaryIO, Final
 import polars as pl
 import zstandard
 
+from analyzer import objstore
 from analyzer.errors import InputError
 from analyzer.schema import REJECT_REASON, SOURCE_FILE, SOURCE_LINE
 
@@ -87,6 +88,8 @@ def resolve(paths: Sequence[str | Path]) -> list[Path]:
 def _expand(given: str) -> list[Path]:
     if given == STDIN:
         return [_spooled_stdin()]
+    if (url := objstore.url_of(given)) is not None:
+        given = objstore.localized(url)  # local copies of the objects, then read as local files
     p = Path(given)
     if glob.has_magic(given):
         matches = sorted(Path(m) for m in glob.glob(given, recursive=True))
