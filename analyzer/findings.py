@@ -266,7 +266,7 @@ class Reconciliation:
     invariants: tuple[Invariant, ...]
     resets: tuple[datetime, ...] = ()  # quota resets seen in the ledger (distinct times)
     reset_accounts: tuple[int, ...] = ()  # accounts reset at each of `resets`
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
     refund_usd: str | None = None  # Decimal as text, when prices are configured
     remedy: Remedy | None = None  # the resets against what each account was owed (reconcile/remedy.py)
 

@@ -25,6 +25,7 @@ from analyzer.config import ModelPrice, Settings, SourceConfig, settings_from_di
 from analyzer.errors import ConfigError
 from analyzer.ingest import load
 from analyzer.reconcile import reconcile
+from analyzer.report.notes import sentences
 from analyzer.schema import PresetName
 
 SPEND = Path(__file__).parent / "fixtures" / "presets" / "litellm_spend.csv"
@@ -120,7 +121,7 @@ def test_a_dollar_ledger_is_reconciled_against_the_price_card() -> None:
     assert r.accounts.filter(pl.col("refund_tokens") > 0).select("account_id", "refund_usd").rows() == [
         (KEY_A, "0.0005")
     ]
-    assert any("micro-dollars" in n for n in r.notes)
+    assert any("micro-dollars" in n for n in sentences(r.notes))
     # Read as tokens (money=False) the same amounts are judged against 1 a token: a1 (120 tokens, 450
     # deducted) and a2 (1050, 3500) are overcharges, a3 (7, 3) an undercharge.
     as_tokens = reconcile(gateway, ledger, settings).by_kind
@@ -135,7 +136,7 @@ def test_an_unpriced_model_is_named() -> None:
         settings,
         money=True,
     )
-    assert any("no [prices.<model>] for gpt-4o-mini-2024-07-18" in n for n in r.notes)
+    assert any("no [prices.<model>] for gpt-4o-mini-2024-07-18" in n for n in sentences(r.notes))
 
 
 def _without(tmp_path: Path, column: str) -> Path:

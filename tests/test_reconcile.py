@@ -11,6 +11,7 @@ import pytest
 
 from analyzer.config import ModelPrice, ModelWeights, ReconcileSettings, Settings
 from analyzer.reconcile import reconcile
+from analyzer.report.notes import sentences
 from analyzer.schema import GATEWAY_COLUMNS, LEDGER
 
 T0 = datetime(2026, 1, 1, 9, tzinfo=UTC)
@@ -159,7 +160,7 @@ def test_balance_break_reset_refund_and_null_balance() -> None:
     assert r.findings.filter(pl.col("kind") == "balance_break")["entry_id"].to_list() == ["e2"]
     assert r.accounts.filter(pl.col("account_id") == "a")["already_refunded"].item() == 4
     assert r.resets == (_t(30),)
-    assert any("balance_after" in n for n in r.notes)
+    assert any("balance_after" in n for n in sentences(r.notes))
 
 
 @pytest.mark.parametrize(
@@ -182,7 +183,7 @@ def test_each_reset_convention_follows_without_a_break(reset_tokens: int, reset_
     )
     r = reconcile(gw, lg, Settings())
     assert r.by_kind["balance_break"].count == 0
-    assert not any("resets have tokens" in n for n in r.notes)
+    assert not any("resets have tokens" in n for n in sentences(r.notes))
     replay = next(i for i in r.invariants if i.name.startswith("balances replay"))
     assert replay.holds and replay.detail.startswith("1 accounts replayed"), replay.detail
 
@@ -218,7 +219,7 @@ def test_resets_whose_tokens_and_balance_after_disagree_are_one_note_not_breaks(
     rows += [(30, f"x{i}", f"b{i}", None, "reset", 7, 500) for i in range(3)]
     r = reconcile(gw, _ledger(rows), Settings())
     assert r.by_kind["balance_break"].count == 0
-    assert [n for n in r.notes if "resets have tokens" in n] == [
+    assert [n for n in sentences(r.notes) if "resets have tokens" in n] == [
         "reconcile: 4 resets have tokens other than 0 and other than their balance_after; "
         "balance_after is taken as the balance each reset set"
     ]
@@ -327,14 +328,14 @@ def test_negative_deductions_are_said_in_a_note() -> None:
     # and negative refunds without a word.
     gw = _gateway([(10 + i, f"r{i}", "a", "m", 200, 100, 20) for i in range(3)])
     lg = _ledger([(10 + i, f"e{i}", "a", f"r{i}", "deduct", -120 if i else 120, None) for i in range(3)])
-    notes = [n for n in reconcile(gw, lg, Settings()).notes if "negative tokens" in n]
+    notes = [n for n in sentences(reconcile(gw, lg, Settings()).notes) if "negative tokens" in n]
     assert notes == [
         "reconcile: 2 of 3 deductions have negative tokens; a deduction is read as a positive amount, so "
         "their kinds, refunds and balances are not meaningful (a ledger that writes debits as negative "
         "numbers needs its sign flipped first)"
     ]
     positive = _ledger([(10 + i, f"e{i}", "a", f"r{i}", "deduct", 120, None) for i in range(3)])
-    assert not [n for n in reconcile(gw, positive, Settings()).notes if "negative tokens" in n]
+    assert not [n for n in sentences(reconcile(gw, positive, Settings()).notes) if "negative tokens" in n]
 
 
 def test_a_ledgers_own_kind_words_are_mapped_or_named_in_a_note(tmp_path: Path) -> None:
@@ -353,7 +354,7 @@ def test_a_ledgers_own_kind_words_are_mapped_or_named_in_a_note(tmp_path: Path) 
     plain = load("ledger", [tmp_path / "ledger.csv"], Settings())
     r = reconcile(gw, plain.frame, Settings())
     assert r.deductions == 0
-    assert [n for n in r.notes if "unknown kind" in n] == [
+    assert [n for n in sentences(r.notes) if "unknown kind" in n] == [
         "reconcile: 3 ledger entries of an unknown kind are kept but not reconciled (debit: 2, credit: 1); "
         "map them to deduct, refund, grant or reset in [ledger.kinds]"
     ]
@@ -362,7 +363,7 @@ def test_a_ledgers_own_kind_words_are_mapped_or_named_in_a_note(tmp_path: Path) 
     mapped = load("ledger", [tmp_path / "ledger.csv"], settings)
     r = reconcile(gw, mapped.frame, settings)
     assert (r.deductions, r.by_kind["duplicate"].count, r.refund_tokens_total) == (2, 1, 120)
-    assert not [n for n in r.notes if "unknown kind" in n]
+    assert not [n for n in sentences(r.notes) if "unknown kind" in n]
 
 
 def test_ledger_kinds_map_only_to_known_kinds(tmp_path: Path) -> None:

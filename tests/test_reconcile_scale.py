@@ -15,6 +15,7 @@ from analyzer.findings import Reconciliation
 from analyzer.reconcile import classify as cls
 from analyzer.reconcile import reconcile
 from analyzer.reconcile.patterns import _count_between
+from analyzer.report.notes import sentences
 
 simulate = pytest.importorskip("analyzer.simulate")
 
@@ -123,8 +124,8 @@ def test_a_request_logged_twice_counts_each_line_in_its_bucket() -> None:
     }
     unbilled = r.findings.filter(pl.col("kind") == "unbilled")
     assert unbilled.select("request_id", "account_id").rows() == [("r2", "b"), (None, "c")]
-    assert any("1 gateway lines repeat" in n for n in r.notes) is False
-    assert any("2 gateway lines repeat a request_id" in n for n in r.notes)
+    assert any("1 gateway lines repeat" in n for n in sentences(r.notes)) is False
+    assert any("2 gateway lines repeat a request_id" in n for n in sentences(r.notes))
     assert r.tokens_expected == 15 + 15 + 10 + 8
 
 

@@ -36,6 +36,7 @@ from analyzer.findings import (
     Reconciliation,
     RequestBucket,
 )
+from analyzer.notes import Note, NoteCode
 from analyzer.reconcile import accounts as acc
 from analyzer.reconcile import balances as bal
 from analyzer.reconcile import charges
@@ -281,18 +282,12 @@ def reconcile(
     )
 
 
-def _money_notes(gateway: pl.LazyFrame, settings: Settings) -> list[str]:
+def _money_notes(gateway: pl.LazyFrame, settings: Settings) -> list[Note]:
     models = gateway.select(pl.col(MODEL).drop_nulls().unique().sort()).collect()[MODEL].to_list()
     unpriced = [m for m in models if m not in settings.prices]
-    notes = [
-        "reconcile: the ledger is in US dollars: its amounts, the expected charges (from "
-        "[prices.<model>]) and the refunds are micro-dollars (USD × 1,000,000)"
-    ]
+    notes = [Note(NoteCode.LEDGER_IN_USD)]
     if unpriced:
-        notes.append(
-            f"reconcile: no [prices.<model>] for {', '.join(unpriced)}: their requests are expected at "
-            "1 micro-dollar a token"
-        )
+        notes.append(Note(NoteCode.UNPRICED_MODELS, names=tuple(unpriced)))
     return notes
 
 
@@ -312,38 +307,30 @@ def _by_kind(deduction_kinds: pl.DataFrame, findings: pl.DataFrame) -> dict[str,
 
 def _notes(
     gw: dict[str, int], lg: dict[str, int], unknown: pl.DataFrame, *, repeated_ids: int
-) -> tuple[str, ...]:
+) -> tuple[Note, ...]:
     notes = []
     if gw["requests"] and gw["null_ids"] == gw["requests"]:
-        notes.append(
-            "reconcile: the gateway logs have no request_id: every deduction is orphan or out_of_span"
-        )
+        notes.append(Note(NoteCode.NO_REQUEST_IDS))
     elif gw["null_ids"]:
-        notes.append(
-            f"reconcile: {gw['null_ids']} gateway requests have no request_id and match no deduction"
-        )
+        notes.append(Note(NoteCode.NULL_REQUEST_IDS, count=int(gw["null_ids"])))
     if repeated_ids:
-        notes.append(f"reconcile: {repeated_ids} gateway lines repeat a request_id; the first line is used")
+        notes.append(Note(NoteCode.REPEATED_REQUEST_IDS, count=repeated_ids))
     if lg["null_balances"]:
-        notes.append(
-            f"reconcile: {lg['null_balances']} ledger entries have no balance_after; their balance is not checked"
-        )
+        notes.append(Note(NoteCode.NULL_BALANCES, count=int(lg["null_balances"])))
     if lg["negative_deducts"]:
         notes.append(
-            f"reconcile: {lg['negative_deducts']:,} of {lg['deducts']:,} deductions have negative tokens; a "
-            "deduction is read as a positive amount, so their kinds, refunds and balances are not "
-            "meaningful (a ledger that writes debits as negative numbers needs its sign flipped first)"
+            Note(NoteCode.NEGATIVE_DEDUCTIONS, count=int(lg["negative_deducts"]), total=int(lg["deducts"]))
         )
     if lg["resets_disagreeing"]:
-        notes.append(
-            f"reconcile: {lg['resets_disagreeing']:,} resets have tokens other than 0 and other than their "
-            "balance_after; balance_after is taken as the balance each reset set"
-        )
+        notes.append(Note(NoteCode.RESETS_DISAGREE, count=int(lg["resets_disagreeing"])))
     if lg["unknown_kinds"]:
-        top = ", ".join(f"{k or '(none)'}: {n:,}" for k, n in unknown.head(5).iter_rows())
-        more = ", ..." if unknown.height > 5 else ""
+        top = tuple((k or "", int(n)) for k, n in unknown.head(5).iter_rows())
         notes.append(
-            f"reconcile: {lg['unknown_kinds']} ledger entries of an unknown kind are kept but not reconciled "
-            f"({top}{more}); map them to deduct, refund, grant or reset in [ledger.kinds]"
+            Note(
+                NoteCode.UNKNOWN_LEDGER_KINDS,
+                count=int(lg["unknown_kinds"]),
+                counts=top,
+                more=unknown.height > 5,
+            )
         )
     return tuple(notes)

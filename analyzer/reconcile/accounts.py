@@ -9,6 +9,7 @@ import polars as pl
 
 from analyzer.config import ModelPrice
 from analyzer.findings import COUNT, DEDUCTION_KINDS, FIRST_AT, LAST_AT, OTHER_FINDINGS, TOKENS_DEDUCTED
+from analyzer.notes import Note, NoteCode
 from analyzer.reconcile.balances import ALREADY_REFUNDED
 from analyzer.reconcile.classify import FIRST_BAD, LAST_BAD, PROMPT_PART, REFUND
 from analyzer.schema import ACCOUNT_ID, KIND, MODEL, TOKENS
@@ -113,7 +114,7 @@ def refund_split(deductions_lf: pl.LazyFrame) -> pl.LazyFrame:
 
 def price_refunds(
     split: pl.DataFrame, prices: Mapping[str, ModelPrice]
-) -> tuple[pl.DataFrame, str, tuple[str, ...]]:
+) -> tuple[pl.DataFrame, str, tuple[Note, ...]]:
     """Refund USD per account (exact Decimal text), the total, and notes on what could not be priced."""
     per_token = {
         m: (p.input_per_million.scaleb(-6), p.output_per_million.scaleb(-6)) for m, p in prices.items()
@@ -139,11 +140,11 @@ def price_refunds(
     )
     total = per_account["_usd"].sum() if per_account.height else Decimal(0)
     per_account = per_account.select(ACCOUNT_ID, _decimal_text(pl.col("_usd")).alias(REFUND_USD))
-    notes: tuple[str, ...] = ()
+    notes: tuple[Note, ...] = ()
     if unpriced.height:
-        models = unpriced[MODEL].fill_null("(no model)").unique().sort().to_list()
+        models = tuple(m or "" for m in unpriced[MODEL].unique().sort(nulls_last=False).to_list())  # "": none
         tokens = int(unpriced[_REFUND_IN].sum()) + int(unpriced[_REFUND_OUT].sum())
-        notes = (f"reconcile: no price for {', '.join(models)}: {tokens} refund tokens not in refund_usd",)
+        notes = (Note(NoteCode.REFUNDS_UNPRICED, names=models, count=tokens),)
     return per_account, _text(Decimal(total)), notes
 
 

@@ -81,7 +81,7 @@ class Report:
     reconciliation: Reconciliation | None
     timeline: pl.DataFrame
     settings: Settings
-    notes: tuple[Note | str, ...]  # said by report/notes.py
+    notes: tuple[Note, ...]  # said by report/notes.py
     series: pl.DataFrame
     quantile_method: str
     refunds_path: str | None = None
@@ -109,7 +109,7 @@ def build_report(
     events: pl.DataFrame,
     settings: Settings,
     *,
-    notes: Sequence[Note | str] = (),
+    notes: Sequence[Note] = (),
     refunds_path: str | None = None,
     rate_limits: RateLimits | None = None,
     usage_totals: pl.DataFrame | None = None,

@@ -9,13 +9,12 @@ from typing import Final
 from analyzer.notes import Note, NoteCode
 
 
-def sentence(note: Note | str) -> str:
+def sentence(note: Note) -> str:
     """The one line a report says for `note`."""
-    # A str: a layer whose notes are not data yet (detect, reconcile), said as it wrote it.
-    return note if isinstance(note, str) else _SENTENCES[note.code](note)
+    return _SENTENCES[note.code](note)
 
 
-def sentences(notes: Iterable[Note | str]) -> list[str]:
+def sentences(notes: Iterable[Note]) -> list[str]:
     """The sentence of each note, in order."""
     return [sentence(n) for n in notes]
 
