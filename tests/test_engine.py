@@ -104,7 +104,7 @@ def _apart_from_engine(local: str, on_ray: str) -> None:
     assert on_ray == local.replace('"engine": "local"', '"engine": "ray"', 1)
 
 
-@pytest.mark.usefixtures("cluster")
+@pytest.mark.usefixtures("cluster", "shared_analysis")  # the local run: the one other tests made
 def test_the_sample_on_ray_is_the_local_report_byte_for_byte() -> None:
     runner = CliRunner()
     local = runner.invoke(app, ["report", str(SAMPLE), "--json", "-", "--quiet"])

@@ -102,13 +102,23 @@ def load_on_ray(
     say = progress or (lambda _msg: None)
     connect(address)
     kinds = [kind for kind, paths in sources.items() if paths]
-    plans = {kind: plan_parts(kind, sources[kind], settings) for kind in kinds}
-    refs = {
-        kind: [_read_task.remote(read, kind, batch, settings.source(kind)) for batch in plans[kind]]
+    batches = [(kind, batch) for kind in kinds for batch in plan_parts(kind, sources[kind], settings)]
+    # The largest batches first (a big ledger beside the gateway's files, not after them): the last
+    # task to finish is then a small one. The parts are merged in path order whatever the order run.
+    largest = sorted(range(len(batches)), key=lambda i: -sum(o.text_bytes for o in batches[i][1]))
+    refs: list[Any] = [None] * len(batches)
+    for i in largest:
+        kind, batch = batches[i]
+        refs[i] = _read_task.remote(read, kind, batch, settings.source(kind))
+    parts = _gather([refs[i] for i in largest], say, "reading")
+    return [
+        merge_parts(
+            kind,
+            [parts[ref] for ref, (k, _) in zip(refs, batches, strict=True) if k == kind],
+            settings.source(kind),
+        )
         for kind in kinds
-    }
-    parts = _gather([ref for kind in kinds for ref in refs[kind]], say, "reading")
-    return [merge_parts(kind, [parts[ref] for ref in refs[kind]], settings.source(kind)) for kind in kinds]
+    ]
 
 
 # What every reconciliation pass is given besides its partition: settings, span, exact, gaps.
