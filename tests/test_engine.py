@@ -18,6 +18,7 @@ import pytest
 from polars.testing import assert_frame_equal
 from typer.testing import CliRunner
 
+from analyzer import engine
 from analyzer.cli import app
 from analyzer.config import Settings, SourceConfig
 from analyzer.engine import Engine
@@ -205,3 +206,14 @@ def test_a_cluster_that_cannot_be_reached_is_one_line_and_exit_2() -> None:
 def test_a_ray_address_without_the_ray_engine_is_refused() -> None:
     result = CliRunner().invoke(app, ["report", str(SAMPLE), "--ray-address", "127.0.0.1:6379"])
     assert (result.exit_code, result.stderr) == (2, "error: field '--ray-address': is for --engine ray\n")
+
+
+def test_the_ray_engine_without_ray_installed_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` fails as where it is not installed
+    monkeypatch.delitem(sys.modules, "analyzer.engine.cluster", raising=False)
+    monkeypatch.delattr(engine, "cluster", raising=False)  # imported by an earlier test
+    result = CliRunner().invoke(app, ["report", str(SAMPLE), "--engine", "ray", "--quiet"])
+    assert (result.exit_code, result.stderr) == (
+        2,
+        "error: --engine ray needs Ray on this machine: pip install 'analyzer[ray]'\n",
+    )
