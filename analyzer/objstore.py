@@ -317,6 +317,20 @@ def _root() -> Path:
     return _ROOT[0]
 
 
+def copies_folder() -> Path | None:
+    """The folder of this process's local copies (None: nothing was fetched)."""
+    return _ROOT[0] if _ROOT else None
+
+
+def use_copies_folder(folder: Path) -> None:
+    """Keep this process's copies in `folder`, another process's (a Ray driver's): a path there is a
+    copy of the same URL here, and `local_path` fetches one this machine lacks. Not removed at exit:
+    the process that made it removes it."""
+    if not _ROOT:
+        folder.mkdir(parents=True, exist_ok=True)
+        _ROOT.append(folder)
+
+
 def _copy_of(url: str) -> Path:
     where = _where(url)
     return _root() / where.scheme / where.bucket / where.key

@@ -31,6 +31,7 @@ from analyzer.simulate import SimSpec, simulate
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
 import make_corpus  # noqa: E402
+from s3server import S3  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "sample_logs"
@@ -150,6 +151,18 @@ def test_rejects_keep_their_file_and_line_across_tasks(
         (str(paths[1]), 2, "malformed_json"),
     ]
     assert on_ray.report.inputs == local.report.inputs
+
+
+@pytest.mark.usefixtures("cluster")
+def test_inputs_from_the_local_s3_server_on_ray_are_the_local_report(s3: S3) -> None:
+    url = s3.upload(SAMPLE, "sample_logs")
+    runner = CliRunner()
+    local = runner.invoke(app, ["report", url, "--json", "-", "--quiet"])
+    on_ray = runner.invoke(app, ["report", url, "--json", "-", "--quiet", "--engine", "ray"])
+    assert (local.exit_code, on_ray.exit_code) == (0, 0), on_ray.output
+    _apart_from_engine(local.stdout, on_ray.stdout)
+    paths = [i["path"] for i in json.loads(on_ray.stdout)["inputs"]]
+    assert paths and all(p.startswith(f"{url}/") for p in paths)  # named by URL, not by a local copy
 
 
 def _dies_once(marker: Path) -> object:

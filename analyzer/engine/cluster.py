@@ -32,6 +32,7 @@ from typing import Any, Final
 import polars as pl
 import ray
 
+from analyzer import objstore
 from analyzer.config import Settings, SourceConfig
 from analyzer.errors import AnalyzerError, EngineError
 from analyzer.ingest import Loaded
@@ -85,8 +86,17 @@ def _check_reachable(address: str) -> None:
 
 
 @ray.remote(max_retries=MAX_RETRIES, runtime_env=WORKER_ENV)
-def _read_task(read: Reader, kind: str, batch: Sequence[Opened], config: SourceConfig) -> Part:
-    return read(kind, batch, config)
+def _read_task(
+    read: Reader, kind: str, batch: Sequence[Opened], config: SourceConfig, copies: Path | None
+) -> Part:
+    if copies is not None:
+        # Objects from object storage: the driver's copies where they are (this machine), else each
+        # fetched again from its URL into the same path; either way named by its URL in the part.
+        objstore.use_copies_folder(copies)
+        for opened in batch:
+            objstore.local_path(opened.path)
+    with objstore.named_by_url():
+        return read(kind, batch, config)
 
 
 def load_on_ray(
@@ -102,14 +112,15 @@ def load_on_ray(
     say = progress or (lambda _msg: None)
     connect(address)
     kinds = [kind for kind, paths in sources.items() if paths]
-    batches = [(kind, batch) for kind in kinds for batch in plan_parts(kind, sources[kind], settings)]
+    with objstore.named_by_url():
+        batches = [(kind, batch) for kind in kinds for batch in plan_parts(kind, sources[kind], settings)]
     # The largest batches first (a big ledger beside the gateway's files, not after them): the last
     # task to finish is then a small one. The parts are merged in path order whatever the order run.
     largest = sorted(range(len(batches)), key=lambda i: -sum(o.text_bytes for o in batches[i][1]))
     refs: list[Any] = [None] * len(batches)
     for i in largest:
         kind, batch = batches[i]
-        refs[i] = _read_task.remote(read, kind, batch, settings.source(kind))
+        refs[i] = _read_task.remote(read, kind, batch, settings.source(kind), objstore.copies_folder())
     parts = _gather([refs[i] for i in largest], say, "reading")
     return [
         merge_parts(
