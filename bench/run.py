@@ -1,4 +1,4 @@
-"""Time the analyzer against a Polars floor and hand-written DuckDB and pandas baselines.
+"""Time the analyzer against a Polars floor and hand-written DuckDB, Polars and pandas baselines.
 
     python bench/run.py --requests 1M [--format jsonl parquet] [--skip-pandas] [--repeat 1]
 
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--data", type=Path, default=None, help="use this outage folder instead of simulating"
     )
-    parser.add_argument("--only", nargs="*", default=None, help="subset: floor analyzer duckdb pandas")
+    parser.add_argument("--only", nargs="*", default=None, help="subset: floor analyzer duckdb polars pandas")
     args = parser.parse_args(argv)
 
     formats = ["given"] if args.data is not None else list(dict.fromkeys(args.format))
@@ -227,6 +227,7 @@ def _run_table(data: Path, fmt: str, args: argparse.Namespace) -> float | None:
         "floor": [py, str(BENCH / "floor.py"), str(data)],
         "analyzer": [],  # filled per run: it needs fresh output paths
         "duckdb": [py, str(BENCH / "baseline_duckdb.py"), str(data)],
+        "polars": [py, str(BENCH / "baseline_polars.py"), str(data)],
     }
     if not args.skip_pandas and (requests <= PANDAS_MAX or args.pandas_anyway):
         contenders["pandas"] = [py, str(BENCH / "baseline_pandas.py"), str(data)]
