@@ -21,9 +21,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from analyzer import ingest
 from analyzer.config import Settings
-from analyzer.ingest import Loaded, load, reader
+from analyzer.ingest import Loaded, concurrent, load, reader
 
 sys.path.insert(0, str(Path(__file__).parent / "corpus"))
 import make_corpus  # noqa: E402
@@ -143,7 +142,8 @@ def _load(kind: str, paths: list[Path], monkeypatch: pytest.MonkeyPatch, sizes: 
         sizes.append(len(batch))
         return reader.read_batch(kind, batch, *args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(ingest, "read_batch", spy)
+    monkeypatch.setattr(concurrent, "read_batch", spy)
+    monkeypatch.setattr(concurrent, "READERS", 1)  # the sizes in the order the batches come
     return load(kind, paths, Settings())
 
 

@@ -15,7 +15,8 @@ One input, from the path given to the rows the analyses read, in the order the s
     presets, mapping.resolve the source field of each canonical column (mapping file, aliases, preset)
       │                      ──▶ Opened: the input, its format and field mapping
       ▼ reader.batches       small inputs read alike grouped, to be read by one scan
-      ▼ reader.read_batch ──▶ FileRead: an InputReport and where the rows are
+      ▼ reader.read_batch ──▶ FileRead: an InputReport and where the rows are (concurrent.read_batches:
+                             two batches at a time, in path order, as a serial read)
     Source.scan              the raw rows, every one with its file and line number
     mapping.canonicalize     fields cast to the canonical dtypes (times by `timestamps`), each row that
                              cannot be read given its reject reason
@@ -50,8 +51,9 @@ from analyzer import objstore
 from analyzer.config import Settings
 from analyzer.findings import InputReport
 from analyzer.ingest import duplicates, skew, sources
+from analyzer.ingest.concurrent import read_batches
 from analyzer.ingest.mapping import INVALID_UTF8
-from analyzer.ingest.reader import FileRead, batches, read_batch
+from analyzer.ingest.reader import FileRead, batches
 from analyzer.ingest.sources import RAW, find_inputs, resolve
 from analyzer.notes import Note, NoteCode
 from analyzer.schema import (
@@ -111,11 +113,9 @@ def load(
     folder = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=workdir))
     config = settings.source(kind)
     with objstore.named_by_url():
-        reads = [
-            read
-            for i, batch in enumerate(batches(kind, _decoded(resolve(paths), config.encoding), config))
-            for read in read_batch(kind, batch, config, folder / f"{i:05d}.parquet")
-        ]
+        reads = read_batches(
+            kind, batches(kind, _decoded(resolve(paths), config.encoding), config), config, folder
+        )
     inputs = tuple(r.report for r in reads)
     rejects = _rejects(reads)
     goods = _goods(kind, reads, rejects)
