@@ -220,68 +220,122 @@ def _contributors(inside: pl.DataFrame, slices: list[str]) -> pl.DataFrame:
     )
 
 
-def _overlap(a: _Candidate, b: _Candidate) -> bool:
-    return a.start < b.end and b.start < a.end
-
-
-def _shares(contrib: pl.DataFrame) -> dict[tuple[int, str, str], tuple[float, float]]:
-    return {
-        (int(r["_bid"]), r[COLUMN], r[VALUE]): (float(r["error_share"]), float(r["traffic_share"]))
-        for r in contrib.iter_rows(named=True)
-    }
-
-
-def _risk_ratio(error_share: float, traffic_share: float) -> float:
+def _risk_ratio_expr(error_share: pl.Expr, traffic_share: pl.Expr) -> pl.Expr:
     """Error rate inside a slice over the rate outside it, from its shares of errors and traffic."""
     inside = error_share * (1.0 - traffic_share)
     outside = traffic_share * (1.0 - error_share)
-    if outside <= 0.0:
-        return 1.0 if inside <= 0.0 else float("inf")
-    return inside / outside
+    tie = pl.when(inside <= 0.0).then(pl.lit(1.0)).otherwise(pl.lit(float("inf")))
+    return pl.when(outside <= 0.0).then(tie).otherwise(inside / outside)
+
+
+# Columns of the shadowing query: a candidate `i` and another `j`, each with its span and rank.
+_I, _J = "_i", "_j"
+
+
+def _ranks(cands: list[_Candidate], slices: list[str]) -> list[int]:
+    """Each candidate's place in (peak rate to 9 decimals, column listed first): equal keys, equal ranks.
+
+    On a tie (a slice mirrored by another column) the column listed first in settings wins. Kept in
+    Python (`round` to 9 decimals is Python's, exactly as before), one integer per candidate.
+    """
+    order = {c: k for k, c in enumerate(slices)}
+    keys = [(round(c.peak_error_rate, 9), -order.get(c.column or "", -1)) for c in cands]
+    place = {key: rank for rank, key in enumerate(sorted(set(keys)))}
+    return [place[key] for key in keys]
+
+
+def _side(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    """The candidates as one side of a pair: `_i`/`_j` and their column, span and rank suffixed."""
+    return frame.select(
+        pl.col("_bid").alias(name),
+        pl.col(COLUMN).alias(f"{COLUMN}{name}"),
+        pl.col(VALUE).alias(f"{VALUE}{name}"),
+        pl.col("_start").alias(f"_start{name}"),
+        pl.col("_end").alias(f"_end{name}"),
+        pl.col("_rank").alias(f"_rank{name}"),
+    )
+
+
+def _pairs(shares: pl.DataFrame, frame: pl.DataFrame) -> pl.DataFrame:
+    """Overlapping candidates (i, j) of different columns, j a slice, with j's value's shares in i.
+
+    A pair is made only where i holds some traffic of j's slice value (without it no test below can
+    pass, except `carried`, which is asked of the kept globals directly).
+    """
+    own = pl.col(f"{COLUMN}{_I}")
+    return (
+        shares.rename({"_bid": _I})
+        .join(
+            _side(frame.filter(pl.col(COLUMN).is_not_null()), _J),
+            left_on=[COLUMN, VALUE],
+            right_on=[f"{COLUMN}{_J}", f"{VALUE}{_J}"],
+        )
+        .join(_side(frame, _I), on=_I)
+        .filter(
+            (pl.col(_I) != pl.col(_J))
+            & own.ne_missing(pl.col(COLUMN))
+            & (pl.col(f"_start{_I}") < pl.col(f"_end{_J}"))
+            & (pl.col(f"_start{_J}") < pl.col(f"_end{_I}"))
+        )
+    )
+
+
+def _mutual(pairs: pl.DataFrame) -> pl.DataFrame:
+    """The pairs (i, j) whose reverse (j, i) is a pair too."""
+    back = pairs.select(pl.col(_J).alias(_I), pl.col(_I).alias(_J))
+    return pairs.join(back, on=[_I, _J], how="semi")
 
 
 def _keep(cands: list[_Candidate], contrib: pl.DataFrame, lift: float, slices: list[str]) -> list[int]:
-    """Indexes of the candidates that are not the shadow of another (see the module docstring)."""
-    shares = _shares(contrib)
-    order = {c: k for k, c in enumerate(slices)}
+    """Indexes of the candidates that are not the shadow of another (see the module docstring).
 
-    def explains(i: int, j: int) -> bool:
-        a, b = cands[i], cands[j]
-        if i == j or b.column is None or b.column == a.column or not _overlap(a, b):
-            return False
-        err, traffic = shares.get((i, b.column, b.value or ""), (0.0, 0.0))
-        return err >= 0.5 and _risk_ratio(err, traffic) >= lift
-
-    def rank(i: int) -> tuple[float, int]:
-        # On a tie (a slice mirrored by another column) the column listed first in settings wins.
-        return (round(cands[i].peak_error_rate, 9), -order.get(cands[i].column or "", -1))
-
-    idx = range(len(cands))
-    kept = [
-        i for i in idx if not any(explains(i, j) and not (explains(j, i) and rank(i) > rank(j)) for j in idx)
-    ]
-    kept_global = [i for i in kept if cands[i].column is None]
-
-    def carried_by_global(i: int) -> bool:
-        c = cands[i]
-        for g in kept_global:
-            if _overlap(c, cands[g]):
-                err, traffic = shares.get((g, c.column or "", c.value or ""), (0.0, 0.0))
-                if _risk_ratio(err, traffic) < lift:
-                    return True
-        return False
-
-    def mirrors(i: int, j: int) -> bool:
-        a, b = cands[i], cands[j]
-        if i == j or a.column is None or b.column is None or a.column == b.column or not _overlap(a, b):
-            return False
-        within_a = shares.get((i, b.column, b.value or ""), (0.0, 0.0))[1]
-        within_b = shares.get((j, a.column, a.value or ""), (0.0, 0.0))[1]
-        return within_a >= 0.99 and within_b >= 0.99
-
-    kept = [i for i in kept if cands[i].column is None or not carried_by_global(i)]
+    One query over pairs of candidates: a candidate i is dropped when some slice candidate j explains
+    it (j's value holds >= half of i's errors at a risk ratio >= lift) unless j is explained by i in
+    turn and i ranks higher; a kept slice is dropped when a kept global burst it overlaps carries it
+    (its risk ratio there is below lift); of two kept slices that mirror each other (>= 99% of each
+    one's traffic is in the other) the lower-ranked is dropped.
+    """
+    frame = pl.DataFrame(
+        {
+            "_bid": list(range(len(cands))),
+            COLUMN: [c.column for c in cands],
+            VALUE: [c.value for c in cands],
+            "_start": [c.start for c in cands],
+            "_end": [c.end for c in cands],
+            "_rank": _ranks(cands, slices),
+        },
+        schema={
+            "_bid": pl.Int64(),
+            COLUMN: pl.String(),
+            VALUE: pl.String(),
+            "_start": s.TS_DTYPE,
+            "_end": s.TS_DTYPE,
+            "_rank": pl.Int64(),
+        },
+    )
+    shares = contrib.select("_bid", COLUMN, VALUE, "error_share", "traffic_share")
+    err, traffic = pl.col("error_share"), pl.col("traffic_share")
+    pairs = _pairs(shares, frame)
+    explains = pairs.filter((err >= 0.5) & (_risk_ratio_expr(err, traffic) >= lift))
+    wins = pl.col(f"_rank{_I}") > pl.col(f"_rank{_J}")
+    # Explained by j, unless i explains j too and ranks higher.
+    shadowed = explains.join(_mutual(explains).filter(wins), on=[_I, _J], how="anti")[_I]
+    kept = frame.filter(~pl.col("_bid").is_in(shadowed.implode()))
+    # A kept slice overlapping a kept global burst that it failed no more than the rest of.
+    globals_ = _side(kept.filter(pl.col(COLUMN).is_null()), _J).select(_J, f"_start{_J}", f"_end{_J}")
+    carried = (
+        kept.filter(pl.col(COLUMN).is_not_null())
+        .join(globals_, how="cross")
+        .filter((pl.col("_start") < pl.col(f"_end{_J}")) & (pl.col(f"_start{_J}") < pl.col("_end")))
+        .join(shares.rename({"_bid": _J}), on=[_J, COLUMN, VALUE], how="left")
+        .filter(_risk_ratio_expr(err.fill_null(0.0), traffic.fill_null(0.0)) < lift)["_bid"]
+    )
+    kept = kept.filter(~pl.col("_bid").is_in(carried.implode()))
     # Two slices carrying the same traffic (a model served by one upstream pool) are one burst.
-    return [i for i in kept if not any(mirrors(i, j) and rank(j) > rank(i) for j in kept)]
+    sliced = kept.filter(pl.col(COLUMN).is_not_null())
+    mirrored = _mutual(_pairs(shares, sliced).filter(traffic >= 0.99))
+    lower = mirrored.filter(pl.col(f"_rank{_J}") > pl.col(f"_rank{_I}"))[_I]
+    return kept.filter(~pl.col("_bid").is_in(lower.implode()))["_bid"].sort().to_list()
 
 
 def _severity(c: _Candidate, alerts: tuple[BurnRateAlert, ...], end_of_data: datetime) -> str | None:
@@ -299,6 +353,35 @@ def _severity(c: _Candidate, alerts: tuple[BurnRateAlert, ...], end_of_data: dat
 
 def _fired_during(f: AlertFiring, resolved: datetime, c: _Candidate) -> bool:
     return f.fired_at < c.end and c.start < resolved
+
+
+def _top(
+    contrib: pl.DataFrame, cands: list[_Candidate], kept: list[int], top_n: int
+) -> dict[int, tuple[Contributor, ...]]:
+    """Each kept candidate's `top_n` contributors per slice column other than its own (one query)."""
+    own = pl.DataFrame(
+        {"_bid": kept, "_own": [cands[i].column or "" for i in kept]},
+        schema={"_bid": pl.Int64(), "_own": pl.String()},
+    )
+    rows = (
+        contrib.join(own, on="_bid", maintain_order="left")
+        .filter(pl.col(COLUMN) != pl.col("_own"))
+        .group_by("_bid", COLUMN, maintain_order=True)
+        .head(top_n)
+    )
+    out: dict[int, list[Contributor]] = {}
+    for r in rows.iter_rows(named=True):
+        out.setdefault(int(r["_bid"]), []).append(
+            Contributor(
+                column=r[COLUMN],
+                value=r[VALUE],
+                errors=int(r[ERRORS]),
+                requests=int(r[REQUESTS]),
+                error_share=float(r["error_share"]),
+                traffic_share=float(r["traffic_share"]),
+            )
+        )
+    return {bid: tuple(found) for bid, found in out.items()}
 
 
 def find_bursts(
@@ -325,23 +408,10 @@ def find_bursts(
     end_of_data = max(c.end for c in cands)
     kept = _keep(cands, contrib, b.attribution_lift, slices)
     accounts_hit = failed.filter(pl.col("_bid").is_in(kept))[s.ACCOUNT_ID].n_unique()
+    top = _top(contrib, cands, kept, b.top_n)
     bursts = []
     for i in kept:
         c = cands[i]
-        top = tuple(
-            Contributor(
-                column=r[COLUMN],
-                value=r[VALUE],
-                errors=int(r[ERRORS]),
-                requests=int(r[REQUESTS]),
-                error_share=float(r["error_share"]),
-                traffic_share=float(r["traffic_share"]),
-            )
-            for r in contrib.filter((pl.col("_bid") == i) & (pl.col(COLUMN) != (c.column or "")))
-            .group_by(COLUMN, maintain_order=True)
-            .head(b.top_n)
-            .iter_rows(named=True)
-        )
         bursts.append(
             Burst(
                 start=c.start,
@@ -353,7 +423,7 @@ def find_bursts(
                 status_counts=c.status_counts,
                 accounts_affected=int(accounts.get(i, 0)),
                 scope=c.scope if c.column is not None else GLOBAL,
-                top=top,
+                top=top.get(i, ()),
                 baseline_error_rate=c.baseline,
                 severity=_severity(c, alerts, end_of_data),
             )

@@ -165,16 +165,39 @@ def _culprit(overlapping: list[dict[str, Any]], slices: tuple[str, ...]) -> dict
     return max(holding, key=lambda o: (round(o["peak"], 9), -order[o[COLUMN]]))
 
 
-def _discriminates(scored: pl.DataFrame, column: str, value: str, first: int, last: int) -> bool:
-    """Whether another value of `column` was scored in [first, last] and mostly did not spike."""
-    others = scored.filter(
-        (pl.col(COLUMN) == column)
-        & (pl.col(VALUE) != value)
-        & pl.col(IDX).is_between(first, last)
-        & pl.col("_scorable")
+def _discriminating(scored: pl.DataFrame, rows: list[dict[str, Any]]) -> list[bool]:
+    """For each slice spike in `rows`: whether another value of its column was scored during it (from
+    its first to its last window) and mostly did not spike. One query for all of them."""
+    if not rows:
+        return []
+    spans = pl.DataFrame(
+        {
+            "_row": list(range(len(rows))),
+            COLUMN: [r[COLUMN] for r in rows],
+            "_own": [r[VALUE] for r in rows],
+            "_first": [r[START_IDX] for r in rows],
+            "_last": [r[END_IDX] for r in rows],
+        },
+        schema={
+            "_row": pl.Int64(),
+            COLUMN: scored.schema[COLUMN],
+            "_own": scored.schema[VALUE],
+            "_first": scored.schema[IDX],
+            "_last": scored.schema[IDX],
+        },
     )
-    calm = others.group_by(VALUE).agg(pl.col(STAY).mean() < 0.5)[STAY]
-    return bool(calm.any())
+    calm = (
+        scored.filter(pl.col("_scorable"))
+        .select(COLUMN, VALUE, IDX, STAY)
+        .join(spans, on=COLUMN)
+        .filter((pl.col(VALUE) != pl.col("_own")) & pl.col(IDX).is_between("_first", "_last"))
+        .group_by("_row", VALUE)
+        .agg((pl.col(STAY).mean() < 0.5).alias("_calm"))
+        .group_by("_row")
+        .agg(pl.col("_calm").any())
+    )
+    found = dict(calm.iter_rows())
+    return [bool(found.get(i, False)) for i in range(len(rows))]
 
 
 def find_spikes(
@@ -199,12 +222,8 @@ def find_spikes(
     )
     observed = {r[WINDOW]: (r[P95], r[P99]) for r in series.select(WINDOW, P95, P99).iter_rows(named=True)}
     rows = list(peaks.iter_rows(named=True))
-    slice_rows = [
-        r
-        for r in rows
-        if r[COLUMN] != GLOBAL_COLUMN
-        and _discriminates(scored, r[COLUMN], r[VALUE], r[START_IDX], r[END_IDX])
-    ]
+    sliced = [r for r in rows if r[COLUMN] != GLOBAL_COLUMN]
+    slice_rows = [r for r, d in zip(sliced, _discriminating(scored, sliced), strict=True) if d]
     kept = []
     for r in rows:
         overlapping = [o for o in slice_rows if o[START_IDX] <= r[END_IDX] and r[START_IDX] <= o[END_IDX]]
