@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 
 from analyzer import schema as s
-from analyzer.limits import Limit, LimitSettings, Rule, Tier, audit
+from analyzer.limits import Limit, LimitSettings, Rule, Tier, audit, classified
 from analyzer.limits.replay import usage_column
 from analyzer.limits.settings import Stamp
 
@@ -53,12 +53,12 @@ def limits(tier: Tier, **kw: object) -> LimitSettings:
 
 
 def classes(rows: list[tuple[object, ...]], settings: LimitSettings) -> dict[str, str | None]:
-    _, full = audit(frame(rows), settings)
+    full = classified(frame(rows), settings)
     return dict(zip(full[s.REQUEST_ID], full["class"], strict=True))
 
 
 def usage(rows: list[tuple[object, ...]], settings: LimitSettings, column: str) -> list[float]:
-    _, full = audit(frame(rows), settings)
+    full = classified(frame(rows), settings)
     return full.sort(s.REQUEST_ID)[column].to_list()
 
 
@@ -179,7 +179,7 @@ def test_accounts_are_counted_apart_and_the_deciding_limit_named() -> None:
         (3, 429, 4, 0, "m", "a"),
         (4, 429, 4, 0, "m", "b"),
     ]
-    result, _ = audit(frame(rows), limits(Tier(rpm=2, tpm=100)))
+    result = audit(frame(rows), limits(Tier(rpm=2, tpm=100)))
     assert result.counts == {
         "throttled": 2,
         "justified": 1,
@@ -195,7 +195,7 @@ def test_without_limits_each_account_is_held_to_its_own_peak() -> None:
     # Account a was admitted 3 in a minute (peak 3) and got a 429 at 2 in the next: wrong; its 429 after
     # 3 in a minute is justified against the same peak.
     rows: list[tuple[object, ...]] = [(0, 200), (1, 200), (2, 200), (3, 429), (120, 200), (121, 429)]
-    result, full = audit(frame(rows), None)
+    result, full = audit(frame(rows), None), classified(frame(rows), None)
     got = dict(zip(full[s.REQUEST_ID], full["class"], strict=True))
     assert (got["r3"], got["r5"]) == ("justified", "wrong")
     assert result.source.value == "observed_peak"
@@ -207,9 +207,9 @@ def test_the_packed_search_and_the_join_fallback_agree(monkeypatch: pytest.Monke
     from tests.test_limits_simulated import settings_of
 
     sim = generate(SimSpec(seed=9, rate=1.0, hours=3, accounts=40))
-    _, packed = audit(sim.gateway.lazy(), settings_of(sim))
+    packed = classified(sim.gateway.lazy(), settings_of(sim))
     monkeypatch.setattr(r, "_packed", lambda frame: (0, 0))
-    _, joined = audit(sim.gateway.lazy(), settings_of(sim))
+    joined = classified(sim.gateway.lazy(), settings_of(sim))
     assert packed.height == sim.gateway.height
     from polars.testing import assert_frame_equal
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import importlib
 from collections import Counter
 from typing import Any
 
+import polars as pl
 import pytest
 
 from analyzer import schema as s
-from analyzer.limits import LimitSettings, Tier, audit
+from analyzer.limits import LimitSettings, Tier, audit, classified
 from analyzer.simulate import SimSpec, Simulation, generate
 
 SPECS = [
@@ -25,7 +27,10 @@ def settings_of(sim: Simulation) -> LimitSettings:
 
 
 def _classes(sim: Simulation) -> tuple[dict[str, str], Any]:
-    result, full = audit(sim.gateway.lazy(), settings_of(sim))
+    result, full = (
+        audit(sim.gateway.lazy(), settings_of(sim)),
+        classified(sim.gateway.lazy(), settings_of(sim)),
+    )
     flagged = full.filter(full["class"].is_not_null())
     return dict(zip(flagged[s.REQUEST_ID], flagged["class"], strict=True)), result
 
@@ -53,3 +58,29 @@ def test_quiet_has_only_genuine_429s_and_none_is_wrong() -> None:
     assert result.counts["wrong"] == 0 == result.counts["ambiguous"]
     assert result.counts["justified"] == sim.truth["rate_limits"]["justified"] > 0
     assert set(got.values()) == {"justified"}
+
+
+def test_partitions_and_the_unpacked_sort_give_the_same_audit(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Accounts replayed a few at a time (about 300 requests a partition, whole accounts each), and sorted
+    # by the columns instead of one packed key: the same classes, usage, counts and explanation.
+    from polars.testing import assert_frame_equal
+
+    from analyzer.limits import audit_limits
+
+    sim = generate(SimSpec(seed=3, rate=2.0, hours=12, accounts=100))
+    settings = settings_of(sim)
+    one = classified(sim.gateway.lazy(), settings)
+    whole = audit_limits(sim.gateway.lazy(), sim.ledger.lazy(), settings)
+    module = importlib.import_module("analyzer.limits.audit")
+    monkeypatch.setattr(module, "PART_ROWS", 300)
+    rows = module.requests(sim.gateway.lazy(), settings)
+    assert len(rows.bounds) > 10 and sum(n for _, n in rows.bounds) == rows.frame.height
+    accounts = rows.frame[s.ACCOUNT_ID].cast(pl.String)
+    assert all(accounts[a - 1] != accounts[a] for a, _ in rows.bounds[1:])  # no account cut in two
+    assert accounts.n_unique() == sum(accounts.slice(a, n).n_unique() for a, n in rows.bounds)
+    assert_frame_equal(classified(sim.gateway.lazy(), settings), one)
+    parted = audit_limits(sim.gateway.lazy(), sim.ledger.lazy(), settings)
+    assert parted.counts == whole.counts and parted.explanations == whole.explanations
+    assert_frame_equal(parted.flagged, whole.flagged)
+    monkeypatch.setattr(module, "PACK_BITS", 0)
+    assert_frame_equal(classified(sim.gateway.lazy(), settings), one)

@@ -7,7 +7,7 @@ audit.py      the gateway frame -> RateLimits (counts, per limit, per account, f
 explain.py    what the limiter behaved as if it counted, per model and span
 """
 
-from analyzer.limits.audit import Explanation, LimitSource, RateLimits, audit, audit_limits
+from analyzer.limits.audit import Explanation, LimitSource, RateLimits, audit, audit_limits, classified
 from analyzer.limits.classify import Verdict
 from analyzer.limits.replay import Rule
 from analyzer.limits.settings import Limit, LimitSettings, Tier
@@ -23,4 +23,5 @@ __all__ = [
     "Verdict",
     "audit",
     "audit_limits",
+    "classified",
 ]

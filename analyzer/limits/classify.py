@@ -43,10 +43,14 @@ def _usage(limit: Limit, rule: Rule) -> pl.Expr:
     return pl.col(usage_column(limit, rule) if limit in WINDOWED else usage_column(limit))
 
 
+def over_cap(usage: pl.Expr, cap: pl.Expr) -> pl.Expr:
+    """A request that met `usage` is over the limit `cap` (0: unlimited)."""
+    return (cap > 0) & (usage + 1 > cap)
+
+
 def over(limit: Limit, rule: Rule) -> pl.Expr:
     """The request is over `limit` under `rule`."""
-    cap = pl.col(limit_column(limit))
-    return (cap > 0) & (_usage(limit, rule) + 1 > cap)
+    return over_cap(_usage(limit, rule), pl.col(limit_column(limit)))
 
 
 def under(limit: Limit, rule: Rule, tolerance: float) -> pl.Expr:

@@ -20,11 +20,14 @@ and every usage is of the requests before it (earlier rows of its KEY), never of
                   reflected walk Y - cummin(Y) with Y_n = (cost before n) - r t_n, so it is a cumulative
                   sum and a cumulative minimum, no loop.
     concurrency   requests of its KEY that started before it and end after its arrival (a sweep: starts
-                  before it minus ends at or before it, the ends found with join_asof). Zero-latency
+                  before it minus ends at or before it, the ends found by binary search). Zero-latency
                   requests logged at the same microsecond as a later one are the only miscount.
     tpd           tokens before it since its day's reset
 
-All are Polars expressions and joins; nothing iterates over rows.
+Each window is found once (`windows`: the row where the request's KEY, clock minute, sliding minute
+and day start); the usage of any cost in it is then a cumulative sum less its value at that row
+(`usage`), so a hypothesis with other costs (explain.py) is a sum and a gather, not a new replay.
+All are Polars expressions; nothing iterates over rows.
 """
 
 from __future__ import annotations
@@ -43,7 +46,13 @@ REQ: Final = "_req"
 TOK: Final = "_tok"
 DAY: Final = "_day"
 MINUTE_US: Final = 60_000_000
-_S_REQ, _S_TOK = "_s_req", "_s_tok"  # cumulative cost of KEY up to and including the row
+# The row (of the frame) where each request's windows start: its KEY's first row, the first of its
+# KEY in its clock minute, in (t - 60 s, t], and in its TPD day.
+FIRST: Final = "_first"
+MINUTE_FIRST: Final = "_minute_first"
+SLIDING_FIRST: Final = "_sliding_first"
+DAY_FIRST: Final = "_day_first"
+WINDOW_COLUMNS: Final = (FIRST, MINUTE_FIRST, SLIDING_FIRST, DAY_FIRST)
 
 
 class Rule(StrEnum):
@@ -57,6 +66,7 @@ class Rule(StrEnum):
 # The limits each rule is replayed for; concurrency and tpd are one count under every rule.
 WINDOWED: Final = (Limit.RPM, Limit.TPM)
 COST: Final = {Limit.RPM: REQ, Limit.TPM: TOK}
+START: Final = {Rule.FIXED: MINUTE_FIRST, Rule.SLIDING: SLIDING_FIRST}  # the windows `usage` sums
 
 
 def limit_column(limit: Limit) -> str:
@@ -74,30 +84,45 @@ def _starts(*columns: str) -> pl.Expr:
     return pl.any_horizontal((pl.col(c) != pl.col(c).shift(1)).fill_null(True) for c in columns)
 
 
-def _before(column: str, *over: str) -> pl.Expr:
-    """The cost of the earlier rows of the row's run of (KEY, *over): a global cumulative sum less its
-    value where the run starts, so no grouping is needed (the frame is sorted by KEY, T)."""
-    before = pl.col(column).cum_sum() - pl.col(column)
-    return before - pl.when(_starts(KEY, *over)).then(before).forward_fill()
+def usage(cost: pl.Expr, start: str) -> pl.Expr:
+    """The cost of the rows before each row from the row in `start` on (a window of `windows`): a global
+    cumulative sum less its value there, so no grouping is needed."""
+    before = cost.cum_sum() - cost
+    return before - before.gather(pl.col(start))
 
 
-def replay(frame: pl.DataFrame) -> pl.DataFrame:
-    """`frame` with the usage columns of every limit under every rule but the bucket's (which needs
-    the limits: `bucket`)."""
+def windows(frame: pl.DataFrame) -> pl.DataFrame:
+    """`frame` plus WINDOW_COLUMNS: where each request's KEY, clock minute, sliding minute and day start."""
+    row = pl.int_range(pl.len(), dtype=pl.Int64)
     out = (
-        frame.lazy()  # lazy: the run starts shared by the sums are found once (CSE)
+        frame.lazy()
+        .with_columns((pl.col(T) // MINUTE_US).alias("_minute"))
         .with_columns(
-            (_before(REQ) + pl.col(REQ)).alias(_S_REQ),
-            (_before(TOK) + pl.col(TOK)).alias(_S_TOK),
-            (pl.col(T) // MINUTE_US).alias("_minute"),
+            pl.when(_starts(KEY)).then(row).forward_fill().alias(FIRST),
+            pl.when(_starts(KEY, "_minute")).then(row).forward_fill().alias(MINUTE_FIRST),
+            pl.when(_starts(KEY, DAY)).then(row).forward_fill().alias(DAY_FIRST),
         )
-        .with_columns(
-            *(_before(COST[lim], "_minute").alias(usage_column(lim, Rule.FIXED)) for lim in WINDOWED),
-            _before(TOK, DAY).alias(usage_column(Limit.TPD)),
-        )
+        .drop("_minute")
         .collect()
     )
-    return _in_flight(_sliding(out)).drop(_S_REQ, _S_TOK, "_minute")
+    return out.with_columns(_sliding_first(out).alias(SLIDING_FIRST))
+
+
+def replay(frame: pl.DataFrame, in_flight: pl.Series | None = None) -> pl.DataFrame:
+    """`frame` with WINDOW_COLUMNS and the usage columns of every limit under every rule but the
+    bucket's (which needs the limits: `bucket`); `in_flight`: the concurrency column of an earlier replay
+    of the same rows, not counted again."""
+    out = windows(frame)
+    fixed_sliding = [
+        usage(pl.col(COST[lim]), START[rule]).alias(usage_column(lim, rule))
+        for lim in WINDOWED
+        for rule in START
+    ]
+    tpd = usage(pl.col(TOK), DAY_FIRST).alias(usage_column(Limit.TPD))
+    out = out.lazy().with_columns(*fixed_sliding, tpd).collect()
+    if in_flight is not None:
+        return out.with_columns(in_flight.cast(pl.Int64).alias(usage_column(Limit.CONCURRENCY)))
+    return _in_flight(out)
 
 
 def _packed(frame: pl.DataFrame) -> tuple[int, int]:
@@ -112,70 +137,48 @@ def _packed(frame: pl.DataFrame) -> tuple[int, int]:
     return (origin, bits) if keys.bit_length() + bits < 63 else (origin, 0)
 
 
-def _sliding(frame: pl.DataFrame) -> pl.DataFrame:
-    """Usage in (t - 60 s, t]: the cost before the row minus the cost up to the last row of its KEY at or
-    before t - 60 s, found by a binary search over the packed (KEY, T)."""
+def _sliding_first(frame: pl.DataFrame) -> pl.Series:
+    """The first row of each request's KEY after t - 60 s: one past the last at or before it, found by a
+    binary search over the packed (KEY, T) (by join_asof when they do not pack), never before FIRST."""
     origin, bits = _packed(frame)
-    if not bits:
-        return _sliding_joined(frame)
-    packed = (pl.col(KEY) * (1 << bits) + (pl.col(T) - origin)).alias("_p")
-    out = frame.with_columns(packed)
-    edge = (
-        out["_p"].search_sorted(out["_p"] - MINUTE_US, side="right").cast(pl.Int64) - 1
-    )  # last at or before
-    out = out.with_columns(edge.alias("_edge"))
-    first = pl.when(_starts(KEY)).then(pl.int_range(pl.len(), dtype=pl.Int64)).forward_fill()
-    inside = pl.col("_edge") >= first  # the edge row is of the same KEY
-    at = pl.col("_edge").clip(lower_bound=0)
-    return out.with_columns(
-        (pl.col(_S_REQ) - pl.col(REQ) - pl.when(inside).then(pl.col(_S_REQ).gather(at)).otherwise(0)).alias(
-            usage_column(Limit.RPM, Rule.SLIDING)
-        ),
-        (pl.col(_S_TOK) - pl.col(TOK) - pl.when(inside).then(pl.col(_S_TOK).gather(at)).otherwise(0)).alias(
-            usage_column(Limit.TPM, Rule.SLIDING)
-        ),
-    ).drop("_p", "_edge")
-
-
-def _sliding_joined(frame: pl.DataFrame) -> pl.DataFrame:
-    """_sliding by join_asof, for keys and times too wide to pack into one Int64."""
-    edge = (
-        frame.group_by(KEY, T)
-        .agg(pl.col(_S_REQ).max().alias("_e_req"), pl.col(_S_TOK).max().alias("_e_tok"))
-        .sort(KEY, T)
-    )
-    joined = frame.with_columns((pl.col(T) - MINUTE_US).alias("_from")).join_asof(
-        edge.rename({T: "_edge_t"}),
-        left_on="_from",
-        right_on="_edge_t",
-        by=KEY,
-        strategy="backward",
-        check_sortedness=False,
-    )
-    return joined.with_columns(
-        (pl.col(_S_REQ) - pl.col(REQ) - pl.col("_e_req").fill_null(0)).alias(
-            usage_column(Limit.RPM, Rule.SLIDING)
-        ),
-        (pl.col(_S_TOK) - pl.col(TOK) - pl.col("_e_tok").fill_null(0)).alias(
-            usage_column(Limit.TPM, Rule.SLIDING)
-        ),
-    ).drop("_from", "_edge_t", "_e_req", "_e_tok")
+    if bits:
+        packed = frame[KEY] * (1 << bits) + (frame[T] - origin)
+        edge = packed.search_sorted(packed - MINUTE_US, side="right").cast(pl.Int64)  # one past the last
+    else:
+        rows = frame.select(KEY, T).with_row_index("_row")
+        last = rows.group_by(KEY, T).agg(pl.col("_row").max().cast(pl.Int64).alias("_edge")).sort(KEY, T)
+        edge = (
+            rows.with_columns((pl.col(T) - MINUTE_US).alias("_from"))
+            .join_asof(
+                last.rename({T: "_edge_t"}),
+                left_on="_from",
+                right_on="_edge_t",
+                by=KEY,
+                strategy="backward",
+                check_sortedness=False,
+            )
+            .select(pl.col("_edge") + 1)
+            .to_series()
+        )
+    return frame.select(pl.max_horizontal(pl.Series(edge).fill_null(0), pl.col(FIRST))).to_series()
 
 
 def bucket(frame: pl.DataFrame, costs: dict[Limit, str] = COST) -> pl.DataFrame:
-    """`frame` (with LIMIT_* columns) plus the token bucket's usage (limit - level) before each request:
-    Y - cummin(Y), Y = cost before - rate x elapsed. Float64: the refill is fractional; elapsed time is
-    counted from the KEY's first request to keep Y small. `costs` names the cost column of each limit."""
-    elapsed = (pl.col(T) - pl.when(_starts(KEY)).then(pl.col(T)).forward_fill()).cast(pl.Float64)
+    """`frame` (replayed, with LIMIT_* columns) plus the token bucket's usage (limit - level) before each
+    request: Y - cummin(Y), Y = cost before - rate x elapsed. Float64: the refill is fractional; elapsed
+    time is counted from the KEY's first request to keep Y small. `costs` names the cost column of each
+    limit."""
+    elapsed = (pl.col(T) - pl.col(T).gather(pl.col(FIRST))).cast(pl.Float64)
     ys = [
         (
-            _before(costs[lim]).cast(pl.Float64)
+            usage(pl.col(costs[lim]), FIRST).cast(pl.Float64)
             - pl.col(limit_column(lim)).cast(pl.Float64) / MINUTE_US * elapsed
         ).alias(f"_y_{lim.value}")
         for lim in WINDOWED
     ]
     return (
-        frame.with_columns(ys)
+        frame.lazy()
+        .with_columns(ys)
         .with_columns(
             (pl.col(f"_y_{lim.value}") - pl.col(f"_y_{lim.value}").cum_min().over(KEY)).alias(
                 usage_column(lim, Rule.BUCKET)
@@ -183,6 +186,7 @@ def bucket(frame: pl.DataFrame, costs: dict[Limit, str] = COST) -> pl.DataFrame:
             for lim in WINDOWED
         )
         .drop(f"_y_{lim.value}" for lim in WINDOWED)
+        .collect()
     )
 
 
@@ -190,12 +194,16 @@ def _in_flight(frame: pl.DataFrame) -> pl.DataFrame:
     """Counted requests of the KEY in flight at each arrival: started before it, not ended by then (the
     ends of its KEY at or before the arrival, counted by a binary search over the packed, sorted ends)."""
     origin, bits = _packed(frame)
-    started = pl.col(_S_REQ) - pl.col(REQ)
+    started = usage(pl.col(REQ), FIRST)
     if not bits:
         return _in_flight_joined(frame)
     base = pl.col(KEY) * (1 << bits)
     ends = (
-        frame.filter(pl.col(REQ) > 0).select((base + (pl.col(END) - origin)).alias("_pe")).sort("_pe")["_pe"]
+        frame.lazy()
+        .filter(pl.col(REQ) > 0)
+        .select((base + (pl.col(END) - origin)).alias("_pe"))
+        .sort("_pe")
+        .collect()["_pe"]
     )
     arrivals = frame.select((base + (pl.col(T) - origin)).alias("_pa"), base.alias("_pk"))
     ended = ends.search_sorted(arrivals["_pa"], side="right") - ends.search_sorted(
@@ -227,7 +235,7 @@ def _in_flight_joined(frame: pl.DataFrame) -> pl.DataFrame:
         strategy="backward",
         check_sortedness=False,
     )
-    started = pl.col(_S_REQ) - pl.col(REQ)
+    started = usage(pl.col(REQ), FIRST)
     return joined.with_columns(
         (started - pl.col("_ended").fill_null(0)).clip(lower_bound=0).alias(usage_column(Limit.CONCURRENCY))
     ).drop("_end_at", "_ended")
