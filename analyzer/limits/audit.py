@@ -256,12 +256,17 @@ def _configured_limits(frame: pl.DataFrame, settings: LimitSettings) -> pl.DataF
         {s.ACCOUNT_ID: list(settings.account_tiers), "_listed": list(settings.account_tiers.values())},
         schema={s.ACCOUNT_ID: pl.Categorical, "_listed": pl.String},
     )
-    return (
-        frame.join(listed, on=s.ACCOUNT_ID, how="left")
+    # Looked up once per unit (KEY runs 1..n in row order), then spread to its rows by KEY: joining
+    # every row cost a second a partition at 10M requests.
+    units = (
+        frame.filter(pl.col(KEY) != pl.col(KEY).shift(1).fill_null(0))
+        .select(KEY, s.ACCOUNT_ID)
+        .join(listed, on=s.ACCOUNT_ID, how="left", maintain_order="left")
         .with_columns(pl.col("_listed").fill_null(pl.lit(settings.default_tier, dtype=pl.String)).alias(TIER))
-        .drop("_listed")
         .join(table, on=TIER, how="left", maintain_order="left")
     )
+    spread = [TIER, *(limit_column(lim) for lim in Limit)]
+    return frame.with_columns(units[c].gather(frame[KEY] - 1) for c in spread)
 
 
 def _observed_limits(frame: pl.DataFrame) -> pl.DataFrame:
